@@ -1,1 +1,532 @@
-//! (in progress)
+//! The network options (`podman network create --opt k=v`): the one place that knows them.
+//!
+//! Two steps, so that the rules stay testable without a host:
+//!
+//! 1. [`parse`] checks the syntax and bounds of what the user wrote. It is pure.
+//! 2. [`resolve`] checks the network as a whole and fills in every default. The defaults that
+//!    depend on this host (its addresses, the MTU towards the peers, the datapaths of its
+//!    ovs-vswitchd) are asked of a [`HostFacts`], and only when an option does not already say.
+//!
+//! `create` writes the resolved values back with [`NetworkConfig::to_options`], so that
+//! `podman network inspect` shows what is in force and `setup` reads them back without having
+//! to ask the host again. The JSON Schema in `plugin-schema/` describes the same table,
+//! [`OPTIONS`]; a test keeps the two in agreement.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+use log::warn;
+
+use crate::naming;
+use crate::types::Network;
+
+/// GENEVE's IANA port.
+pub const DEFAULT_DST_PORT: u16 = 6081;
+/// Encapsulation overhead over an IPv4 underlay: outer IPv4 (20) + UDP (8) + GENEVE (8) +
+/// inner Ethernet (14), with no GENEVE options.
+pub const OVERHEAD_IPV4: u32 = 50;
+/// Encapsulation overhead over an IPv6 underlay (outer header 40 instead of 20).
+pub const OVERHEAD_IPV6: u32 = 70;
+/// The underlay MTU assumed when there is no peer to look a route up for.
+pub const FALLBACK_UNDERLAY_MTU: u32 = 1500;
+/// The smallest MTU IPv4 allows (RFC 791).
+pub const MIN_MTU: u32 = 68;
+/// The smallest MTU IPv6 allows (RFC 8200): the floor when the network has an IPv6 subnet.
+pub const MIN_MTU_IPV6: u32 = 1280;
+/// The largest MTU a veth accepts.
+pub const MAX_MTU: u32 = 65535;
+
+/// What kind of value an option takes; the bounds are the parser's and the schema's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A decimal integer in `min..=max`.
+    Integer { min: u64, max: u64 },
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+    /// One IP address.
+    Address,
+    /// Comma-separated IP addresses, possibly none.
+    AddressList,
+}
+
+/// How an option's default comes about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionDefault {
+    /// A fixed value.
+    Value(&'static str),
+    /// Worked out when the network is created; the text says how.
+    Derived(&'static str),
+    /// No default: the option is unset unless given.
+    None,
+}
+
+/// One network option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub default: OptionDefault,
+    pub help: &'static str,
+}
+
+/// Every option the plugin accepts. Anything else is refused, naming these.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "peers",
+        kind: Kind::AddressList,
+        default: OptionDefault::Value(""),
+        help: "underlay IPv4/IPv6 addresses of the other hosts, comma-separated; \
+               addresses of this host are skipped",
+    },
+    OptionSpec {
+        name: "vni",
+        kind: Kind::Integer {
+            min: 1,
+            max: naming::MAX_VNI as u64,
+        },
+        default: OptionDefault::Derived(
+            "1 + (first 4 bytes of SHA-256(network name)) mod 16777215",
+        ),
+        help: "GENEVE virtual network identifier; must be the same on every host",
+    },
+    OptionSpec {
+        name: "mtu",
+        kind: Kind::Integer {
+            min: MIN_MTU as u64,
+            max: MAX_MTU as u64,
+        },
+        default: OptionDefault::Derived(
+            "MTU of the underlay route towards the peers minus 50 (IPv4 underlay) \
+             or 70 (IPv6 underlay); 1500 minus that without peers",
+        ),
+        help: "MTU of the container interfaces; at least 1280 with an IPv6 subnet",
+    },
+    OptionSpec {
+        name: "datapath",
+        kind: Kind::Enum(&["system", "netdev"]),
+        default: OptionDefault::Derived("system when ovs-vswitchd offers it, else netdev"),
+        help: "Open vSwitch datapath of the bridge: system (kernel) or netdev (userspace)",
+    },
+    OptionSpec {
+        name: "dst_port",
+        kind: Kind::Integer { min: 1, max: 65535 },
+        default: OptionDefault::Value("6081"),
+        help: "UDP port of the GENEVE tunnels; must be the same on every host",
+    },
+    OptionSpec {
+        name: "local_ip",
+        kind: Kind::Address,
+        default: OptionDefault::None,
+        help: "underlay source address of the tunnels (an address of this host)",
+    },
+];
+
+/// The Open vSwitch datapath a bridge uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datapath {
+    /// The kernel module (production hosts).
+    System,
+    /// The userspace datapath (hosts without the module, and the test lab).
+    Netdev,
+}
+
+impl Datapath {
+    /// The value of `Bridge.datapath_type` and of the `datapath` option.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datapath::System => "system",
+            Datapath::Netdev => "netdev",
+        }
+    }
+}
+
+impl fmt::Display for Datapath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The options as the user wrote them, each checked on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedOptions {
+    pub peers: Vec<IpAddr>,
+    pub vni: Option<u32>,
+    pub mtu: Option<u32>,
+    pub datapath: Option<Datapath>,
+    pub dst_port: u16,
+    pub local_ip: Option<IpAddr>,
+}
+
+fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("invalid option {name}={value:?}: {why}")
+}
+
+fn spec(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.name == name)
+}
+
+fn valid_names() -> String {
+    OPTIONS
+        .iter()
+        .map(|o| o.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_integer(spec: &OptionSpec, value: &str) -> Result<u64> {
+    let Kind::Integer { min, max } = spec.kind else {
+        bail!("option {} is not an integer option", spec.name);
+    };
+    let out_of_range = || {
+        invalid(
+            spec.name,
+            value,
+            format!("must be an integer from {min} to {max}"),
+        )
+    };
+    // Digits only: u64::from_str would accept a leading '+'.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(out_of_range());
+    }
+    let n = u64::from_str(value).map_err(|_| out_of_range())?;
+    if n < min || n > max {
+        return Err(out_of_range());
+    }
+    Ok(n)
+}
+
+/// Checks an underlay address: peers and local_ip must be unicast addresses a tunnel can use.
+fn parse_underlay_address(name: &str, whole: &str, item: &str) -> Result<IpAddr> {
+    let ip = IpAddr::from_str(item).map_err(|_| {
+        invalid(
+            name,
+            whole,
+            format!("{item:?} is not an IPv4 or IPv6 address"),
+        )
+    })?;
+    let why = if ip.is_unspecified() {
+        Some("is the unspecified address")
+    } else if ip.is_multicast() {
+        Some("is a multicast address")
+    } else if ip == IpAddr::from([255, 255, 255, 255]) {
+        Some("is the broadcast address")
+    } else if matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80) {
+        Some("is an IPv6 link-local address, which a tunnel cannot use without a zone")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(invalid(name, whole, format!("{ip} {why}"))),
+        None => Ok(ip),
+    }
+}
+
+fn parse_peers(value: &str) -> Result<Vec<IpAddr>> {
+    if value.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut peers: Vec<IpAddr> = Vec::new();
+    for item in value.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(invalid(
+                "peers",
+                value,
+                "empty entry in the comma-separated list",
+            ));
+        }
+        let ip = parse_underlay_address("peers", value, item)?;
+        if peers.contains(&ip) {
+            return Err(invalid("peers", value, format!("{ip} is listed twice")));
+        }
+        peers.push(ip);
+    }
+    Ok(peers)
+}
+
+/// Parses the `--opt` map. Each option is checked on its own; unknown options are refused.
+pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
+    let mut req = RequestedOptions {
+        peers: Vec::new(),
+        vni: None,
+        mtu: None,
+        datapath: None,
+        dst_port: DEFAULT_DST_PORT,
+        local_ip: None,
+    };
+    for (name, value) in options {
+        let Some(spec) = spec(name) else {
+            bail!("unknown option {name:?} (valid options: {})", valid_names());
+        };
+        match spec.name {
+            "peers" => req.peers = parse_peers(value)?,
+            "vni" => req.vni = Some(parse_integer(spec, value)? as u32),
+            "mtu" => req.mtu = Some(parse_integer(spec, value)? as u32),
+            "dst_port" => req.dst_port = parse_integer(spec, value)? as u16,
+            "datapath" => {
+                req.datapath = Some(match value.as_str() {
+                    "system" => Datapath::System,
+                    "netdev" => Datapath::Netdev,
+                    _ => return Err(invalid(name, value, "must be system or netdev")),
+                })
+            }
+            "local_ip" => req.local_ip = Some(parse_underlay_address(name, value, value.trim())?),
+            other => bail!("option {other} is listed but not handled"),
+        }
+    }
+    Ok(req)
+}
+
+/// What the defaults depend on, asked of the host only when an option does not already say.
+pub trait HostFacts {
+    /// Every address configured on this host (its current network namespace).
+    fn local_addresses(&mut self) -> Result<Vec<IpAddr>>;
+    /// The MTU of the route towards `peer`, `None` when there is no route.
+    fn underlay_mtu(&mut self, peer: IpAddr) -> Result<Option<u32>>;
+    /// `Open_vSwitch.datapath_types` of this host's ovs-vswitchd.
+    fn datapath_types(&mut self) -> Result<Vec<String>>;
+}
+
+/// Where [`resolve`] is called from, which decides how much it may trust the options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `create`: the user's options; every rule is checked and local peers are dropped.
+    Create,
+    /// `setup`/`teardown`: options that `create` resolved and podman saved.
+    Saved,
+}
+
+/// Everything the plugin needs to build the network on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    pub name: String,
+    pub id: String,
+    pub vni: u32,
+    pub bridge: String,
+    /// The other hosts: `peers` without this host's own addresses.
+    pub peers: Vec<IpAddr>,
+    pub mtu: u32,
+    pub datapath: Datapath,
+    pub dst_port: u16,
+    pub local_ip: Option<IpAddr>,
+}
+
+impl NetworkConfig {
+    /// The resolved options, written back into the network by `create`.
+    pub fn to_options(&self) -> BTreeMap<String, String> {
+        let mut options = BTreeMap::new();
+        let peers: Vec<String> = self.peers.iter().map(IpAddr::to_string).collect();
+        options.insert("peers".to_string(), peers.join(","));
+        options.insert("vni".to_string(), self.vni.to_string());
+        options.insert("mtu".to_string(), self.mtu.to_string());
+        options.insert("datapath".to_string(), self.datapath.to_string());
+        options.insert("dst_port".to_string(), self.dst_port.to_string());
+        if let Some(ip) = self.local_ip {
+            options.insert("local_ip".to_string(), ip.to_string());
+        }
+        options
+    }
+}
+
+fn overhead(peer: IpAddr) -> u32 {
+    if peer.is_ipv4() {
+        OVERHEAD_IPV4
+    } else {
+        OVERHEAD_IPV6
+    }
+}
+
+/// The largest overlay MTU the underlay carries to every peer without fragmenting.
+fn underlay_allowance(
+    peers: &[IpAddr],
+    local_ip: Option<IpAddr>,
+    facts: &mut dyn HostFacts,
+) -> Result<u32> {
+    if peers.is_empty() {
+        let overhead = local_ip.map_or(OVERHEAD_IPV4, overhead);
+        return Ok(FALLBACK_UNDERLAY_MTU - overhead);
+    }
+    let mut allowance = u32::MAX;
+    for &peer in peers {
+        let underlay = match facts.underlay_mtu(peer)? {
+            Some(mtu) => mtu,
+            None => {
+                warn!(
+                    "no route to peer {peer}: assuming an underlay MTU of {FALLBACK_UNDERLAY_MTU}"
+                );
+                FALLBACK_UNDERLAY_MTU
+            }
+        };
+        allowance = allowance.min(underlay.saturating_sub(overhead(peer)));
+    }
+    Ok(allowance)
+}
+
+/// Checks the network as a whole and works out every option's value on this host.
+pub fn resolve(
+    network: &Network,
+    stage: Stage,
+    facts: &mut dyn HostFacts,
+) -> Result<NetworkConfig> {
+    let req = parse(&network.options())?;
+    let has_ipv6_subnet = network.subnets().iter().any(|s| s.subnet.addr().is_ipv6());
+
+    if stage == Stage::Create {
+        check_network(network)?;
+    }
+
+    let mut peers = req.peers.clone();
+    if stage == Stage::Create && !peers.is_empty() {
+        let local = facts.local_addresses()?;
+        peers.retain(|p| !local.contains(p));
+        if let Some(ip) = req.local_ip {
+            if !local.contains(&ip) {
+                return Err(invalid(
+                    "local_ip",
+                    &ip.to_string(),
+                    "is not an address of this host",
+                ));
+            }
+        }
+    }
+    if let Some(local_ip) = req.local_ip {
+        if let Some(peer) = peers.iter().find(|p| p.is_ipv4() != local_ip.is_ipv4()) {
+            return Err(invalid(
+                "local_ip",
+                &local_ip.to_string(),
+                format!("peer {peer} is of the other IP family"),
+            ));
+        }
+    }
+
+    let vni = req
+        .vni
+        .unwrap_or_else(|| naming::default_vni(&network.name));
+
+    let min_mtu = if has_ipv6_subnet {
+        MIN_MTU_IPV6
+    } else {
+        MIN_MTU
+    };
+    let mtu = match req.mtu {
+        Some(mtu) => {
+            if mtu < min_mtu {
+                return Err(invalid(
+                    "mtu",
+                    &mtu.to_string(),
+                    format!("a network with an IPv6 subnet needs an MTU of at least {min_mtu}"),
+                ));
+            }
+            if stage == Stage::Create {
+                let allowance = underlay_allowance(&peers, req.local_ip, facts)?;
+                if mtu > allowance {
+                    warn!(
+                        "mtu={mtu} is larger than the underlay carries ({allowance}): \
+                         larger packets will be dropped or fragmented"
+                    );
+                }
+            }
+            mtu
+        }
+        None => {
+            let allowance = underlay_allowance(&peers, req.local_ip, facts)?;
+            if allowance < min_mtu {
+                bail!(
+                    "the underlay towards the peers allows an MTU of only {allowance}, \
+                     below the minimum of {min_mtu}: set option mtu"
+                );
+            }
+            allowance
+        }
+    };
+
+    let datapath = match req.datapath {
+        Some(dp) => {
+            if stage == Stage::Create {
+                let offered = facts.datapath_types()?;
+                if !offered.iter().any(|t| t == dp.as_str()) {
+                    return Err(invalid(
+                        "datapath",
+                        dp.as_str(),
+                        format!("this ovs-vswitchd offers only: {}", offered.join(", ")),
+                    ));
+                }
+            }
+            dp
+        }
+        None => {
+            let offered = facts.datapath_types()?;
+            if offered.iter().any(|t| t == "system") {
+                Datapath::System
+            } else if offered.iter().any(|t| t == "netdev") {
+                Datapath::Netdev
+            } else {
+                bail!(
+                    "this ovs-vswitchd offers neither the system nor the netdev datapath \
+                     (datapath_types: {:?})",
+                    offered
+                );
+            }
+        }
+    };
+
+    let bridge = match &network.network_interface {
+        Some(name) if !name.is_empty() => {
+            if !naming::is_valid_ifname(name) {
+                bail!(
+                    "invalid interface name {name:?} (--interface-name): an OVS bridge name must \
+                     be 1 to {} characters without '/', ':' or spaces",
+                    naming::MAX_IFNAME_LEN
+                );
+            }
+            name.clone()
+        }
+        _ => naming::default_bridge_name(vni),
+    };
+
+    Ok(NetworkConfig {
+        name: network.name.clone(),
+        id: network.id.clone(),
+        vni,
+        bridge,
+        peers,
+        mtu,
+        datapath,
+        dst_port: req.dst_port,
+        local_ip: req.local_ip,
+    })
+}
+
+/// The rules on the network itself (not its options) that `create` enforces.
+fn check_network(network: &Network) -> Result<()> {
+    if !network.internal {
+        bail!(
+            "network {:?}: geneve-ovs networks must be created with --internal for now \
+             (no gateway, NAT or port mappings yet)",
+            network.name
+        );
+    }
+    if network.subnets().is_empty() {
+        bail!(
+            "network {:?}: geneve-ovs needs --subnet: the same subnet on every host, with a \
+             disjoint --ip-range per host",
+            network.name
+        );
+    }
+    if let Some(driver) = network.ipam_options.as_ref().and_then(|o| o.get("driver")) {
+        if driver != "host-local" && driver != "none" {
+            bail!(
+                "network {:?}: ipam driver {driver:?} (--ipam-driver) is not supported by \
+                 geneve-ovs; use host-local (the default) or none",
+                network.name
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

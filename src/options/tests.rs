@@ -1,0 +1,402 @@
+use super::*;
+use crate::types::Subnet;
+
+/// Host facts given by the test, counting how often each is asked.
+struct FakeHost {
+    local: Vec<IpAddr>,
+    mtu: BTreeMap<IpAddr, u32>,
+    datapaths: Vec<String>,
+    asked: usize,
+}
+
+impl FakeHost {
+    fn new() -> Self {
+        FakeHost {
+            local: vec!["10.99.0.1".parse().unwrap(), "fd99::1".parse().unwrap()],
+            mtu: [
+                ("10.99.0.2".parse().unwrap(), 1500),
+                ("10.99.0.3".parse().unwrap(), 9000),
+                ("fd99::2".parse().unwrap(), 1500),
+            ]
+            .into_iter()
+            .collect(),
+            datapaths: vec!["netdev".into(), "system".into()],
+            asked: 0,
+        }
+    }
+}
+
+impl HostFacts for FakeHost {
+    fn local_addresses(&mut self) -> Result<Vec<IpAddr>> {
+        self.asked += 1;
+        Ok(self.local.clone())
+    }
+    fn underlay_mtu(&mut self, peer: IpAddr) -> Result<Option<u32>> {
+        self.asked += 1;
+        Ok(self.mtu.get(&peer).copied())
+    }
+    fn datapath_types(&mut self) -> Result<Vec<String>> {
+        self.asked += 1;
+        Ok(self.datapaths.clone())
+    }
+}
+
+fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn network(pairs: &[(&str, &str)]) -> Network {
+    serde_json::from_value(serde_json::json!({
+        "name": "net1",
+        "id": "2bfb02a84e40f8d1fdaf291c93cb2597f337b867afc9b49d521617fa4834e062",
+        "driver": "geneve-ovs",
+        "internal": true,
+        "dns_enabled": true,
+        "ipv6_enabled": false,
+        "subnets": [{"subnet": "192.168.120.0/24"}],
+        "options": opts(pairs),
+    }))
+    .unwrap()
+}
+
+fn err(pairs: &[(&str, &str)]) -> String {
+    format!("{:#}", parse(&opts(pairs)).unwrap_err())
+}
+
+#[test]
+fn defaults_when_nothing_is_given() {
+    let req = parse(&BTreeMap::new()).unwrap();
+    assert_eq!(
+        req,
+        RequestedOptions {
+            peers: vec![],
+            vni: None,
+            mtu: None,
+            datapath: None,
+            dst_port: 6081,
+            local_ip: None,
+        }
+    );
+}
+
+#[test]
+fn every_option_parses() {
+    let req = parse(&opts(&[
+        ("peers", "10.99.0.2, fd99::2"),
+        ("vni", "16777215"),
+        ("mtu", "1400"),
+        ("datapath", "netdev"),
+        ("dst_port", "6082"),
+        ("local_ip", "10.99.0.1"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        req.peers,
+        vec![
+            "10.99.0.2".parse::<IpAddr>().unwrap(),
+            "fd99::2".parse().unwrap()
+        ]
+    );
+    assert_eq!(req.vni, Some(16_777_215));
+    assert_eq!(req.mtu, Some(1400));
+    assert_eq!(req.datapath, Some(Datapath::Netdev));
+    assert_eq!(req.dst_port, 6082);
+    assert_eq!(req.local_ip, Some("10.99.0.1".parse().unwrap()));
+}
+
+#[test]
+fn bad_values_name_option_and_value() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("vni", "0")],
+            r#"invalid option vni="0": must be an integer from 1 to 16777215"#,
+        ),
+        (&[("vni", "16777216")], r#"vni="16777216""#),
+        (&[("vni", "-1")], r#"vni="-1""#),
+        (&[("vni", "+5")], r#"vni="+5""#),
+        (&[("vni", "")], r#"vni="""#),
+        (&[("vni", "99999999999999999999999")], "from 1 to 16777215"),
+        (
+            &[("mtu", "67")],
+            r#"invalid option mtu="67": must be an integer from 68 to 65535"#,
+        ),
+        (&[("mtu", "65536")], r#"mtu="65536""#),
+        (&[("mtu", "1400.5")], r#"mtu="1400.5""#),
+        (
+            &[("dst_port", "0")],
+            r#"invalid option dst_port="0": must be an integer from 1 to 65535"#,
+        ),
+        (&[("dst_port", "65536")], r#"dst_port="65536""#),
+        (
+            &[("datapath", "kernel")],
+            r#"invalid option datapath="kernel": must be system or netdev"#,
+        ),
+        (
+            &[("peers", "10.99.0.2,banana")],
+            r#"invalid option peers="10.99.0.2,banana": "banana" is not an IPv4 or IPv6 address"#,
+        ),
+        (
+            &[("peers", "10.99.0.2,10.99.0.2")],
+            "10.99.0.2 is listed twice",
+        ),
+        (
+            &[("peers", "fd99::2, fd99:0::2")],
+            "fd99::2 is listed twice",
+        ),
+        (&[("peers", "10.99.0.2,,10.99.0.3")], "empty entry"),
+        (&[("peers", "0.0.0.0")], "unspecified"),
+        (&[("peers", "224.0.0.1")], "multicast"),
+        (&[("peers", "255.255.255.255")], "broadcast"),
+        (&[("peers", "fe80::1")], "link-local"),
+        (
+            &[("peers", "10.99.0.2/24")],
+            r#""10.99.0.2/24" is not an IPv4 or IPv6 address"#,
+        ),
+        (&[("local_ip", "nope")], r#"invalid option local_ip="nope""#),
+        (
+            &[("bogus", "1")],
+            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip)"#,
+        ),
+    ];
+    for (pairs, want) in cases {
+        let got = err(pairs);
+        assert!(
+            got.contains(want),
+            "{pairs:?}: {got:?} does not contain {want:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_peers_are_allowed() {
+    assert!(parse(&opts(&[("peers", "")])).unwrap().peers.is_empty());
+    assert!(parse(&opts(&[("peers", "  ")])).unwrap().peers.is_empty());
+}
+
+#[test]
+fn create_skips_local_peers_and_derives_defaults() {
+    let mut host = FakeHost::new();
+    let net = network(&[("peers", "10.99.0.1,10.99.0.2,10.99.0.3")]);
+    let cfg = resolve(&net, Stage::Create, &mut host).unwrap();
+    assert_eq!(
+        cfg.peers,
+        vec![
+            "10.99.0.2".parse::<IpAddr>().unwrap(),
+            "10.99.0.3".parse().unwrap()
+        ]
+    );
+    assert_eq!(cfg.vni, naming::default_vni("net1"));
+    assert_eq!(cfg.bridge, format!("gnv{}", cfg.vni));
+    // The smallest of 1500 and 9000, minus the IPv4 overhead.
+    assert_eq!(cfg.mtu, 1450);
+    assert_eq!(cfg.datapath, Datapath::System);
+    assert_eq!(cfg.dst_port, 6081);
+}
+
+#[test]
+fn mtu_arithmetic() {
+    let mut host = FakeHost::new();
+    let v6 = resolve(&network(&[("peers", "fd99::2")]), Stage::Create, &mut host).unwrap();
+    assert_eq!(v6.mtu, 1430);
+    let jumbo = resolve(
+        &network(&[("peers", "10.99.0.3")]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(jumbo.mtu, 8950);
+    let mixed = resolve(
+        &network(&[("peers", "10.99.0.3,fd99::2")]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(mixed.mtu, 1430);
+    let alone = resolve(&network(&[]), Stage::Create, &mut host).unwrap();
+    assert_eq!(alone.mtu, 1450);
+    // No route to a peer: assume 1500.
+    let unrouted = resolve(
+        &network(&[("peers", "10.99.0.9")]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(unrouted.mtu, 1450);
+}
+
+#[test]
+fn explicit_mtu_above_underlay_is_accepted() {
+    let mut host = FakeHost::new();
+    let cfg = resolve(
+        &network(&[("peers", "10.99.0.2"), ("mtu", "9000")]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(cfg.mtu, 9000);
+}
+
+#[test]
+fn ipv6_subnet_needs_mtu_1280() {
+    let mut net = network(&[("mtu", "1279")]);
+    net.ipv6_enabled = true;
+    net.subnets = Some(vec![Subnet {
+        subnet: "fd12:3456::/64".parse().unwrap(),
+        gateway: None,
+        lease_range: None,
+        extra: Default::default(),
+    }]);
+    let e = format!(
+        "{:#}",
+        resolve(&net, Stage::Create, &mut FakeHost::new()).unwrap_err()
+    );
+    assert!(
+        e.contains(r#"invalid option mtu="1279""#) && e.contains("1280"),
+        "{e}"
+    );
+    net.options = Some(opts(&[("mtu", "1280")]));
+    assert_eq!(
+        resolve(&net, Stage::Create, &mut FakeHost::new())
+            .unwrap()
+            .mtu,
+        1280
+    );
+}
+
+#[test]
+fn datapath_default_and_check() {
+    let mut host = FakeHost::new();
+    host.datapaths = vec!["netdev".into()];
+    let cfg = resolve(&network(&[]), Stage::Create, &mut host).unwrap();
+    assert_eq!(cfg.datapath, Datapath::Netdev);
+    let e = format!(
+        "{:#}",
+        resolve(
+            &network(&[("datapath", "system")]),
+            Stage::Create,
+            &mut host
+        )
+        .unwrap_err()
+    );
+    assert!(
+        e.contains(r#"datapath="system""#) && e.contains("offers only: netdev"),
+        "{e}"
+    );
+}
+
+#[test]
+fn local_ip_rules() {
+    let mut host = FakeHost::new();
+    let e = format!(
+        "{:#}",
+        resolve(
+            &network(&[("peers", "10.99.0.2"), ("local_ip", "10.99.0.7")]),
+            Stage::Create,
+            &mut host
+        )
+        .unwrap_err()
+    );
+    assert!(
+        e.contains(r#"local_ip="10.99.0.7""#) && e.contains("not an address of this host"),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        resolve(
+            &network(&[("peers", "fd99::2"), ("local_ip", "10.99.0.1")]),
+            Stage::Create,
+            &mut host
+        )
+        .unwrap_err()
+    );
+    assert!(e.contains("other IP family"), "{e}");
+    let cfg = resolve(
+        &network(&[("peers", "10.99.0.2"), ("local_ip", "10.99.0.1")]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(cfg.local_ip, Some("10.99.0.1".parse().unwrap()));
+}
+
+#[test]
+fn network_rules() {
+    let mut host = FakeHost::new();
+    let mut net = network(&[]);
+    net.internal = false;
+    let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
+    assert!(e.contains("--internal"), "{e}");
+    let mut net = network(&[]);
+    net.subnets = None;
+    let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
+    assert!(e.contains("--subnet"), "{e}");
+    let mut net = network(&[]);
+    net.ipam_options = Some(opts(&[("driver", "dhcp")]));
+    let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
+    assert!(e.contains("dhcp") && e.contains("--ipam-driver"), "{e}");
+}
+
+#[test]
+fn interface_name_becomes_bridge_name() {
+    let mut host = FakeHost::new();
+    let mut net = network(&[]);
+    net.network_interface = Some("ovs_net1".into());
+    assert_eq!(
+        resolve(&net, Stage::Create, &mut host).unwrap().bridge,
+        "ovs_net1"
+    );
+    for bad in ["this-is-too-long0", "a/b", "a b", ".."] {
+        net.network_interface = Some(bad.into());
+        let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
+        assert!(e.contains(bad) && e.contains("--interface-name"), "{e}");
+    }
+}
+
+#[test]
+fn saved_options_need_no_host_facts() {
+    let mut host = FakeHost::new();
+    let cfg = resolve(
+        &network(&[("peers", "10.99.0.2")]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    let mut saved = network(&[]);
+    saved.options = Some(cfg.to_options());
+    let mut untouched = FakeHost::new();
+    let again = resolve(&saved, Stage::Saved, &mut untouched).unwrap();
+    assert_eq!(again, cfg);
+    assert_eq!(
+        untouched.asked, 0,
+        "setup must not ask the host what create already resolved"
+    );
+}
+
+#[test]
+fn resolved_options_are_written_back() {
+    let mut host = FakeHost::new();
+    let cfg = resolve(
+        &network(&[
+            ("peers", "10.99.0.1,10.99.0.2"),
+            ("vni", "42"),
+            ("local_ip", "10.99.0.1"),
+        ]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.to_options(),
+        opts(&[
+            ("peers", "10.99.0.2"),
+            ("vni", "42"),
+            ("mtu", "1450"),
+            ("datapath", "system"),
+            ("dst_port", "6081"),
+            ("local_ip", "10.99.0.1"),
+        ])
+    );
+}
