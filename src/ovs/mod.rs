@@ -1,1 +1,277 @@
-//! (in progress)
+//! Open vSwitch operations: the network's bridge and tunnels, and container ports, each change
+//! one OVSDB transaction.
+//!
+//! * [`state`] reads the database into plain rows;
+//! * [`plan`] decides what must change (pure);
+//! * [`txn`] turns changes into operations, commits them with the `next_cfg` handshake, waits
+//!   for ovs-vswitchd and undoes them on failure.
+//!
+//! The plugin only modifies or deletes rows whose `external_ids` name it as their owner.
+
+pub mod plan;
+pub mod state;
+pub mod txn;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::naming::keys;
+use crate::options::NetworkConfig;
+use crate::ovsdb::{ops, value, Client, Until};
+use state::Observed;
+use txn::{is_conflict, Txn, DB};
+
+/// How often a change is planned again when a concurrent plugin run changed the database
+/// between our read and our write (both `create`s of one network, 20 parallel `setup`s...).
+const ATTEMPTS: usize = 8;
+
+/// A container's port on the network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPort {
+    /// The host end of the container's veth; also the OVS port name.
+    pub name: String,
+    pub container_id: String,
+    /// The interface name inside the container.
+    pub interface: String,
+    /// The netns path `setup` was given.
+    pub netns: String,
+}
+
+impl ContainerPort {
+    fn external_ids(&self, cfg: &NetworkConfig) -> BTreeMap<String, String> {
+        let mut ids = plan::common_ids(cfg, keys::ROLE_CONTAINER);
+        ids.insert(keys::CONTAINER_ID.to_string(), self.container_id.clone());
+        ids.insert(keys::INTERFACE.to_string(), self.interface.clone());
+        ids.insert(keys::NETNS.to_string(), self.netns.clone());
+        ids
+    }
+}
+
+/// A connection to this host's Open vSwitch database.
+pub struct Ovs {
+    client: Client,
+}
+
+impl Ovs {
+    /// Connects to the ovsdb-server at `socket` (see [`Client::default_socket`]).
+    pub fn connect(socket: &Path) -> Result<Ovs> {
+        Ok(Ovs {
+            client: Client::connect(socket)?,
+        })
+    }
+
+    /// `Open_vSwitch.datapath_types`: what this ovs-vswitchd can run bridges on.
+    pub fn datapath_types(&mut self) -> Result<Vec<String>> {
+        let results = self.client.transact(
+            DB,
+            vec![ops::select("Open_vSwitch", vec![], Some(&["datapath_types"]))],
+        )?;
+        let rows = value::rows(&results[0])?;
+        let Some(row) = rows.first() else {
+            bail!("the Open_vSwitch table is empty: the database was never initialised (ovs-vsctl init)");
+        };
+        value::set_elements(value::column(row, "datapath_types")?)?
+            .iter()
+            .map(|v| value::string(v).map(str::to_string))
+            .collect()
+    }
+
+    /// Reads the bridges and the plugin's ports.
+    pub fn read(&mut self) -> Result<Observed> {
+        let results = self.client.transact(DB, state::read_ops())?;
+        state::decode(&results)
+    }
+
+    /// Makes the database hold the network's bridge and exactly its tunnels (`create`).
+    pub fn ensure_network(&mut self, cfg: &NetworkConfig) -> Result<()> {
+        self.reconcile(cfg, None)
+    }
+
+    /// Adds a container's port to the network's bridge (`setup`).
+    ///
+    /// The common case, bridge and tunnels as `create` left them, costs one write transaction
+    /// guarded by `wait` operations that check exactly that, plus one wait for ovs-vswitchd.
+    /// When a guard fails (the database was wiped, a tunnel removed by hand), the network is
+    /// reconciled in the same transaction that adds the port.
+    pub fn add_container_port(&mut self, cfg: &NetworkConfig, port: &ContainerPort) -> Result<()> {
+        let mut txn = Txn::new();
+        for guard in network_guards(cfg) {
+            txn.push(guard);
+        }
+        let bridge = vec![ops::cond("name", "==", cfg.bridge.as_str())];
+        txn.add_system_port(bridge, &port.name, &port.external_ids(cfg))?;
+        match self.apply(txn) {
+            Ok(()) => Ok(()),
+            Err(err) if is_conflict(&err) => {
+                log::info!("network {} needs repair before adding {}: {err:#}", cfg.name, port.name);
+                self.reconcile(cfg, Some(port))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Removes a container's port (`teardown`). Returns whether there was one.
+    pub fn remove_container_port(&mut self, name: &str) -> Result<bool> {
+        for _ in 0..ATTEMPTS {
+            let results = self.client.transact(
+                DB,
+                vec![ops::select(
+                    "Port",
+                    vec![
+                        ops::cond("name", "==", name),
+                        state::owned_condition(),
+                    ],
+                    Some(&["_uuid"]),
+                )],
+            )?;
+            let Some(row) = value::rows(&results[0])?.first() else {
+                return Ok(false);
+            };
+            let uuid = value::uuid_str(value::column(row, "_uuid")?)?.to_string();
+            let mut txn = Txn::new();
+            txn.push(ops::mutate(
+                "Bridge",
+                vec![ops::cond("ports", "includes", value::set(vec![value::uuid(&uuid)]))],
+                vec![ops::mutation("ports", "delete", value::set(vec![value::uuid(&uuid)]))],
+            ));
+            // No wait for ovs-vswitchd: the port is gone from the database, which is what
+            // counts, and vswitchd drops it whenever it runs.
+            match txn.commit(&mut self.client) {
+                Ok(_) => return Ok(true),
+                Err(err) if is_conflict(&err) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        bail!("could not remove OVS port {name}: the database kept changing underneath")
+    }
+
+    /// Reads, plans and applies until the database converges (another plugin run may change
+    /// it between our read and our write; OVSDB then refuses our transaction and we plan again).
+    fn reconcile(&mut self, cfg: &NetworkConfig, port: Option<&ContainerPort>) -> Result<()> {
+        let mut last_conflict = None;
+        for _ in 0..ATTEMPTS {
+            let observed = self.read()?;
+            let changes = plan::plan(cfg, &observed)?;
+            let mut txn = Txn::new();
+            // Guard the plan with what it was made from, so a concurrent change is refused
+            // rather than silently mixed with ours.
+            txn.push(guard_bridges(&observed));
+            for change in &changes {
+                txn.add_change(change)?;
+            }
+            if let Some(port) = port {
+                if let Some(existing) = observed.ports.iter().find(|p| p.name == port.name) {
+                    // A leftover of a crashed run: drop it so the port can be created again.
+                    if let Some(bridge) = observed.bridge_of(existing) {
+                        txn.add_change(&plan::Change::RemovePorts {
+                            bridge: bridge.uuid.clone(),
+                            ports: vec![existing.uuid.clone()],
+                        })?;
+                    }
+                }
+                let bridge = vec![ops::cond("name", "==", cfg.bridge.as_str())];
+                txn.add_system_port(bridge, &port.name, &port.external_ids(cfg))?;
+            } else if changes.is_empty() {
+                return Ok(());
+            }
+            match self.apply(txn) {
+                Ok(()) => return Ok(()),
+                Err(err) if is_conflict(&err) => last_conflict = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
+        let err = last_conflict.map(|e| format!("{e:#}")).unwrap_or_default();
+        bail!("could not update OVS for network {}: the database kept changing underneath ({err})", cfg.name)
+    }
+
+    /// Commits, waits for ovs-vswitchd, and undoes the transaction if vswitchd fails it.
+    fn apply(&mut self, txn: Txn) -> Result<()> {
+        let committed = txn.commit(&mut self.client)?;
+        if let Err(err) = committed.wait_applied(&mut self.client) {
+            committed.undo(&mut self.client);
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// `wait` operations that hold when the network's bridge and tunnels are as `cfg` wants them.
+fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
+    let bridge_ids = plan::bridge_external_ids(cfg);
+    let tunnel_names: Vec<Value> = plan::desired_tunnels(cfg)
+        .into_iter()
+        .map(|t| serde_json::json!({ "name": t.name }))
+        .collect();
+    let mut tunnel_filter = BTreeMap::new();
+    tunnel_filter.insert(keys::NETWORK_ID, cfg.id.as_str());
+    tunnel_filter.insert(keys::ROLE, keys::ROLE_TUNNEL);
+    vec![
+        ops::wait(
+            "Bridge",
+            vec![ops::cond("name", "==", cfg.bridge.as_str())],
+            &["external_ids", "datapath_type"],
+            Until::Equal,
+            vec![serde_json::json!({
+                "external_ids": value::map(bridge_ids.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                "datapath_type": cfg.datapath.as_str(),
+            })],
+            Some(0),
+        ),
+        ops::wait(
+            "Port",
+            vec![
+                state::owned_condition(),
+                ops::cond("external_ids", "includes", value::map(tunnel_filter)),
+            ],
+            &["name"],
+            Until::Equal,
+            tunnel_names,
+            Some(0),
+        ),
+    ]
+}
+
+/// A `wait` that holds while the Bridge table still has the rows (names and ports) a plan was
+/// made from.
+fn guard_bridges(observed: &Observed) -> Value {
+    let rows = observed
+        .bridges
+        .iter()
+        .map(|b| {
+            let ports = b.ports.iter().map(|u| value::uuid(u)).collect();
+            serde_json::json!({"name": b.name, "ports": value::set(ports)})
+        })
+        .collect();
+    ops::wait("Bridge", vec![], &["name", "ports"], Until::Equal, rows, Some(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Datapath;
+
+    #[test]
+    fn guards_describe_the_converged_network() {
+        let cfg = NetworkConfig {
+            name: "net1".into(),
+            id: "id1".into(),
+            vni: 5001,
+            bridge: "gnv5001".into(),
+            peers: vec!["10.99.0.2".parse().unwrap()],
+            mtu: 1450,
+            datapath: Datapath::Netdev,
+            dst_port: 6081,
+            local_ip: None,
+        };
+        let guards = network_guards(&cfg);
+        assert_eq!(guards.len(), 2);
+        assert_eq!(guards[0]["op"], "wait");
+        assert_eq!(guards[0]["timeout"], 0);
+        assert_eq!(guards[0]["rows"][0]["datapath_type"], "netdev");
+        let name = plan::desired_tunnels(&cfg)[0].name.clone();
+        assert_eq!(guards[1]["rows"], serde_json::json!([{ "name": name }]));
+    }
+}

@@ -1,0 +1,178 @@
+//! `geneve-ovs setup <netns>`: attach a container to the network.
+//!
+//! Creates a veth pair whose container end is born inside the container's netns, configured
+//! as podman's own bridge driver would (name, MAC, MTU, addresses, routes), and adds the host
+//! end to the network's OVS bridge. Any failure undoes what this call created.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
+
+use super::{connect_ovs, parse_input, LiveHost};
+use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use crate::naming;
+use crate::options::{self, Datapath, Stage};
+use crate::ovs::ContainerPort;
+use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
+
+pub fn run(netns: &Path, input: &str) -> Result<String> {
+    let exec: NetworkPluginExec = parse_input(input, "setup request")?;
+    let network = &exec.network;
+    let interface_name = exec.network_options.interface_name.clone();
+
+    // Everything that can be checked without touching the host comes first.
+    let mac = match exec.network_options.static_mac.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(
+            naming::parse_mac(text)
+                .with_context(|| format!("invalid static MAC address {text:?} (mac=)"))?,
+        ),
+    };
+    let static_ips = exec.network_options.static_ips.clone().unwrap_or_default();
+    let addresses = container_addresses(network, &static_ips)?;
+
+    // Connect before building anything, so that OVS being down leaves nothing behind.
+    let mut ovs = connect_ovs()?;
+    let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
+
+    let gateways = default_gateways(network, &addresses);
+    let spec = ContainerLinkSpec {
+        host_name: naming::host_veth_name(&network.id, &exec.container_id),
+        interface_name: interface_name.clone(),
+        mtu: cfg.mtu,
+        mac,
+        addresses: addresses.clone(),
+        routes: network
+            .routes()
+            .iter()
+            .map(|r| ContainerRoute {
+                destination: r.destination,
+                gateway: r.gateway,
+                metric: r.metric,
+            })
+            .collect(),
+        default_gateways: gateways,
+        // The userspace datapath reads the host end through AF_PACKET and does not complete
+        // partial checksums: without this, ping works and TCP does not.
+        disable_tx_checksum: cfg.datapath == Datapath::Netdev,
+    };
+    let attached = container_link::attach(netns, &spec)?;
+
+    let port = ContainerPort {
+        name: spec.host_name.clone(),
+        container_id: exec.container_id.clone(),
+        interface: interface_name.clone(),
+        netns: netns.display().to_string(),
+    };
+    if let Err(err) = ovs.add_container_port(&cfg, &port) {
+        if let Err(cleanup) = container_link::detach(&spec.host_name) {
+            log::error!("could not remove veth {}: {cleanup:#}", spec.host_name);
+        }
+        return Err(err.context(format!(
+            "cannot add container {} to OVS bridge {}",
+            exec.container_name, cfg.bridge
+        )));
+    }
+
+    let gateway_of = |ip: &IpNet| {
+        network
+            .subnets()
+            .iter()
+            .filter(|_| !network.internal)
+            .find(|s| s.subnet.contains(&ip.addr()))
+            .and_then(|s| s.gateway)
+    };
+    let mut interfaces = BTreeMap::new();
+    interfaces.insert(
+        interface_name,
+        NetInterface {
+            mac_address: naming::format_mac(&attached.mac),
+            subnets: addresses
+                .iter()
+                .map(|ip| NetAddress {
+                    ipnet: *ip,
+                    gateway: gateway_of(ip),
+                })
+                .collect(),
+        },
+    );
+    let status = StatusBlock {
+        dns_search_domains: Vec::new(),
+        dns_server_ips: Vec::new(),
+        interfaces,
+    };
+    Ok(serde_json::to_string(&status)?)
+}
+
+/// Each static IP with the prefix length of the network subnet that contains it.
+fn container_addresses(network: &Network, static_ips: &[IpAddr]) -> Result<Vec<IpNet>> {
+    static_ips
+        .iter()
+        .map(|ip| {
+            let Some(subnet) = network.subnets().iter().find(|s| s.subnet.contains(ip)) else {
+                bail!(
+                    "static IP {ip} is in none of the subnets of network {:?}",
+                    network.name
+                );
+            };
+            IpNet::new(*ip, subnet.subnet.prefix_len())
+                .with_context(|| format!("static IP {ip} with prefix {}", subnet.subnet.prefix_len()))
+        })
+        .collect()
+}
+
+/// The gateways of the subnets the container has an address in; none on internal networks.
+fn default_gateways(network: &Network, addresses: &[IpNet]) -> Vec<IpAddr> {
+    if network.internal {
+        return Vec::new();
+    }
+    network
+        .subnets()
+        .iter()
+        .filter(|s| addresses.iter().any(|a| s.subnet.contains(&a.addr())))
+        .filter_map(|s| s.gateway)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(internal: bool) -> Network {
+        serde_json::from_value(serde_json::json!({
+            "name": "net1", "id": "x", "driver": "geneve-ovs",
+            "internal": internal, "dns_enabled": false, "ipv6_enabled": true,
+            "subnets": [
+                {"subnet": "192.168.120.0/24", "gateway": "192.168.120.254"},
+                {"subnet": "fd12:3456::/64", "gateway": "fd12:3456::1"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn addresses_take_their_subnet_prefix() {
+        let ips: Vec<IpAddr> = vec!["192.168.120.5".parse().unwrap(), "fd12:3456::5".parse().unwrap()];
+        let got = container_addresses(&network(true), &ips).unwrap();
+        assert_eq!(got, vec!["192.168.120.5/24".parse::<IpNet>().unwrap(), "fd12:3456::5/64".parse().unwrap()]);
+    }
+
+    #[test]
+    fn address_outside_the_subnets_is_an_error() {
+        let e = container_addresses(&network(true), &["10.1.1.1".parse().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("10.1.1.1"), "{e}");
+    }
+
+    #[test]
+    fn default_routes_only_off_internal_networks() {
+        let addrs = vec!["192.168.120.5/24".parse().unwrap()];
+        assert!(default_gateways(&network(true), &addrs).is_empty());
+        assert_eq!(
+            default_gateways(&network(false), &addrs),
+            vec!["192.168.120.254".parse::<IpAddr>().unwrap()]
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! `geneve-ovs teardown <netns>`: detach a container: remove its OVS port and its veth.
+//!
+//! Tolerates what is already gone (the netns, the veth, the port), so a second teardown, or one
+//! after a crash, succeeds. Never removes the bridge or tunnels: the network lives until it is
+//! removed.
+
+use std::path::Path;
+
+use anyhow::Result;
+use log::debug;
+
+use super::{connect_ovs, parse_input};
+use crate::container_link;
+use crate::naming;
+use crate::types::NetworkPluginExec;
+
+pub fn run(_netns: &Path, input: &str) -> Result<()> {
+    let exec: NetworkPluginExec = parse_input(input, "teardown request")?;
+    let host_name = naming::host_veth_name(&exec.network.id, &exec.container_id);
+
+    // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
+    // unreachable the veth still goes, and the error is reported (gc removes the port later).
+    let port = connect_ovs().and_then(|mut ovs| ovs.remove_container_port(&host_name));
+    let veth = container_link::detach(&host_name);
+    let removed_port = port?;
+    let removed_veth = veth?;
+    debug!("teardown {host_name}: port removed {removed_port}, veth removed {removed_veth}");
+    Ok(())
+}

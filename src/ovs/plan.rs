@@ -1,0 +1,365 @@
+//! Working out what must change in OVS for a network to be as its configuration says.
+//!
+//! Pure: it compares the desired network ([`NetworkConfig`]) with the [`Observed`] database
+//! and lists [`Change`]s. `create` applies them (a reconcile: run again with other peers it
+//! adds and removes tunnels), and `setup` applies them when the bridge was lost behind the
+//! plugin's back. Refusals (a foreign bridge of the same name, a VNI already in use) are
+//! decided here too, before anything is written.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
+
+use super::state::{BridgeRow, Observed};
+use crate::naming::{self, keys, OWNER};
+use crate::options::{Datapath, NetworkConfig};
+
+/// One GENEVE tunnel port to one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    pub name: String,
+    pub peer: IpAddr,
+    pub vni: u32,
+    pub local_ip: Option<IpAddr>,
+    pub dst_port: u16,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl Tunnel {
+    /// The `Interface.options` of the tunnel.
+    pub fn options(&self) -> BTreeMap<String, String> {
+        let mut options = BTreeMap::new();
+        options.insert("remote_ip".to_string(), self.peer.to_string());
+        options.insert("key".to_string(), self.vni.to_string());
+        if self.dst_port != crate::options::DEFAULT_DST_PORT {
+            options.insert("dst_port".to_string(), self.dst_port.to_string());
+        }
+        if let Some(ip) = self.local_ip {
+            options.insert("local_ip".to_string(), ip.to_string());
+        }
+        options
+    }
+}
+
+/// One change to the OVS database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new bridge with its internal port and its tunnels.
+    CreateBridge {
+        name: String,
+        datapath: Datapath,
+        external_ids: BTreeMap<String, String>,
+        tunnels: Vec<Tunnel>,
+    },
+    /// The bridge is the network's but carries an older identity (the network was removed and
+    /// created again) or another datapath.
+    UpdateBridge {
+        uuid: String,
+        external_ids: BTreeMap<String, String>,
+        datapath: Datapath,
+    },
+    /// Tunnels to peers that have none yet.
+    AddTunnels { bridge: String, tunnels: Vec<Tunnel> },
+    /// Owned ports to drop from a bridge (tunnels to peers no longer listed).
+    RemovePorts { bridge: String, ports: Vec<String> },
+    /// Owned tunnel ports that lost `protected=true`.
+    ProtectPorts { ports: Vec<String> },
+    /// An owned bridge of the same network under another name (an earlier create of it).
+    RemoveBridge { uuid: String },
+}
+
+/// The `external_ids` of the network's bridge.
+pub fn bridge_external_ids(cfg: &NetworkConfig) -> BTreeMap<String, String> {
+    let mut ids = common_ids(cfg, keys::ROLE_BRIDGE);
+    ids.insert(keys::VNI.to_string(), cfg.vni.to_string());
+    ids
+}
+
+/// The `external_ids` every row of the network carries: owner, role, network name and id.
+pub fn common_ids(cfg: &NetworkConfig, role: &str) -> BTreeMap<String, String> {
+    [
+        (keys::OWNER, OWNER),
+        (keys::ROLE, role),
+        (keys::NETWORK, cfg.name.as_str()),
+        (keys::NETWORK_ID, cfg.id.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The tunnels the network wants on this host, one per peer.
+pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
+    cfg.peers
+        .iter()
+        .map(|&peer| {
+            let mut external_ids = common_ids(cfg, keys::ROLE_TUNNEL);
+            external_ids.insert(keys::PEER.to_string(), peer.to_string());
+            Tunnel {
+                name: naming::tunnel_port_name(cfg.vni, peer, cfg.local_ip, cfg.dst_port),
+                peer,
+                vni: cfg.vni,
+                local_ip: cfg.local_ip,
+                dst_port: cfg.dst_port,
+                external_ids,
+            }
+        })
+        .collect()
+}
+
+/// Lists the changes that make the database hold `cfg`'s bridge and tunnels.
+pub fn plan(cfg: &NetworkConfig, observed: &Observed) -> Result<Vec<Change>> {
+    check_vni_is_free(cfg, observed)?;
+    let mut changes = Vec::new();
+    let wanted = desired_tunnels(cfg);
+
+    match observed.bridge(&cfg.bridge) {
+        None => changes.push(Change::CreateBridge {
+            name: cfg.bridge.clone(),
+            datapath: cfg.datapath,
+            external_ids: bridge_external_ids(cfg),
+            tunnels: wanted,
+        }),
+        Some(bridge) => {
+            check_bridge_is_ours(cfg, bridge)?;
+            let external_ids = bridge_external_ids(cfg);
+            if bridge.external_ids != external_ids || bridge.datapath_type != cfg.datapath.as_str() {
+                changes.push(Change::UpdateBridge {
+                    uuid: bridge.uuid.clone(),
+                    external_ids,
+                    datapath: cfg.datapath,
+                });
+            }
+            changes.extend(tunnel_changes(bridge, observed, wanted));
+        }
+    }
+
+    for stale in observed.bridges.iter().filter(|b| {
+        b.is_owned() && b.network() == Some(cfg.name.as_str()) && b.name != cfg.bridge
+    }) {
+        changes.push(Change::RemoveBridge {
+            uuid: stale.uuid.clone(),
+        });
+    }
+    Ok(changes)
+}
+
+fn check_vni_is_free(cfg: &NetworkConfig, observed: &Observed) -> Result<()> {
+    let vni = cfg.vni.to_string();
+    for bridge in &observed.bridges {
+        let Some(other) = bridge.network() else {
+            continue;
+        };
+        if other != cfg.name && bridge.external_ids.get(keys::VNI) == Some(&vni) {
+            bail!(
+                "VNI {vni} is already used on this host by geneve-ovs network {other:?} \
+                 (OVS bridge {}): give network {:?} another --opt vni=",
+                bridge.name,
+                cfg.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_bridge_is_ours(cfg: &NetworkConfig, bridge: &BridgeRow) -> Result<()> {
+    match bridge.network() {
+        None => bail!(
+            "an OVS bridge named {:?} already exists and was not created by geneve-ovs: \
+             refusing to take it over (choose another --interface-name, or remove the bridge)",
+            bridge.name
+        ),
+        Some(other) if other != cfg.name => bail!(
+            "the OVS bridge {:?} belongs to geneve-ovs network {other:?}, not {:?}: \
+             choose another --interface-name",
+            bridge.name,
+            cfg.name
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
+fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) -> Vec<Change> {
+    let present: Vec<_> = observed
+        .ports_of(bridge)
+        .filter(|p| p.role() == Some(keys::ROLE_TUNNEL))
+        .collect();
+    let mut changes = Vec::new();
+
+    let missing: Vec<Tunnel> = wanted
+        .iter()
+        .filter(|t| !present.iter().any(|p| p.name == t.name))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        changes.push(Change::AddTunnels {
+            bridge: bridge.uuid.clone(),
+            tunnels: missing,
+        });
+    }
+
+    let extra: Vec<String> = present
+        .iter()
+        .filter(|p| !wanted.iter().any(|t| t.name == p.name))
+        .map(|p| p.uuid.clone())
+        .collect();
+    if !extra.is_empty() {
+        changes.push(Change::RemovePorts {
+            bridge: bridge.uuid.clone(),
+            ports: extra,
+        });
+    }
+
+    let unprotected: Vec<String> = present
+        .iter()
+        .filter(|p| !p.protected && wanted.iter().any(|t| t.name == p.name))
+        .map(|p| p.uuid.clone())
+        .collect();
+    if !unprotected.is_empty() {
+        changes.push(Change::ProtectPorts { ports: unprotected });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovs::state::PortRow;
+
+    fn cfg(peers: &[&str]) -> NetworkConfig {
+        NetworkConfig {
+            name: "net1".into(),
+            id: "id1".into(),
+            vni: 5001,
+            bridge: "gnv5001".into(),
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            mtu: 1450,
+            datapath: Datapath::Netdev,
+            dst_port: 6081,
+            local_ip: None,
+        }
+    }
+
+    /// The database as `plan`'s own changes would leave it for `c`.
+    fn built(c: &NetworkConfig) -> Observed {
+        let tunnels = desired_tunnels(c);
+        Observed {
+            bridges: vec![BridgeRow {
+                uuid: "b1".into(),
+                name: c.bridge.clone(),
+                external_ids: bridge_external_ids(c),
+                datapath_type: c.datapath.as_str().into(),
+                ports: tunnels.iter().map(|t| format!("u-{}", t.name)).collect(),
+            }],
+            ports: tunnels
+                .iter()
+                .map(|t| PortRow {
+                    uuid: format!("u-{}", t.name),
+                    name: t.name.clone(),
+                    external_ids: t.external_ids.clone(),
+                    protected: true,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn empty_database_gets_a_bridge_with_all_tunnels() {
+        let c = cfg(&["10.99.0.2", "10.99.0.3"]);
+        let changes = plan(&c, &Observed::default()).unwrap();
+        let [Change::CreateBridge { name, tunnels, external_ids, datapath }] = changes.as_slice() else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(name, "gnv5001");
+        assert_eq!(*datapath, Datapath::Netdev);
+        assert_eq!(external_ids[keys::VNI], "5001");
+        assert_eq!(tunnels.len(), 2);
+        assert_eq!(tunnels[0].options()["remote_ip"], "10.99.0.2");
+        assert_eq!(tunnels[0].options()["key"], "5001");
+        assert!(!tunnels[0].options().contains_key("dst_port"));
+    }
+
+    #[test]
+    fn converged_database_needs_nothing() {
+        let c = cfg(&["10.99.0.2", "10.99.0.3"]);
+        assert_eq!(plan(&c, &built(&c)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn other_peers_add_and_remove_tunnels() {
+        let old = cfg(&["10.99.0.2", "10.99.0.3"]);
+        let new = cfg(&["10.99.0.3", "10.99.0.4"]);
+        let changes = plan(&new, &built(&old)).unwrap();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let Change::AddTunnels { tunnels, .. } = &changes[0] else { panic!() };
+        assert_eq!(tunnels.len(), 1);
+        assert_eq!(tunnels[0].peer.to_string(), "10.99.0.4");
+        let Change::RemovePorts { ports, .. } = &changes[1] else { panic!() };
+        let gone = naming::tunnel_port_name(5001, "10.99.0.2".parse().unwrap(), None, 6081);
+        assert_eq!(ports, &vec![format!("u-{gone}")]);
+    }
+
+    #[test]
+    fn recreated_network_updates_identity() {
+        let old = cfg(&["10.99.0.2"]);
+        let mut new = old.clone();
+        new.id = "id2".into();
+        let changes = plan(&new, &built(&old)).unwrap();
+        let [Change::UpdateBridge { external_ids, .. }] = changes.as_slice() else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(external_ids[keys::NETWORK_ID], "id2");
+    }
+
+    #[test]
+    fn unprotected_tunnels_are_protected_again() {
+        let c = cfg(&["10.99.0.2"]);
+        let mut observed = built(&c);
+        observed.ports[0].protected = false;
+        assert_eq!(
+            plan(&c, &observed).unwrap(),
+            vec![Change::ProtectPorts { ports: vec![observed.ports[0].uuid.clone()] }]
+        );
+    }
+
+    #[test]
+    fn foreign_bridge_is_refused() {
+        let c = cfg(&[]);
+        let mut observed = built(&c);
+        observed.bridges[0].external_ids.clear();
+        let e = plan(&c, &observed).unwrap_err().to_string();
+        assert!(e.contains("not created by geneve-ovs") && e.contains("gnv5001"), "{e}");
+    }
+
+    #[test]
+    fn bridge_of_another_network_is_refused() {
+        let c = cfg(&[]);
+        let mut other = c.clone();
+        other.name = "net2".into();
+        other.vni = 7;
+        let e = plan(&c, &built(&other)).unwrap_err().to_string();
+        assert!(e.contains("belongs to geneve-ovs network \"net2\""), "{e}");
+    }
+
+    #[test]
+    fn vni_collision_names_the_other_network() {
+        let c = cfg(&[]);
+        let mut other = c.clone();
+        other.name = "net2".into();
+        other.bridge = "gnvother".into();
+        let e = plan(&c, &built(&other)).unwrap_err().to_string();
+        assert!(e.contains("VNI 5001") && e.contains("\"net2\""), "{e}");
+    }
+
+    #[test]
+    fn old_bridge_of_same_network_is_removed() {
+        let old = cfg(&[]);
+        let mut new = old.clone();
+        new.vni = 6000;
+        new.bridge = "gnv6000".into();
+        let changes = plan(&new, &built(&old)).unwrap();
+        assert!(matches!(changes[0], Change::CreateBridge { .. }));
+        assert_eq!(changes[1], Change::RemoveBridge { uuid: "b1".into() });
+    }
+}
