@@ -1,1 +1,258 @@
-//! (in progress)
+//! The container's network interface: a veth pair from the host into the container namespace,
+//! configured the way netavark's bridge driver configures it, so users get what they expect.
+//!
+//! [`attach`] is all-or-nothing: once the veth exists, any later failure deletes it again before
+//! the error is returned, so a failed setup leaves neither a host end nor a container interface
+//! behind. [`detach`] is idempotent.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::IpNet;
+
+use crate::ethtool;
+use crate::netlink::{is_exists_error, Netlink, RouteSpec, VethSpec};
+use crate::netns::Netns;
+
+/// Longest interface name the kernel accepts (IFNAMSIZ minus the terminating NUL).
+const MAX_IFNAME_LEN: usize = 15;
+
+/// A route the container gets through its interface (the interface is implied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRoute {
+    /// Destination prefix.
+    pub destination: IpNet,
+    /// Next hop; must be reachable through one of the container's addresses.
+    pub gateway: IpAddr,
+    /// Route priority; the kernel default when `None`.
+    pub metric: Option<u32>,
+}
+
+/// Everything [`attach`] needs to build one container interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLinkSpec {
+    /// Name of the host end; derived from the container and network ids, so a leftover with this
+    /// name can only be ours.
+    pub host_name: String,
+    /// Name of the interface inside the container (`eth0`, ...).
+    pub interface_name: String,
+    /// MTU of both ends.
+    pub mtu: u32,
+    /// Static MAC for the container interface; random when `None`.
+    pub mac: Option<[u8; 6]>,
+    /// Container addresses with the subnet's prefix length.
+    pub addresses: Vec<IpNet>,
+    /// Extra routes of the network.
+    pub routes: Vec<ContainerRoute>,
+    /// Gateways to install default routes through. A family can only have one default route
+    /// with a given metric, so the first gateway of each family is used and later ones of the
+    /// same family are skipped.
+    pub default_gateways: Vec<IpAddr>,
+    /// Turn TX checksum offload off on the container end; required when the host end is read by
+    /// OVS's userspace datapath.
+    pub disable_tx_checksum: bool,
+}
+
+/// What the caller needs to know about an attached interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachedLink {
+    /// The container interface's actual MAC, for the StatusBlock.
+    pub mac: [u8; 6],
+    /// Interface index of the host end, in the calling namespace.
+    pub host_index: u32,
+}
+
+/// Creates and configures the container interface described by `spec` inside the network
+/// namespace at `netns_path`, with the host end in the calling thread's namespace, up.
+///
+/// A host end of the same name that already exists is a leftover of a crashed run (the name is
+/// ours): it is deleted and the creation retried once. Any failure after the veth exists deletes
+/// it before the error is returned.
+pub fn attach(netns_path: &Path, spec: &ContainerLinkSpec) -> Result<AttachedLink> {
+    check_ifname(&spec.host_name).context("host end of the veth")?;
+    check_ifname(&spec.interface_name).context("container interface")?;
+    let netns = Netns::open(netns_path)?;
+    let host = Netlink::open()?;
+
+    create_veth(&host, &netns, spec)?;
+    match configure(&host, &netns, spec) {
+        Ok(link) => Ok(link),
+        Err(err) => {
+            match host.delete_link(&spec.host_name) {
+                Ok(_) => {}
+                Err(cleanup) => log::error!(
+                    "could not remove the half-built veth {}: {cleanup:#}",
+                    spec.host_name
+                ),
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Deletes the host end `host_name`, which takes the container end with it. Returns `false` when
+/// it was already gone (container namespace destroyed, earlier teardown), which is not an error.
+pub fn detach(host_name: &str) -> Result<bool> {
+    Netlink::open()?.delete_link(host_name)
+}
+
+/// Creates the veth pair, replacing a stale host end once.
+fn create_veth(host: &Netlink, netns: &Netns, spec: &ContainerLinkSpec) -> Result<()> {
+    let veth = VethSpec {
+        host_name: &spec.host_name,
+        container_name: &spec.interface_name,
+        container_ns: netns,
+        mtu: spec.mtu,
+        container_mac: spec.mac,
+    };
+    let err = match host.create_veth(&veth) {
+        Ok(()) => return Ok(()),
+        Err(err) if is_exists_error(&err) => err,
+        Err(err) => return Err(err),
+    };
+    if !host.delete_link(&spec.host_name)? {
+        // The host name was free, so the taken name is the container's.
+        return Err(err.context(format!(
+            "interface {} already exists in {}",
+            spec.interface_name,
+            netns.path().display()
+        )));
+    }
+    log::info!("replaced stale interface {}", spec.host_name);
+    host.create_veth(&veth)
+}
+
+/// Everything after the veth exists: host end lookup, then the container side.
+fn configure(host: &Netlink, netns: &Netns, spec: &ContainerLinkSpec) -> Result<AttachedLink> {
+    let host_index = host
+        .link_by_name(&spec.host_name)?
+        .ok_or_else(|| anyhow!("host end {} vanished after creation", spec.host_name))?
+        .index;
+    let mac = netns
+        .enter(|| configure_inside(spec))
+        .with_context(|| {
+            format!(
+                "configuring {} in network namespace {}",
+                spec.interface_name,
+                netns.path().display()
+            )
+        })?;
+    Ok(AttachedLink { mac, host_index })
+}
+
+/// Configures the container side; runs with the thread inside the container's namespace, so
+/// the netlink socket, the `/proc/sys/net` files and the ethtool socket all belong to it.
+/// Returns the interface's MAC.
+fn configure_inside(spec: &ContainerLinkSpec) -> Result<[u8; 6]> {
+    let ifname = spec.interface_name.as_str();
+    let netlink = Netlink::open()?;
+    let link = netlink
+        .link_by_name(ifname)?
+        .ok_or_else(|| anyhow!("interface {ifname} is missing after creation"))?;
+    let mac = link
+        .mac
+        .ok_or_else(|| anyhow!("interface {ifname} has no Ethernet address"))?;
+
+    netlink.set_up_by_name("lo")?;
+
+    // Before addresses and link up: the gratuitous ARP that arp_notify sends on link up should
+    // announce the address, and DAD must already be off when IPv6 comes up.
+    write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
+    if spec.addresses.iter().any(|address| address.addr().is_ipv6()) {
+        write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
+        write_sysctl(&format!("net/ipv6/conf/{ifname}/autoconf"), "0")?;
+    }
+
+    for address in &spec.addresses {
+        netlink.add_address(link.index, *address)?;
+    }
+    if spec.disable_tx_checksum {
+        ethtool::disable_tx_checksum(ifname)?;
+    }
+    netlink.set_up(link.index)?;
+
+    for route in &spec.routes {
+        netlink.add_route(&RouteSpec {
+            destination: route.destination,
+            gateway: route.gateway,
+            metric: route.metric,
+            oif: link.index,
+        })?;
+    }
+    for gateway in first_gateway_per_family(&spec.default_gateways) {
+        netlink.add_route(&RouteSpec {
+            destination: default_destination(gateway),
+            gateway,
+            metric: None,
+            oif: link.index,
+        })?;
+    }
+    Ok(mac)
+}
+
+/// The first IPv4 and the first IPv6 gateway, in that order.
+fn first_gateway_per_family(gateways: &[IpAddr]) -> impl Iterator<Item = IpAddr> {
+    let v4 = gateways.iter().copied().find(IpAddr::is_ipv4);
+    let v6 = gateways.iter().copied().find(IpAddr::is_ipv6);
+    v4.into_iter().chain(v6)
+}
+
+/// `0.0.0.0/0` or `::/0`, matching the gateway's family.
+fn default_destination(gateway: IpAddr) -> IpNet {
+    match gateway {
+        IpAddr::V4(_) => IpNet::new_assert(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        IpAddr::V6(_) => IpNet::new_assert(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// Writes a sysctl of the calling thread's network namespace (`/proc/sys/net/...` resolves the
+/// namespace of the thread that opens the file).
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{key}");
+    fs::write(&path, value).with_context(|| format!("setting {path} to {value}"))
+}
+
+/// Refuses names the kernel would refuse, before anything is created; the names also become
+/// path components under `/proc/sys`, so `/`, `.` and `..` must never get through.
+fn check_ifname(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_IFNAME_LEN
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|byte| byte == b'/' || byte == b':' || byte.is_ascii_whitespace() || byte == 0);
+    if !valid {
+        bail!("invalid interface name {name:?}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_are_checked() {
+        for good in ["eth0", "veth-0123456789", "a"] {
+            assert!(check_ifname(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "a:b", "veth-0123456789a"] {
+            assert!(check_ifname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_default_gateway_per_family() {
+        let gateways: Vec<IpAddr> = ["10.0.0.1", "fd00::1", "10.0.1.1", "fd01::1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let chosen: Vec<IpAddr> = first_gateway_per_family(&gateways).collect();
+        assert_eq!(chosen, vec![gateways[0], gateways[1]]);
+        assert_eq!(default_destination(gateways[0]).to_string(), "0.0.0.0/0");
+        assert_eq!(default_destination(gateways[1]).to_string(), "::/0");
+    }
+}
