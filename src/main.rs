@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     // A panic is a bug, but netavark must still get the one JSON error it expects; the
     // default hook would also print to stderr, which is fine.
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if matches!(args.first().map(String::as_str), Some("-h" | "--help" | "help")) {
+    if matches!(
+        args.first().map(String::as_str),
+        Some("-h" | "--help" | "help")
+    ) {
         println!("{}", commands::USAGE);
         return ExitCode::SUCCESS;
     }
@@ -25,8 +28,11 @@ fn main() -> ExitCode {
         println!("geneve-ovs {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let outcome = panic::catch_unwind(|| commands::run(&args))
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: the plugin panicked (a bug)")));
+    let outcome = panic::catch_unwind(|| commands::run(&args)).unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "internal error: the plugin panicked (a bug)"
+        ))
+    });
     match outcome {
         Ok(output) => {
             if let Some(text) = output {

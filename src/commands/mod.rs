@@ -84,9 +84,7 @@ impl<'a> LiveHost<'a> {
         if self.netlink.is_none() {
             self.netlink = Some(Netlink::open()?);
         }
-        self.netlink
-            .as_ref()
-            .context("netlink socket unavailable")
+        self.netlink.as_ref().context("netlink socket unavailable")
     }
 }
 

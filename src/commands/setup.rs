@@ -118,8 +118,9 @@ fn container_addresses(network: &Network, static_ips: &[IpAddr]) -> Result<Vec<I
                     network.name
                 );
             };
-            IpNet::new(*ip, subnet.subnet.prefix_len())
-                .with_context(|| format!("static IP {ip} with prefix {}", subnet.subnet.prefix_len()))
+            IpNet::new(*ip, subnet.subnet.prefix_len()).with_context(|| {
+                format!("static IP {ip} with prefix {}", subnet.subnet.prefix_len())
+            })
         })
         .collect()
 }
@@ -155,9 +156,18 @@ mod tests {
 
     #[test]
     fn addresses_take_their_subnet_prefix() {
-        let ips: Vec<IpAddr> = vec!["192.168.120.5".parse().unwrap(), "fd12:3456::5".parse().unwrap()];
+        let ips: Vec<IpAddr> = vec![
+            "192.168.120.5".parse().unwrap(),
+            "fd12:3456::5".parse().unwrap(),
+        ];
         let got = container_addresses(&network(true), &ips).unwrap();
-        assert_eq!(got, vec!["192.168.120.5/24".parse::<IpNet>().unwrap(), "fd12:3456::5/64".parse().unwrap()]);
+        assert_eq!(
+            got,
+            vec![
+                "192.168.120.5/24".parse::<IpNet>().unwrap(),
+                "fd12:3456::5/64".parse().unwrap()
+            ]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod txn;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 
 use crate::naming::keys;
@@ -67,7 +67,11 @@ impl Ovs {
     pub fn datapath_types(&mut self) -> Result<Vec<String>> {
         let results = self.client.transact(
             DB,
-            vec![ops::select("Open_vSwitch", vec![], Some(&["datapath_types"]))],
+            vec![ops::select(
+                "Open_vSwitch",
+                vec![],
+                Some(&["datapath_types"]),
+            )],
         )?;
         let rows = value::rows(&results[0])?;
         let Some(row) = rows.first() else {
@@ -106,7 +110,11 @@ impl Ovs {
         match self.apply(txn) {
             Ok(()) => Ok(()),
             Err(err) if is_conflict(&err) => {
-                log::info!("network {} needs repair before adding {}: {err:#}", cfg.name, port.name);
+                log::info!(
+                    "network {} needs repair before adding {}: {err:#}",
+                    cfg.name,
+                    port.name
+                );
                 self.reconcile(cfg, Some(port))
             }
             Err(err) => Err(err),
@@ -120,10 +128,7 @@ impl Ovs {
                 DB,
                 vec![ops::select(
                     "Port",
-                    vec![
-                        ops::cond("name", "==", name),
-                        state::owned_condition(),
-                    ],
+                    vec![ops::cond("name", "==", name), state::owned_condition()],
                     Some(&["_uuid"]),
                 )],
             )?;
@@ -134,8 +139,16 @@ impl Ovs {
             let mut txn = Txn::new();
             txn.push(ops::mutate(
                 "Bridge",
-                vec![ops::cond("ports", "includes", value::set(vec![value::uuid(&uuid)]))],
-                vec![ops::mutation("ports", "delete", value::set(vec![value::uuid(&uuid)]))],
+                vec![ops::cond(
+                    "ports",
+                    "includes",
+                    value::set(vec![value::uuid(&uuid)]),
+                )],
+                vec![ops::mutation(
+                    "ports",
+                    "delete",
+                    value::set(vec![value::uuid(&uuid)]),
+                )],
             ));
             // No wait for ovs-vswitchd: the port is gone from the database, which is what
             // counts, and vswitchd drops it whenever it runs.
@@ -184,7 +197,10 @@ impl Ovs {
             }
         }
         let err = last_conflict.map(|e| format!("{e:#}")).unwrap_or_default();
-        bail!("could not update OVS for network {}: the database kept changing underneath ({err})", cfg.name)
+        bail!(
+            "could not update OVS for network {}: the database kept changing underneath ({err})",
+            cfg.name
+        )
     }
 
     /// Commits, waits for ovs-vswitchd, and undoes the transaction if vswitchd fails it.
@@ -245,7 +261,14 @@ fn guard_bridges(observed: &Observed) -> Value {
             serde_json::json!({"name": b.name, "ports": value::set(ports)})
         })
         .collect();
-    ops::wait("Bridge", vec![], &["name", "ports"], Until::Equal, rows, Some(0))
+    ops::wait(
+        "Bridge",
+        vec![],
+        &["name", "ports"],
+        Until::Equal,
+        rows,
+        Some(0),
+    )
 }
 
 #[cfg(test)]

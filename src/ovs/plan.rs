@@ -60,7 +60,10 @@ pub enum Change {
         datapath: Datapath,
     },
     /// Tunnels to peers that have none yet.
-    AddTunnels { bridge: String, tunnels: Vec<Tunnel> },
+    AddTunnels {
+        bridge: String,
+        tunnels: Vec<Tunnel>,
+    },
     /// Owned ports to drop from a bridge (tunnels to peers no longer listed).
     RemovePorts { bridge: String, ports: Vec<String> },
     /// Owned tunnel ports that lost `protected=true`.
@@ -124,7 +127,8 @@ pub fn plan(cfg: &NetworkConfig, observed: &Observed) -> Result<Vec<Change>> {
         Some(bridge) => {
             check_bridge_is_ours(cfg, bridge)?;
             let external_ids = bridge_external_ids(cfg);
-            if bridge.external_ids != external_ids || bridge.datapath_type != cfg.datapath.as_str() {
+            if bridge.external_ids != external_ids || bridge.datapath_type != cfg.datapath.as_str()
+            {
                 changes.push(Change::UpdateBridge {
                     uuid: bridge.uuid.clone(),
                     external_ids,
@@ -135,9 +139,11 @@ pub fn plan(cfg: &NetworkConfig, observed: &Observed) -> Result<Vec<Change>> {
         }
     }
 
-    for stale in observed.bridges.iter().filter(|b| {
-        b.is_owned() && b.network() == Some(cfg.name.as_str()) && b.name != cfg.bridge
-    }) {
+    for stale in observed
+        .bridges
+        .iter()
+        .filter(|b| b.is_owned() && b.network() == Some(cfg.name.as_str()) && b.name != cfg.bridge)
+    {
         changes.push(Change::RemoveBridge {
             uuid: stale.uuid.clone(),
         });
@@ -268,7 +274,13 @@ mod tests {
     fn empty_database_gets_a_bridge_with_all_tunnels() {
         let c = cfg(&["10.99.0.2", "10.99.0.3"]);
         let changes = plan(&c, &Observed::default()).unwrap();
-        let [Change::CreateBridge { name, tunnels, external_ids, datapath }] = changes.as_slice() else {
+        let [Change::CreateBridge {
+            name,
+            tunnels,
+            external_ids,
+            datapath,
+        }] = changes.as_slice()
+        else {
             panic!("{changes:?}");
         };
         assert_eq!(name, "gnv5001");
@@ -292,10 +304,14 @@ mod tests {
         let new = cfg(&["10.99.0.3", "10.99.0.4"]);
         let changes = plan(&new, &built(&old)).unwrap();
         assert_eq!(changes.len(), 2, "{changes:?}");
-        let Change::AddTunnels { tunnels, .. } = &changes[0] else { panic!() };
+        let Change::AddTunnels { tunnels, .. } = &changes[0] else {
+            panic!()
+        };
         assert_eq!(tunnels.len(), 1);
         assert_eq!(tunnels[0].peer.to_string(), "10.99.0.4");
-        let Change::RemovePorts { ports, .. } = &changes[1] else { panic!() };
+        let Change::RemovePorts { ports, .. } = &changes[1] else {
+            panic!()
+        };
         let gone = naming::tunnel_port_name(5001, "10.99.0.2".parse().unwrap(), None, 6081);
         assert_eq!(ports, &vec![format!("u-{gone}")]);
     }
@@ -319,7 +335,9 @@ mod tests {
         observed.ports[0].protected = false;
         assert_eq!(
             plan(&c, &observed).unwrap(),
-            vec![Change::ProtectPorts { ports: vec![observed.ports[0].uuid.clone()] }]
+            vec![Change::ProtectPorts {
+                ports: vec![observed.ports[0].uuid.clone()]
+            }]
         );
     }
 
@@ -329,7 +347,10 @@ mod tests {
         let mut observed = built(&c);
         observed.bridges[0].external_ids.clear();
         let e = plan(&c, &observed).unwrap_err().to_string();
-        assert!(e.contains("not created by geneve-ovs") && e.contains("gnv5001"), "{e}");
+        assert!(
+            e.contains("not created by geneve-ovs") && e.contains("gnv5001"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -118,7 +118,10 @@ pub fn read_ops() -> Vec<Value> {
 /// Decodes the results of [`read_ops`].
 pub fn decode(results: &[Value]) -> Result<Observed> {
     let [bridges, ports] = results else {
-        anyhow::bail!("expected 2 results from the OVSDB read, got {}", results.len());
+        anyhow::bail!(
+            "expected 2 results from the OVSDB read, got {}",
+            results.len()
+        );
     };
     let bridges = value::rows(bridges)?
         .iter()

@@ -126,7 +126,11 @@ impl Txn {
         self.ops.push(ops::mutate(
             "Bridge",
             bridge_where.clone(),
-            vec![ops::mutation("ports", "insert", value::set(vec![value::named_uuid(&port)?]))],
+            vec![ops::mutation(
+                "ports",
+                "insert",
+                value::set(vec![value::named_uuid(&port)?]),
+            )],
         ));
         self.undo.push(Undo {
             op_index: index,
@@ -164,7 +168,11 @@ impl Txn {
                 self.ops.push(ops::mutate(
                     "Open_vSwitch",
                     vec![],
-                    vec![ops::mutation("bridges", "insert", value::set(vec![value::named_uuid(&bridge)?]))],
+                    vec![ops::mutation(
+                        "bridges",
+                        "insert",
+                        value::set(vec![value::named_uuid(&bridge)?]),
+                    )],
                 ));
                 self.undo.push(Undo {
                     op_index: index,
@@ -212,14 +220,22 @@ impl Txn {
             }
             Change::ProtectPorts { ports } => {
                 for port in ports {
-                    self.ops.push(ops::update("Port", by_uuid(port), json!({"protected": true})));
+                    self.ops.push(ops::update(
+                        "Port",
+                        by_uuid(port),
+                        json!({"protected": true}),
+                    ));
                 }
             }
             Change::RemoveBridge { uuid } => {
                 self.ops.push(ops::mutate(
                     "Open_vSwitch",
                     vec![],
-                    vec![ops::mutation("bridges", "delete", value::set(vec![value::uuid(uuid)]))],
+                    vec![ops::mutation(
+                        "bridges",
+                        "delete",
+                        value::set(vec![value::uuid(uuid)]),
+                    )],
                 ));
             }
         }
@@ -234,7 +250,8 @@ impl Txn {
             vec![],
             vec![ops::mutation("next_cfg", "+=", 1)],
         ));
-        self.ops.push(ops::select("Open_vSwitch", vec![], Some(&["next_cfg"])));
+        self.ops
+            .push(ops::select("Open_vSwitch", vec![], Some(&["next_cfg"])));
         let results = client.transact(DB, self.ops)?;
         let next_cfg = results
             .last()
@@ -334,7 +351,11 @@ impl Committed {
                 ops::mutate(
                     u.table,
                     u.where_.clone(),
-                    vec![ops::mutation(u.column, "delete", value::set(vec![value::uuid(uuid)]))],
+                    vec![ops::mutation(
+                        u.column,
+                        "delete",
+                        value::set(vec![value::uuid(uuid)]),
+                    )],
                 )
             })
             .collect();
