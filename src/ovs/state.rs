@@ -66,14 +66,14 @@ impl Observed {
     pub fn ports_of<'a>(&'a self, bridge: &'a BridgeRow) -> impl Iterator<Item = &'a PortRow> + 'a {
         self.ports
             .iter()
-            .filter(move |p| bridge.ports.iter().any(|u| *u == p.uuid))
+            .filter(move |p| bridge.ports.contains(&p.uuid))
     }
 
     /// The bridge an owned port is attached to.
     pub fn bridge_of(&self, port: &PortRow) -> Option<&BridgeRow> {
         self.bridges
             .iter()
-            .find(|b| b.ports.iter().any(|u| *u == port.uuid))
+            .find(|b| b.ports.contains(&port.uuid))
     }
 }
 
