@@ -130,15 +130,13 @@ fn configure(host: &Netlink, netns: &Netns, spec: &ContainerLinkSpec) -> Result<
         .link_by_name(&spec.host_name)?
         .ok_or_else(|| anyhow!("host end {} vanished after creation", spec.host_name))?
         .index;
-    let mac = netns
-        .enter(|| configure_inside(spec))
-        .with_context(|| {
-            format!(
-                "configuring {} in network namespace {}",
-                spec.interface_name,
-                netns.path().display()
-            )
-        })?;
+    let mac = netns.enter(|| configure_inside(spec)).with_context(|| {
+        format!(
+            "configuring {} in network namespace {}",
+            spec.interface_name,
+            netns.path().display()
+        )
+    })?;
     Ok(AttachedLink { mac, host_index })
 }
 
@@ -160,7 +158,11 @@ fn configure_inside(spec: &ContainerLinkSpec) -> Result<[u8; 6]> {
     // Before addresses and link up: the gratuitous ARP that arp_notify sends on link up should
     // announce the address, and DAD must already be off when IPv6 comes up.
     write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
-    if spec.addresses.iter().any(|address| address.addr().is_ipv6()) {
+    if spec
+        .addresses
+        .iter()
+        .any(|address| address.addr().is_ipv6())
+    {
         write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
         write_sysctl(&format!("net/ipv6/conf/{ifname}/autoconf"), "0")?;
     }

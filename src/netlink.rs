@@ -19,8 +19,9 @@ use anyhow::{anyhow, Context, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags};
-use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteMetric};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -250,7 +251,11 @@ impl Netlink {
             .handle
             .link()
             .del_with_message(LinkUnspec::new_with_name(name).build());
-        match self.runtime.block_on(request.execute()).map_err(kernel_error) {
+        match self
+            .runtime
+            .block_on(request.execute())
+            .map_err(kernel_error)
+        {
             Ok(()) => Ok(true),
             Err(err) if errno(&err) == Some(libc::ENODEV) => Ok(false),
             Err(err) => Err(err).with_context(|| format!("deleting interface {name}")),
@@ -274,10 +279,10 @@ impl Netlink {
     /// added with IFA_F_NODAD: they were assigned by IPAM, and waiting for duplicate address
     /// detection would only delay the container's first packets.
     pub fn add_address(&self, index: u32, address: IpNet) -> Result<()> {
-        let mut request =
-            self.handle
-                .address()
-                .add(index, address.addr(), address.prefix_len());
+        let mut request = self
+            .handle
+            .address()
+            .add(index, address.addr(), address.prefix_len());
         if address.addr().is_ipv6() {
             request.message_mut().header.flags |= AddressHeaderFlags::Nodad;
         }
@@ -293,12 +298,7 @@ impl Netlink {
         let mut builder = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(destination.addr(), destination.prefix_len())
             .and_then(|builder| builder.gateway(route.gateway))
-            .with_context(|| {
-                format!(
-                    "building the route to {destination} via {}",
-                    route.gateway
-                )
-            })?
+            .with_context(|| format!("building the route to {destination} via {}", route.gateway))?
             .output_interface(route.oif);
         if let Some(metric) = route.metric {
             builder = builder.priority(metric);
