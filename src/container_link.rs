@@ -114,14 +114,27 @@ fn create_veth(host: &Netlink, netns: &Netns, spec: &ContainerLinkSpec) -> Resul
     };
     if !host.delete_link(&spec.host_name)? {
         // The host name was free, so the taken name is the container's.
-        return Err(err.context(format!(
-            "interface {} already exists in {}",
-            spec.interface_name,
-            netns.path().display()
-        )));
+        return Err(container_name_taken(err, netns, spec));
     }
     log::info!("replaced stale interface {}", spec.host_name);
-    host.create_veth(&veth)
+    match host.create_veth(&veth) {
+        // The host name is free now, so again the container's name is the one taken.
+        Err(err) if is_exists_error(&err) => Err(container_name_taken(err, netns, spec)),
+        other => other,
+    }
+}
+
+/// Says which name clashed, since the kernel's "File exists" does not.
+fn container_name_taken(
+    err: anyhow::Error,
+    netns: &Netns,
+    spec: &ContainerLinkSpec,
+) -> anyhow::Error {
+    err.context(format!(
+        "interface {} already exists in {}",
+        spec.interface_name,
+        netns.path().display()
+    ))
 }
 
 /// Everything after the veth exists: host end lookup, then the container side.

@@ -334,6 +334,16 @@ fn failed_attach_leaves_nothing_behind() {
     assert!(netlink::is_exists_error(&err), "{err:#}");
     assert!(format!("{err:#}").contains("already exists"), "{err:#}");
     assert!(!host.link_names().contains(&"gvo-h5".to_string()));
+
+    // Both a stale host end and a taken container name: the stale end goes, the error stays.
+    host.ip(&[
+        "link", "add", "gvo-h10", "type", "veth", "peer", "name", "stale10",
+    ]);
+    let err = attach_from(&host, &container, &spec("gvo-h10")).unwrap_err();
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+    let names = host.link_names();
+    assert!(!names.contains(&"gvo-h10".to_string()), "{names:?}");
+    assert!(!names.contains(&"stale10".to_string()), "{names:?}");
 }
 
 #[test]
