@@ -72,6 +72,7 @@ pub struct RouteSpec {
 }
 
 /// A blocking rtnetlink connection bound to one network namespace.
+#[derive(Debug)]
 pub struct Netlink {
     // Field order matters for drop: the handle goes first, then the runtime, which drops the
     // connection task and closes the socket.
