@@ -19,8 +19,9 @@ use anyhow::{anyhow, Context, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags};
-use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteMetric};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -71,6 +72,7 @@ pub struct RouteSpec {
 }
 
 /// A blocking rtnetlink connection bound to one network namespace.
+#[derive(Debug)]
 pub struct Netlink {
     // Field order matters for drop: the handle goes first, then the runtime, which drops the
     // connection task and closes the socket.

@@ -62,7 +62,12 @@ impl Netns {
         let origin = Netns::current().context("remembering the current network namespace")?;
         set_thread_netns(self.file.as_fd())
             .with_context(|| format!("entering network namespace {}", self.path.display()))?;
+        let mut way_back = WayBack {
+            origin: &origin,
+            pending: true,
+        };
         let result = f();
+        way_back.pending = false;
         set_thread_netns(origin.file.as_fd()).with_context(|| {
             format!(
                 "returning from network namespace {} to {}",
@@ -71,6 +76,27 @@ impl Netns {
             )
         })?;
         result
+    }
+}
+
+/// Brings the thread back to `origin` if [`Netns::enter`]'s closure panics, so that an unwinding
+/// thread (a test harness thread, say) does not go on in a foreign namespace. The normal path
+/// returns explicitly, where a failure can be reported.
+struct WayBack<'a> {
+    origin: &'a Netns,
+    pending: bool,
+}
+
+impl Drop for WayBack<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            if let Err(err) = set_thread_netns(self.origin.file.as_fd()) {
+                log::error!(
+                    "thread stranded outside {} while unwinding: {err:#}",
+                    self.origin.path.display()
+                );
+            }
+        }
     }
 }
 
