@@ -182,7 +182,12 @@ impl Client {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let deadline = Instant::now() + timeout;
+        let now = Instant::now();
+        // A huge timeout (e.g. Duration::MAX) must not overflow the clock: cap it at a year.
+        let deadline = now
+            .checked_add(timeout)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now);
         let exchanged = self.send(method, params, id, deadline).and_then(|()| {
             self.receive_reply(id, deadline)
                 .map_err(|err| self.explain_read_error(err, deadline, timeout))
@@ -368,7 +373,7 @@ fn describe_rpc_error(error: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::ops::{comment, select};
-    use super::super::TransactError;
+    use super::super::{TransactError, Until};
     use super::*;
     use serde_json::json;
     use std::thread;
@@ -510,14 +515,7 @@ mod tests {
         client.set_timeout(Duration::from_millis(100));
         let started = Instant::now();
         // A wait op extends the deadline by its own timeout.
-        let wait = super::super::ops::wait(
-            "T",
-            vec![],
-            &[],
-            super::super::Until::Equal,
-            vec![],
-            Some(100),
-        );
+        let wait = super::super::ops::wait("T", vec![], &[], Until::Equal, vec![], Some(100));
         let err = client.transact("Open_vSwitch", vec![wait]).unwrap_err();
         let elapsed = started.elapsed();
         assert!(
@@ -558,6 +556,25 @@ mod tests {
         assert!(err.to_string().contains("no reply"), "{err:#}");
         drop(client);
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn accepts_a_huge_timeout() {
+        let (mut client, mut server) = pair();
+        client.set_timeout(Duration::MAX);
+        let server = thread::spawn(move || {
+            server.read();
+            server.write(r#"{"id":1,"result":[],"error":null}"#);
+        });
+        let wait = super::super::ops::wait("T", vec![], &[], Until::Equal, vec![], Some(u64::MAX));
+        // The wait is not in the reply (a fake server), so the result is malformed, but
+        // nothing overflowed on the way.
+        let err = client.transact("Open_vSwitch", vec![wait]).unwrap_err();
+        assert!(
+            err.to_string().contains("0 results for 1 operations"),
+            "{err}"
+        );
+        server.join().unwrap();
     }
 
     #[test]
