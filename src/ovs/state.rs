@@ -71,9 +71,7 @@ impl Observed {
 
     /// The bridge an owned port is attached to.
     pub fn bridge_of(&self, port: &PortRow) -> Option<&BridgeRow> {
-        self.bridges
-            .iter()
-            .find(|b| b.ports.contains(&port.uuid))
+        self.bridges.iter().find(|b| b.ports.contains(&port.uuid))
     }
 }
 

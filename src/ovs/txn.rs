@@ -374,8 +374,9 @@ impl Committed {
 /// same rows first (a duplicate name, a guard that no longer holds): worth planning again.
 pub fn is_conflict(err: &anyhow::Error) -> bool {
     err.downcast_ref::<TransactError>().is_some_and(|t| {
-        t.is(crate::ovsdb::CONSTRAINT_VIOLATION)
-            || t.is(crate::ovsdb::REFERENTIAL_INTEGRITY_VIOLATION)
+        (t.at_commit
+            && (t.is(crate::ovsdb::CONSTRAINT_VIOLATION)
+                || t.is(crate::ovsdb::REFERENTIAL_INTEGRITY_VIOLATION)))
             || (t.op == "wait" && t.is(crate::ovsdb::TIMED_OUT))
     })
 }
