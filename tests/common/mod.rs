@@ -1,0 +1,52 @@
+//! Integration-test lab: several simulated hosts, each a network namespace with its own
+//! Open vSwitch (userspace datapath), joined by an underlay switch.
+//!
+//! Use from a test file as `mod common;` and start with [`Lab::new`]. Everything the lab
+//! makes (namespaces, daemons, files) is removed when the [`Lab`] is dropped, also when
+//! the test panics; leftovers of runs that were killed outright are removed by the next
+//! `Lab::new`.
+
+// Each test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+pub mod cmd;
+pub mod container;
+pub mod host;
+pub mod lab;
+pub mod manual;
+pub mod netns;
+pub mod ovs;
+pub mod process;
+pub mod wait;
+
+#[allow(unused_imports)]
+pub use container::Container;
+#[allow(unused_imports)]
+pub use host::Host;
+#[allow(unused_imports)]
+pub use lab::{Lab, Underlay, UNDERLAY_MTU};
+
+use anyhow::Result;
+
+/// `ip <args>`, required to succeed.
+pub fn ip(args: &[&str]) -> Result<String> {
+    cmd::Cmd::new("ip").args(args).run()
+}
+
+/// A few quick pings from namespace `netns` to `target`; true when any is answered.
+pub fn ping_in(netns: &str, target: &str) -> bool {
+    cmd::Cmd::in_netns(
+        netns,
+        "ping",
+        &["-q", "-c", "3", "-i", "0.2", "-W", "1", target],
+    )
+    .output()
+    .is_ok_and(|o| o.status.success())
+}
+
+/// One ping with a one second wait; for polling loops.
+pub fn ping_once(netns: &str, target: &str) -> bool {
+    cmd::Cmd::in_netns(netns, "ping", &["-q", "-c", "1", "-W", "1", target])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
