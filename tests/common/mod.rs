@@ -16,6 +16,7 @@ pub mod lab;
 pub mod manual;
 pub mod netns;
 pub mod ovs;
+pub mod podman;
 pub mod process;
 pub mod wait;
 
