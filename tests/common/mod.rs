@@ -17,6 +17,7 @@ pub mod manual;
 pub mod netns;
 pub mod ovs;
 pub mod process;
+pub mod traffic;
 pub mod wait;
 
 #[allow(unused_imports)]
