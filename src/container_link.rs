@@ -148,6 +148,7 @@ fn configure(host: &Netlink, netns: &Netns, spec: &ContainerLinkSpec) -> Result<
         .link_by_name(&spec.host_name)?
         .ok_or_else(|| anyhow!("host end {} vanished after creation", spec.host_name))?
         .index;
+    isolate_host_end(&spec.host_name)?;
     let mac = netns.enter(|| configure_inside(spec)).with_context(|| {
         format!(
             "configuring {} in network namespace {}",
@@ -156,6 +157,24 @@ fn configure(host: &Netlink, netns: &Netns, spec: &ContainerLinkSpec) -> Result<
         )
     })?;
     Ok(AttachedLink { mac, host_index })
+}
+
+/// Keeps the host's own IP stack off the host end: it is a switch port, nothing more.
+///
+/// On the kernel datapath OVS takes every frame before the IP stack sees it. On the userspace
+/// datapath OVS only copies frames off the device (AF_PACKET) and the kernel still handles
+/// them: without this, the host would answer a container's ARP request for the gateway from
+/// the veth (any local address, any interface, by default), and the container would then
+/// route through the veth, around the gateway port and the firewall rules keyed on it.
+fn isolate_host_end(name: &str) -> Result<()> {
+    // 8: do not answer ARP for any local address on this interface.
+    write_sysctl(&format!("net/ipv4/conf/{name}/arp_ignore"), "8")?;
+    // No link-local address, no neighbour discovery, no IPv6 at all (unless the host has no
+    // IPv6, and so nothing to turn off).
+    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        write_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1")?;
+    }
+    Ok(())
 }
 
 /// Configures the container side; runs with the thread inside the container's namespace, so

@@ -8,12 +8,16 @@
 //! * [`naming`]: deterministic names and identifiers (VNI, bridge, tunnel and veth names);
 //! * [`ovsdb`]: the OVSDB (RFC 7047) wire protocol, nothing OVS-specific;
 //! * [`ovs`]: Open vSwitch operations (bridges, tunnels, container ports) as transactions;
-//! * [`netlink`], [`netns`], [`ethtool`], [`container_link`]: link and namespace plumbing;
+//! * [`netlink`], [`netns`], [`ethtool`], [`container_link`], [`gateway`]: link and namespace
+//!   plumbing;
+//! * [`firewall`]: the plugin's nftables table (NAT, port mappings, underlay filter);
 //! * [`commands`]: one module per subcommand, wiring the above together.
 
 pub mod commands;
 pub mod container_link;
 pub mod ethtool;
+pub mod firewall;
+pub mod gateway;
 pub mod naming;
 pub mod netlink;
 pub mod netns;

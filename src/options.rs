@@ -17,7 +17,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
 use log::warn;
 
 use crate::naming;
@@ -312,6 +313,12 @@ pub struct NetworkConfig {
     pub datapath: Datapath,
     pub dst_port: u16,
     pub local_ip: Option<IpAddr>,
+    /// `--internal`: no gateway, no NAT, no port mappings.
+    pub internal: bool,
+    /// The network's subnets (the same on every host).
+    pub subnets: Vec<IpNet>,
+    /// The subnets' gateway addresses, with their prefixes; empty for internal networks.
+    pub gateways: Vec<IpNet>,
 }
 
 impl NetworkConfig {
@@ -487,6 +494,18 @@ pub fn resolve(
         _ => naming::default_bridge_name(vni),
     };
 
+    let subnets: Vec<IpNet> = network.subnets().iter().map(|s| s.subnet).collect();
+    let gateways = if network.internal {
+        Vec::new()
+    } else {
+        network
+            .subnets()
+            .iter()
+            .filter_map(|s| s.gateway.map(|gw| IpNet::new(gw, s.subnet.prefix_len())))
+            .collect::<Result<Vec<_>, _>>()
+            .context("a subnet's gateway with the subnet's prefix")?
+    };
+
     Ok(NetworkConfig {
         name: network.name.clone(),
         id: network.id.clone(),
@@ -497,18 +516,51 @@ pub fn resolve(
         datapath,
         dst_port: req.dst_port,
         local_ip: req.local_ip,
+        internal: network.internal,
+        subnets,
+        gateways,
     })
+}
+
+/// Gives every subnet of a non-internal network a gateway (its first address) when it has
+/// none, as podman would after `create` returns, so that the gateway is known and saved from
+/// the start and is the same address on every host.
+pub fn fill_gateways(network: &mut Network) -> Result<()> {
+    if network.internal {
+        return Ok(());
+    }
+    for subnet in network.subnets.iter_mut().flatten() {
+        if let Some(gateway) = subnet.gateway {
+            if !subnet.subnet.contains(&gateway) {
+                bail!(
+                    "gateway {gateway} (--gateway) is outside subnet {}",
+                    subnet.subnet
+                );
+            }
+            continue;
+        }
+        let first = match subnet.subnet {
+            IpNet::V4(net) if net.prefix_len() <= 30 => {
+                Some(IpAddr::V4((u32::from(net.network()) + 1).into()))
+            }
+            IpNet::V6(net) if net.prefix_len() <= 126 => {
+                Some(IpAddr::V6((u128::from(net.network()) + 1).into()))
+            }
+            _ => None,
+        };
+        let Some(first) = first else {
+            bail!(
+                "subnet {} (--subnet) has no room for a gateway: use a larger subnet or --internal",
+                subnet.subnet
+            );
+        };
+        subnet.gateway = Some(first);
+    }
+    Ok(())
 }
 
 /// The rules on the network itself (not its options) that `create` enforces.
 fn check_network(network: &Network) -> Result<()> {
-    if !network.internal {
-        bail!(
-            "network {:?}: geneve-ovs networks must be created with --internal for now \
-             (no gateway, NAT or port mappings yet)",
-            network.name
-        );
-    }
     if network.subnets().is_empty() {
         bail!(
             "network {:?}: geneve-ovs needs --subnet: the same subnet on every host, with a \

@@ -300,14 +300,6 @@ fn refusals_leave_ovs_untouched() -> Result<()> {
         (
             {
                 let mut n = podman::network("net2", SUBNET, None, &[]);
-                n["internal"] = false.into();
-                n
-            },
-            "--internal",
-        ),
-        (
-            {
-                let mut n = podman::network("net2", SUBNET, None, &[]);
                 n["subnets"] = Value::Null;
                 n
             },

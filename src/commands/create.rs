@@ -7,8 +7,8 @@
 
 use anyhow::Result;
 
-use super::{connect_ovs, parse_input, LiveHost};
-use crate::options::{self, Stage};
+use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
+use crate::options::{self, Datapath, Stage};
 use crate::types::Network;
 
 pub fn run(input: &str) -> Result<String> {
@@ -16,9 +16,19 @@ pub fn run(input: &str) -> Result<String> {
     // Syntax first: a typo must be reported even when OVS is not running.
     options::parse(&network.options())?;
 
+    options::fill_gateways(&mut network)?;
+
     let mut ovs = connect_ovs()?;
     let cfg = options::resolve(&network, Stage::Create, &mut LiveHost::new(&mut ovs))?;
     ovs.ensure_network(&cfg)?;
+    if cfg.datapath == Datapath::System {
+        // The underlay filter (GENEVE only from the peers) is defence in depth: OVS itself
+        // only accepts tunnel packets from a configured remote_ip. A host without nftables
+        // still gets a working network.
+        if let Err(err) = sync_firewall(&mut ovs) {
+            log::warn!("GENEVE underlay filter not installed: {err:#}");
+        }
+    }
 
     network.options = Some(cfg.to_options());
     network.network_interface = Some(cfg.bridge.clone());

@@ -14,6 +14,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 
+use crate::firewall;
 use crate::netlink::Netlink;
 use crate::options::HostFacts;
 use crate::ovs::Ovs;
@@ -100,4 +101,10 @@ impl HostFacts for LiveHost<'_> {
     fn datapath_types(&mut self) -> Result<Vec<String>> {
         self.ovs.datapath_types()
     }
+}
+
+/// Rebuilds the plugin's nftables table from what OVS now holds.
+fn sync_firewall(ovs: &mut Ovs) -> Result<()> {
+    let observed = ovs.read()?;
+    firewall::apply(&firewall::Rules::from_observed(&observed))
 }

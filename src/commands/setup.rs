@@ -11,11 +11,12 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
-use super::{connect_ovs, parse_input, LiveHost};
+use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
 use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use crate::gateway;
 use crate::naming;
-use crate::options::{self, Datapath, Stage};
-use crate::ovs::ContainerPort;
+use crate::options::{self, Datapath, NetworkConfig, Stage};
+use crate::ovs::{ContainerPort, Ovs};
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
 
 pub fn run(netns: &Path, input: &str) -> Result<String> {
@@ -66,6 +67,8 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         container_id: exec.container_id.clone(),
         interface: interface_name.clone(),
         netns: netns.display().to_string(),
+        addresses: static_ips,
+        port_mappings: exec.port_mappings.clone().unwrap_or_default(),
     };
     if let Err(err) = ovs.add_container_port(&cfg, &port) {
         if let Err(cleanup) = container_link::detach(&spec.host_name) {
@@ -75,6 +78,23 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
             "cannot add container {} to OVS bridge {}",
             exec.container_name, cfg.bridge
         )));
+    }
+    if !cfg.internal {
+        if let Err(err) = connect_outside(&mut ovs, &cfg) {
+            // Undo this container entirely: its port (and with it, if it was the only one,
+            // the gateway and the network's rules) and its veth.
+            let undo = ovs
+                .remove_container_port(&port.name)
+                .and_then(|_| ovs.ensure_network(&cfg))
+                .and_then(|()| sync_firewall(&mut ovs));
+            if let Err(cleanup) = undo.and(container_link::detach(&spec.host_name).map(|_| ())) {
+                log::error!(
+                    "could not undo the attachment of {}: {cleanup:#}",
+                    port.name
+                );
+            }
+            return Err(err);
+        }
     }
 
     let gateway_of = |ip: &IpNet| {
@@ -105,6 +125,13 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         interfaces,
     };
     Ok(serde_json::to_string(&status)?)
+}
+
+/// The part of a non-internal network beyond the overlay: the gateway addresses on this host's
+/// gateway port, and the NAT and port-mapping rules.
+fn connect_outside(ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
+    gateway::configure(&naming::gateway_port_name(cfg.vni), &cfg.gateways)?;
+    sync_firewall(ovs)
 }
 
 /// Each static IP with the prefix length of the network subnet that contains it.

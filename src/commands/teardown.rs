@@ -9,9 +9,10 @@ use std::path::Path;
 use anyhow::Result;
 use log::debug;
 
-use super::{connect_ovs, parse_input};
+use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
 use crate::container_link;
 use crate::naming;
+use crate::options::{self, Stage};
 use crate::types::NetworkPluginExec;
 
 pub fn run(_netns: &Path, input: &str) -> Result<()> {
@@ -20,7 +21,17 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
-    let port = connect_ovs().and_then(|mut ovs| ovs.remove_container_port(&host_name));
+    let port = connect_ovs().and_then(|mut ovs| {
+        let removed = ovs.remove_container_port(&host_name)?;
+        if !exec.network.internal {
+            // The last container gone takes the gateway port with it, and the firewall
+            // rules follow what OVS now holds.
+            let cfg = options::resolve(&exec.network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
+            ovs.ensure_network(&cfg)?;
+            sync_firewall(&mut ovs)?;
+        }
+        Ok(removed)
+    });
     let veth = container_link::detach(&host_name);
     let removed_port = port?;
     let removed_veth = veth?;

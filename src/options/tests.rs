@@ -326,10 +326,6 @@ fn local_ip_rules() {
 fn network_rules() {
     let mut host = FakeHost::new();
     let mut net = network(&[]);
-    net.internal = false;
-    let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
-    assert!(e.contains("--internal"), "{e}");
-    let mut net = network(&[]);
     net.subnets = None;
     let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
     assert!(e.contains("--subnet"), "{e}");
@@ -399,4 +395,70 @@ fn resolved_options_are_written_back() {
             ("local_ip", "10.99.0.1"),
         ])
     );
+}
+
+#[test]
+fn non_internal_networks_get_a_gateway_per_subnet() {
+    let mut net = network(&[]);
+    net.internal = false;
+    net.subnets = Some(vec![
+        Subnet {
+            subnet: "192.168.120.0/24".parse().unwrap(),
+            gateway: None,
+            lease_range: None,
+            extra: Default::default(),
+        },
+        Subnet {
+            subnet: "fd12:3456::/64".parse().unwrap(),
+            gateway: Some("fd12:3456::fe".parse().unwrap()),
+            lease_range: None,
+            extra: Default::default(),
+        },
+    ]);
+    fill_gateways(&mut net).unwrap();
+    assert_eq!(
+        net.subnets()[0].gateway,
+        Some("192.168.120.1".parse().unwrap())
+    );
+    assert_eq!(
+        net.subnets()[1].gateway,
+        Some("fd12:3456::fe".parse().unwrap())
+    );
+    let cfg = resolve(&net, Stage::Create, &mut FakeHost::new()).unwrap();
+    assert!(!cfg.internal);
+    assert_eq!(
+        cfg.gateways,
+        vec![
+            "192.168.120.1/24".parse::<IpNet>().unwrap(),
+            "fd12:3456::fe/64".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn internal_networks_have_no_gateway() {
+    let mut net = network(&[]);
+    fill_gateways(&mut net).unwrap();
+    assert_eq!(net.subnets()[0].gateway, None);
+    assert!(resolve(&net, Stage::Create, &mut FakeHost::new())
+        .unwrap()
+        .gateways
+        .is_empty());
+}
+
+#[test]
+fn gateway_rules() {
+    let mut net = network(&[]);
+    net.internal = false;
+    net.subnets.as_mut().unwrap()[0].gateway = Some("10.0.0.1".parse().unwrap());
+    let e = fill_gateways(&mut net).unwrap_err().to_string();
+    assert!(e.contains("10.0.0.1") && e.contains("--gateway"), "{e}");
+    net.subnets.as_mut().unwrap()[0] = Subnet {
+        subnet: "192.168.120.7/32".parse().unwrap(),
+        gateway: None,
+        lease_range: None,
+        extra: Default::default(),
+    };
+    let e = fill_gateways(&mut net).unwrap_err().to_string();
+    assert!(e.contains("no room for a gateway"), "{e}");
 }

@@ -13,6 +13,7 @@ pub mod state;
 pub mod txn;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -21,6 +22,7 @@ use serde_json::Value;
 use crate::naming::keys;
 use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value, Client, Until};
+use crate::types::PortMapping;
 use state::Observed;
 use txn::{is_conflict, Txn, DB};
 
@@ -38,6 +40,11 @@ pub struct ContainerPort {
     pub interface: String,
     /// The netns path `setup` was given.
     pub netns: String,
+    /// The container's addresses on the network.
+    pub addresses: Vec<IpAddr>,
+    /// The container's `-p` mappings, kept with the port so that the firewall rules of every
+    /// container can be rebuilt from the database alone.
+    pub port_mappings: Vec<PortMapping>,
 }
 
 impl ContainerPort {
@@ -46,6 +53,16 @@ impl ContainerPort {
         ids.insert(keys::CONTAINER_ID.to_string(), self.container_id.clone());
         ids.insert(keys::INTERFACE.to_string(), self.interface.clone());
         ids.insert(keys::NETNS.to_string(), self.netns.clone());
+        if !self.addresses.is_empty() {
+            let addresses: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
+            ids.insert(keys::ADDRESSES.to_string(), addresses.join(","));
+        }
+        if !self.port_mappings.is_empty() {
+            // Serialising plain structs to a string cannot fail; an empty value would only
+            // lose the mappings' firewall rules, never break the port.
+            let json = serde_json::to_string(&self.port_mappings).unwrap_or_default();
+            ids.insert(keys::PORT_MAPPINGS.to_string(), json);
+        }
         ids
     }
 }
@@ -167,7 +184,7 @@ impl Ovs {
         let mut last_conflict = None;
         for _ in 0..ATTEMPTS {
             let observed = self.read()?;
-            let changes = plan::plan(cfg, &observed)?;
+            let changes = plan::plan(cfg, &observed, port.is_some())?;
             let mut txn = Txn::new();
             // Guard the plan with what it was made from, so a concurrent change is refused
             // rather than silently mixed with ours.
@@ -224,7 +241,7 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
     let mut tunnel_filter = BTreeMap::new();
     tunnel_filter.insert(keys::NETWORK_ID, cfg.id.as_str());
     tunnel_filter.insert(keys::ROLE, keys::ROLE_TUNNEL);
-    vec![
+    let mut guards = vec![
         ops::wait(
             "Bridge",
             vec![ops::cond("name", "==", cfg.bridge.as_str())],
@@ -247,7 +264,21 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
             tunnel_names,
             Some(0),
         ),
-    ]
+    ];
+    if let Some(gateway) = plan::desired_gateway(cfg) {
+        guards.push(ops::wait(
+            "Port",
+            vec![
+                ops::cond("name", "==", gateway.name.as_str()),
+                state::owned_condition(),
+            ],
+            &["name"],
+            Until::Equal,
+            vec![serde_json::json!({ "name": gateway.name })],
+            Some(0),
+        ));
+    }
+    guards
 }
 
 /// A `wait` that holds while the Bridge table still has the rows (names and ports) a plan was
@@ -288,6 +319,9 @@ mod tests {
             datapath: Datapath::Netdev,
             dst_port: 6081,
             local_ip: None,
+            internal: true,
+            subnets: vec!["192.168.120.0/24".parse().unwrap()],
+            gateways: vec![],
         };
         let guards = network_guards(&cfg);
         assert_eq!(guards.len(), 2);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::plan::{Change, Tunnel};
+use super::plan::{Change, Gateway, Tunnel};
 use crate::ovsdb::{ops, value, Client, TransactError, Until};
 
 /// The Open vSwitch database name.
@@ -113,6 +113,22 @@ impl Txn {
         )
     }
 
+    fn insert_gateway(&mut self, gateway: &Gateway) -> Result<(usize, String)> {
+        let interface = json!({
+            "name": gateway.name,
+            "type": "internal",
+            "mac": crate::naming::format_mac(&gateway.mac),
+            "mtu_request": gateway.mtu,
+            "external_ids": string_map(&gateway.external_ids),
+        });
+        self.insert_port(
+            &gateway.name,
+            interface,
+            &[("protected", Value::Bool(true))],
+            &gateway.external_ids,
+        )
+    }
+
     /// Adds a port for an existing network device (a container's host veth) to the bridge
     /// matched by `bridge_where`.
     pub fn add_system_port(
@@ -149,6 +165,7 @@ impl Txn {
                 datapath,
                 external_ids,
                 tunnels,
+                gateway,
             } => {
                 // The bridge's own internal port, as `ovs-vsctl add-br` makes it.
                 let internal = json!({"name": name, "type": "internal"});
@@ -156,6 +173,10 @@ impl Txn {
                 let mut ports = vec![value::named_uuid(&local)?];
                 for tunnel in tunnels {
                     let (_, port) = self.insert_tunnel(tunnel)?;
+                    ports.push(value::named_uuid(&port)?);
+                }
+                if let Some(gateway) = gateway {
+                    let (_, port) = self.insert_gateway(gateway)?;
                     ports.push(value::named_uuid(&port)?);
                 }
                 let bridge = json!({
@@ -209,6 +230,24 @@ impl Txn {
                     by_uuid(bridge),
                     vec![ops::mutation("ports", "insert", value::set(ports))],
                 ));
+            }
+            Change::AddGateway { bridge, gateway } => {
+                let (index, port) = self.insert_gateway(gateway)?;
+                self.ops.push(ops::mutate(
+                    "Bridge",
+                    by_uuid(bridge),
+                    vec![ops::mutation(
+                        "ports",
+                        "insert",
+                        value::set(vec![value::named_uuid(&port)?]),
+                    )],
+                ));
+                self.undo.push(Undo {
+                    op_index: index,
+                    table: "Bridge",
+                    where_: by_uuid(bridge),
+                    column: "ports",
+                });
             }
             Change::RemovePorts { bridge, ports } => {
                 let uuids = ports.iter().map(|u| value::uuid(u)).collect();

@@ -26,6 +26,7 @@
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod background;
 pub mod cmd;
 pub mod container;
 pub mod host;
