@@ -5,6 +5,7 @@
 //!
 //! * [`types`]: the netavark plugin protocol (what podman sends, what we answer);
 //! * [`options`]: parsing and validation of the network options, the one place that knows them;
+//! * [`addressing`]: default subnets and this host's share of them (pure);
 //! * [`naming`]: deterministic names and identifiers (VNI, bridge, tunnel and veth names);
 //! * [`ovsdb`]: the OVSDB (RFC 7047) wire protocol, nothing OVS-specific;
 //! * [`ovs`]: Open vSwitch operations (bridges, tunnels, container ports) as transactions;
@@ -13,6 +14,7 @@
 //! * [`firewall`]: the plugin's nftables table (NAT, port mappings, underlay filter);
 //! * [`commands`]: one module per subcommand, wiring the above together.
 
+pub mod addressing;
 pub mod commands;
 pub mod container_link;
 pub mod ethtool;

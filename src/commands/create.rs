@@ -16,10 +16,10 @@ pub fn run(input: &str) -> Result<String> {
     // Syntax first: a typo must be reported even when OVS is not running.
     options::parse(&network.options())?;
 
-    options::fill_gateways(&mut network)?;
-
     let mut ovs = connect_ovs()?;
-    let cfg = options::resolve(&network, Stage::Create, &mut LiveHost::new(&mut ovs))?;
+    let mut host = LiveHost::new(&mut ovs);
+    options::complete_network(&mut network, &mut host)?;
+    let cfg = options::resolve(&network, Stage::Create, &mut host)?;
     ovs.ensure_network(&cfg)?;
     if cfg.datapath == Datapath::System {
         // The underlay filter (GENEVE only from the peers) is defence in depth: OVS itself

@@ -12,11 +12,12 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use crate::firewall;
 use crate::netlink::Netlink;
-use crate::options::HostFacts;
+use crate::options::{HostFacts, UnderlayRoute};
 use crate::ovs::Ovs;
 use crate::ovsdb::Client;
 
@@ -94,8 +95,15 @@ impl HostFacts for LiveHost<'_> {
         self.netlink()?.local_addresses()
     }
 
-    fn underlay_mtu(&mut self, peer: IpAddr) -> Result<Option<u32>> {
-        self.netlink()?.route_mtu(peer)
+    fn underlay_route(&mut self, peer: IpAddr) -> Result<Option<UnderlayRoute>> {
+        Ok(self.netlink()?.route_to(peer)?.map(|r| UnderlayRoute {
+            mtu: r.mtu,
+            source: r.source,
+        }))
+    }
+
+    fn route_destinations(&mut self) -> Result<Vec<IpNet>> {
+        self.netlink()?.route_destinations()
     }
 
     fn datapath_types(&mut self) -> Result<Vec<String>> {
