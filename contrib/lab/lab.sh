@@ -417,6 +417,7 @@ cmd_up() {
 	fi
 
 	UP_OK=1
+	touch "$STATE/complete"
 	trap - EXIT ERR INT TERM
 	local ms=$((($(date +%s%N) - start) / 1000000))
 	log "lab up: $n host(s) in $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s (LAB_DIR=$LAB_DIR, prefix $LAB_PREFIX)"
@@ -446,9 +447,14 @@ cmd_status() {
 	local n h
 	n=$(cat "$STATE/hosts")
 	echo "lab in $LAB_DIR: $n host(s), prefix $LAB_PREFIX, rootfs $(cat "$STATE/rootfs")"
+	[[ -f $STATE/complete ]] || echo "INCOMPLETE: 'up' did not finish; run 'lab.sh down'"
 	for h in $(seq "$n"); do
-		printf 'host %s: netns %s, underlay 10.99.0.%s, containers: %s\n' "$h" "$(host_ns "$h")" "$h" \
-			"$(host_run "$h" podman ps -q 2>/dev/null | wc -l)"
+		if ! mountpoint -q "$(host_mnt "$h")" || [[ ! -e /run/netns/$(host_ns "$h") ]]; then
+			printf 'host %s: missing\n' "$h"
+			continue
+		fi
+		printf 'host %s: netns %s, underlay 10.99.0.%s, containers running: %s\n' "$h" \
+			"$(host_ns "$h")" "$h" "$(host_run "$h" podman ps -q 2>/dev/null | wc -l)"
 	done
 }
 
