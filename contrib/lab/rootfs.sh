@@ -100,18 +100,22 @@ switch_current() {
 	mv -T "$LAB_CACHE/.current.tmp" "$LAB_CACHE/current"
 }
 
-# Remove builds that are neither current nor used by a lab that is still up. A lab registers
-# itself in users/ with its LAB_DIR; a registration whose LAB_DIR has no state any more is stale.
+# LAB_DIRs of the labs that still use build $1. A lab registers itself in users/ with its
+# LAB_DIR; a registration whose LAB_DIR has no state any more is stale and is dropped.
+live_users() {
+	local u
+	for u in "$1"/users/*; do
+		[[ -f $u ]] || continue
+		if [[ -f "$(cat "$u")/state/rootfs" ]]; then cat "$u"; else rm -f "$u"; fi
+	done
+}
+
+# Remove builds that are neither current nor used by a lab that is still up.
 prune_old() {
-	local d u used
+	local d
 	for d in "$LAB_CACHE"/rootfs-*; do
 		[[ -d $d && $d != "$FINAL" ]] || continue
-		used=0
-		for u in "$d"/users/*; do
-			[[ -f $u ]] || continue
-			if [[ -f "$(cat "$u")/state/rootfs" ]]; then used=1; else rm -f "$u"; fi
-		done
-		if [[ $used -eq 0 ]]; then
+		if [[ -z $(live_users "$d") ]]; then
 			log "removing old build $d"
 			rm -rf --one-file-system "$d"
 		else
@@ -129,6 +133,10 @@ if [[ $FORCE -eq 0 && -f $FINAL/.complete ]]; then
 	exit 0
 fi
 
+# A running lab has this tree as the lower layer of its hosts' overlays: never replace it.
+if [[ -d $FINAL ]] && users=$(live_users "$FINAL") && [[ -n $users ]]; then
+	die "$FINAL is in use by the lab(s) in: $users; run 'lab.sh down' there first"
+fi
 prune_old
 
 BUILD=$(mktemp -d "$LAB_CACHE/.build.XXXXXX")
@@ -136,6 +144,12 @@ chmod 0755 "$BUILD"
 cleanup() {
 	local rc=$?
 	if [[ -n ${HEARTBEAT_PID:-} ]]; then kill "$HEARTBEAT_PID" 2>/dev/null || true; fi
+	# Interrupted while mmdebstrap runs: stop it and let it undo its own mounts first.
+	if [[ -n ${MMDEBSTRAP_PID:-} ]] && kill -0 "$MMDEBSTRAP_PID" 2>/dev/null; then
+		log "stopping mmdebstrap"
+		kill -TERM "$MMDEBSTRAP_PID" 2>/dev/null || true
+		wait "$MMDEBSTRAP_PID" 2>/dev/null || true
+	fi
 	if [[ -n ${BUILD:-} && -d $BUILD ]]; then
 		# mmdebstrap unmounts what it mounted itself; make sure before deleting anything.
 		if grep -q " $BUILD/" /proc/mounts; then
@@ -167,13 +181,18 @@ INCLUDE=$(
 	IFS=,
 	printf '%s' "${SORTED[*]}"
 )
+# In the background and waited for, so that INT/TERM reach our trap at once (bash runs traps
+# only after a foreground child exits).
 mmdebstrap --variant=apt --include="$INCLUDE" \
 	--aptopt='Acquire::Retries "3"' \
 	--dpkgopt='path-exclude=/usr/share/doc/*' \
 	--dpkgopt='path-include=/usr/share/doc/*/copyright' \
 	--dpkgopt='path-exclude=/usr/share/man/*' \
 	--dpkgopt='path-exclude=/usr/share/locale/*' \
-	"$LAB_SUITE" "$BUILD/root" "$LAB_MIRROR"
+	"$LAB_SUITE" "$BUILD/root" "$LAB_MIRROR" </dev/null &
+MMDEBSTRAP_PID=$!
+wait "$MMDEBSTRAP_PID"
+MMDEBSTRAP_PID=
 
 kill "$HEARTBEAT_PID" 2>/dev/null || true
 HEARTBEAT_PID=
