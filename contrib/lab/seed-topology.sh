@@ -141,13 +141,16 @@ seed_down() {
 main() {
 	local cmd=${1:-}
 	(($#)) && shift
+	case $cmd in
+	up | check | down) ;;
+	*) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' && exit 2 ;;
+	esac
 	local -a hosts
 	if (($#)); then hosts=("${@#h}"); else mapfile -t hosts < <(all_hosts); fi
 	case $cmd in
 	up) seed_up "${hosts[@]}" ;;
 	check) seed_check "${hosts[@]}" ;;
 	down) seed_down "${hosts[@]}" ;;
-	*) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' && exit 2 ;;
 	esac
 }
 
