@@ -9,10 +9,9 @@ use std::path::Path;
 use anyhow::Result;
 use log::debug;
 
-use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
+use super::{connect_ovs, parse_input, setup};
 use crate::container_link;
 use crate::naming;
-use crate::options::{self, Stage};
 use crate::types::NetworkPluginExec;
 
 pub fn run(_netns: &Path, input: &str) -> Result<()> {
@@ -21,17 +20,8 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
-    let port = connect_ovs().and_then(|mut ovs| {
-        let removed = ovs.remove_container_port(&host_name)?;
-        if !exec.network.internal {
-            // The last container gone takes the gateway port with it, and the firewall
-            // rules follow what OVS now holds.
-            let cfg = options::resolve(&exec.network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
-            ovs.ensure_network(&cfg)?;
-            sync_firewall(&mut ovs)?;
-        }
-        Ok(removed)
-    });
+    let port = connect_ovs()
+        .and_then(|mut ovs| setup::detach_from_ovs(&mut ovs, &exec.network, &host_name));
     let veth = container_link::detach(&host_name);
     let removed_port = port?;
     let removed_veth = veth?;
