@@ -68,7 +68,8 @@ pub fn nth_address(subnet: &str, n: u32) -> Result<IpAddr> {
         .with_context(|| format!("subnet {subnet:?} is not IPv4"))?;
     let len: u32 = len.parse().context("prefix length")?;
     let size = 1u64 << (32 - len.min(32));
-    if u64::from(n) + 3 > size {
+    // Hosts are base+1 .. base+size-2; base+1 is skipped.
+    if u64::from(n) + 4 > size {
         bail!("subnet {subnet} has no room for address number {n}");
     }
     Ok(IpAddr::V4(Ipv4Addr::from(u32::from(base) + 2 + n)))
