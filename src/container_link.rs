@@ -147,6 +147,13 @@ impl PendingLink {
         self.netns.enter(f)
     }
 
+    /// Turns the container end's TX checksum offload back on (and with it TSO), for a host end
+    /// whose reader completes checksums itself (see [`ContainerLinkSpec::disable_tx_checksum`]).
+    pub fn enable_tx_checksum(&self, spec: &ContainerLinkSpec) -> Result<()> {
+        self.netns
+            .enter(|| ethtool::enable_tx_checksum(&spec.interface_name))
+    }
+
     /// Adds the addresses, the routes and the default routes of `spec`. On failure the caller
     /// deletes the veth ([`detach`]).
     pub fn configure(&self, spec: &ContainerLinkSpec) -> Result<()> {

@@ -38,6 +38,17 @@ pub fn disable_tx_checksum(ifname: &str) -> Result<()> {
         .with_context(|| format!("turning TX checksum offload off on {ifname}"))
 }
 
+/// Turns TX checksum offload back on for `ifname` (`ethtool -K IFNAME tx on`); the offloads that
+/// depend on it and are still requested (TSO and friends) come back with it.
+pub fn enable_tx_checksum(ifname: &str) -> Result<()> {
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 1,
+    };
+    ethtool_ioctl(ifname, &mut value)
+        .with_context(|| format!("turning TX checksum offload on on {ifname}"))
+}
+
 /// Tells whether TX checksum offload is on for `ifname`, so that tests and diagnostics can check
 /// what [`disable_tx_checksum`] did.
 pub fn tx_checksum_enabled(ifname: &str) -> Result<bool> {

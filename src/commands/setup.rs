@@ -79,6 +79,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
             )
         })?;
         port_added = true;
+        if spec.disable_tx_checksum {
+            keep_offloads_if_ovs_completes_them(&mut ovs, &link, &spec);
+        }
         link.configure(&spec)?;
         if !cfg.internal {
             connect_outside(&mut ovs, &cfg)?;
@@ -130,6 +133,34 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         interfaces,
     };
     Ok(serde_json::to_string(&status)?)
+}
+
+/// On the userspace datapath the container end starts with TX checksum offload off, because
+/// OVS normally reads the host end without offload metadata and would forward partial
+/// checksums as they are. With `userspace-tso-enable`, OVS reads it with that metadata and
+/// completes checksums and segments itself (it says so in the port's status): the container end
+/// then gets its offloads back, and sends TSO frames instead of MTU-sized ones. Best effort:
+/// when either step fails the container keeps the slower, always-correct setting.
+fn keep_offloads_if_ovs_completes_them(
+    ovs: &mut Ovs,
+    link: &container_link::PendingLink,
+    spec: &ContainerLinkSpec,
+) {
+    match ovs.port_completes_checksums(&spec.host_name) {
+        Ok(true) => {
+            if let Err(err) = link.enable_tx_checksum(spec) {
+                log::warn!(
+                    "keeping TX checksum offload off on {}: {err:#}",
+                    spec.interface_name
+                );
+            }
+        }
+        Ok(false) => {}
+        Err(err) => log::warn!(
+            "cannot read the offload status of OVS port {}: {err:#}",
+            spec.host_name
+        ),
+    }
 }
 
 /// Removes a container's port, and for a non-internal network whatever its departure makes

@@ -138,6 +138,27 @@ impl Ovs {
         }
     }
 
+    /// Whether ovs-vswitchd reads and writes the port `name` with offload metadata, completing
+    /// checksums and segmenting itself: what its `Interface.status` says once the port is
+    /// applied. On the userspace datapath that is the case only with `userspace-tso-enable`;
+    /// then the container end may keep its own offloads.
+    pub fn port_completes_checksums(&mut self, name: &str) -> Result<bool> {
+        let results = self.client.transact(
+            DB,
+            vec![ops::select(
+                "Interface",
+                vec![ops::cond("name", "==", name)],
+                Some(&["status"]),
+            )],
+        )?;
+        let Some(row) = value::rows(&results[0])?.first() else {
+            return Ok(false);
+        };
+        let status = value::string_map(value::column(row, "status")?)?;
+        let on = |key: &str| status.get(key).is_some_and(|v| v == "true");
+        Ok(on("tx_tcp_csum_offload") && on("tx_tcp_seg_offload"))
+    }
+
     /// Removes a container's port (`teardown`). Returns whether there was one.
     pub fn remove_container_port(&mut self, name: &str) -> Result<bool> {
         for _ in 0..ATTEMPTS {
