@@ -4,12 +4,14 @@
 # bridge network, the hand-made seed topology, the bare underlay), in one run.
 #
 # Usage:
-#   contrib/bench/bench.sh [--quick] [--out DIR] [--plugin PATH] [--keep-lab]
+#   contrib/bench/bench.sh [--quick] [--out DIR] [--plugin PATH] [--userspace-tso] [--keep-lab]
 #
 #   --quick        a smoke run (a few repetitions of everything, about 2 minutes)
 #   --out DIR      where results.md, results.png and the raw samples go
 #                  (default: bench-results/<UTC date-time> under the current directory)
 #   --plugin PATH  the plugin binary to measure (default: cargo build --release of this tree)
+#   --userspace-tso  run the lab's Open vSwitch with other_config:userspace-tso-enable=true
+#                  (default: as the lab starts it, without; the results say which)
 #   --keep-lab     leave the lab up afterwards (LAB_DIR is printed; `lab.sh down` removes it)
 #
 # Writes DIR/results.md (tables, targets met or missed, the machine), DIR/results.png,
@@ -53,6 +55,7 @@ set_mode() {
 
 main() {
 	local out="" plugin="" keep=0
+	USERSPACE_TSO=0
 	set_mode full
 	while (($#)); do
 		case $1 in
@@ -67,6 +70,7 @@ main() {
 			plugin=$2
 			shift
 			;;
+		--userspace-tso) USERSPACE_TSO=1 ;;
 		--keep-lab) keep=1 ;;
 		-h | --help)
 			usage

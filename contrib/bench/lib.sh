@@ -88,9 +88,41 @@ lab_up() {
 		host "$h" /bin/sh -euc 'cat >"$1.new" && chmod 0755 "$1.new" && mv -f "$1.new" "$1"' \
 			sh "$DRIVER_IN_HOST" <"$DRIVER"
 	done
+	if ((USERSPACE_TSO)); then
+		for h in 1 2; do enable_userspace_tso "$h"; done
+		wait_underlay
+	fi
+	meta ovs_tso "$(host 1 ovs-vsctl get Interface eth0 status:tx_tcp_seg_offload 2>/dev/null |
+		grep -q true && echo on || echo off)"
 	meta podman "$(host 1 podman version --format '{{.Client.Version}}')"
 	meta netavark "$(host 1 /usr/lib/podman/netavark --version | awk '{print $2}')"
 	meta ovs "$(host 1 ovs-vsctl --version | awk 'NR == 1 {print $NF}')"
+}
+
+# Restarts host H's ovs-vswitchd with userspace TSO enabled (it is read only at start), the
+# way lab.sh starts it.
+enable_userspace_tso() {
+	local h=$1
+	log "host $h: ovs-vswitchd with userspace-tso-enable=true"
+	# shellcheck disable=SC2016 # expanded by the host's shell
+	host "$h" /bin/sh -euc '
+		ovs-vsctl set Open_vSwitch . other_config:userspace-tso-enable=true
+		pid=$(cat /run/openvswitch/ovs-vswitchd.pid)
+		ovs-appctl -t ovs-vswitchd exit
+		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		ovs-vswitchd --disable-system --pidfile --detach -vconsole:off \
+			--log-file=/var/log/openvswitch/ovs-vswitchd.log
+	'
+}
+
+# Waits until host 1 reaches host 2 over the underlay.
+wait_underlay() {
+	local _
+	for _ in $(seq 50); do
+		host 1 ping -c1 -W1 10.99.0.2 >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	die "no underlay between hosts 1 and 2"
 }
 
 lab_down() {

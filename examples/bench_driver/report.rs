@@ -225,7 +225,7 @@ fn header(d: &Data, md: &mut String) {
         "**Machine:** {} ({} CPUs), {} RAM, {}, kernel {}; load average {} at the start, {} at \
          the end (other work on the machine shares the CPUs).  \n**Lab:** {} simulated hosts \
          (`contrib/lab`), podman {}, netavark {}, Open vSwitch {} with the userspace datapath \
-         (no OVS kernel module); overlay MTU {} (geneve-ovs) and {} (seed), bridges on \
+         (no OVS kernel module), userspace TSO {}; overlay MTU {} (geneve-ovs) and {} (seed), bridges on \
          datapath `{}` (geneve-ovs) and `{}` (seed).\n",
         d.meta("cpu"),
         d.meta("cpus"),
@@ -238,6 +238,7 @@ fn header(d: &Data, md: &mut String) {
         d.meta("podman"),
         d.meta("netavark"),
         d.meta("ovs"),
+        d.meta("ovs_tso"),
         d.meta("mtu_geneve"),
         d.meta("mtu_seed"),
         d.meta("datapath_geneve"),
