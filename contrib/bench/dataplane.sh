@@ -102,7 +102,7 @@ iperf_once() {
 # PING_COUNT round trips from host 1 to host 2 over PATH, one RTT in ms per line.
 ping_batch() {
 	local path=$1
-	in_path "$path" 1 ping -n -c "$PING_COUNT" -i 0.05 -W 2 "${DP_IP[$path-2]}" |
+	in_path "$path" 1 ping -n -c "$PING_COUNT" -i 0.02 -W 2 "${DP_IP[$path-2]}" |
 		sed -n 's/.* time=\([0-9.]*\) ms$/\1/p'
 }
 
