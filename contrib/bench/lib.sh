@@ -128,8 +128,15 @@ wait_underlay() {
 lab_down() {
 	local rc=$?
 	log "taking the lab down"
-	"$LAB" down >/dev/null 2>&1 || log "warning: lab.sh down failed (LAB_DIR=$LAB_DIR)"
-	rmdir "$LAB_DIR" 2>/dev/null || true
+	if "$LAB" down >/dev/null 2>&1; then
+		# The directory is ours when bench.sh made it: only lab.sh's lock file is left in it.
+		if [[ -z ${BENCH_LAB_DIR:-} ]]; then
+			rm -f "$LAB_DIR/.lock"
+			rmdir "$LAB_DIR" 2>/dev/null || log "warning: $LAB_DIR is not empty; left in place"
+		fi
+	else
+		log "warning: lab.sh down failed (LAB_DIR=$LAB_DIR)"
+	fi
 	exit "$rc"
 }
 
