@@ -147,7 +147,10 @@ report() {
 	log "writing $OUT/results.md"
 	"$DRIVER" report "$SAMPLES" "$META" "$OUT"
 	if command -v gnuplot >/dev/null; then
-		(cd "$OUT/plot" && gnuplot -e "out='$OUT/results.png'" "$BENCH_DIR/plot.gp") ||
+		local sub
+		sub=$(awk -F'\t' '$1 == "date" {d = $2} $1 == "ovs_tso" {t = $2}
+			END {printf "%s, OVS userspace datapath, userspace TSO %s", d, t}' "$META")
+		(cd "$OUT/plot" && gnuplot -e "out='$OUT/results.png'; sub='$sub'" "$BENCH_DIR/plot.gp") ||
 			log "warning: gnuplot failed; no PNG"
 	fi
 }

@@ -1,8 +1,10 @@
-# The benchmark's plot: run in the report's plot/ directory with -e "out='FILE.png'".
+# The benchmark's plot: run in the report's plot/ directory with -e "out='FILE.png'"
+# (and optionally sub='text for the title').
 # Bars are medians, whiskers min and max; the data files come from `bench_driver report`.
 set terminal pngcairo size 1500,950 font "sans,10"
 set output out
-set multiplot layout 2,3 title "geneve-ovs benchmark (medians, whiskers: min-max)" font "sans,13"
+if (!exists("sub")) sub = ""
+set multiplot layout 2,3 title "geneve-ovs benchmark (medians, whiskers: min-max)\n".sub font "sans,13"
 set style fill solid 0.6 border -1
 set boxwidth 0.6
 set grid ytics
@@ -27,7 +29,7 @@ set ylabel "Mbit/s"
 if (has("tcp.dat")) { plot "tcp.dat" using 0:2:xtic(1) with boxes lc rgb "#228833", \
 	"" using 0:2:3:4 with yerrorbars lc rgb "black" pt -1 } else { @nodata }
 
-set title "round-trip time (ping)"
+set title "round-trip time (ping; whiskers: min-p99)"
 set ylabel "ms"
 if (has("rtt.dat")) { plot "rtt.dat" using 0:2:xtic(1) with boxes lc rgb "#ccbb44", \
 	"" using 0:2:3:4 with yerrorbars lc rgb "black" pt -1 } else { @nodata }
