@@ -14,7 +14,7 @@
 #   --keep         leave the hosts up at the end (take them down with the command printed)
 #
 # Needs root on Debian 12 or 13; installs what it lacks (mmdebstrap, ethtool, iproute2) with
-# apt-get. Building the plugin needs cargo (Rust >= 1.85). The first run builds the hosts' root
+# apt-get. Building the plugin needs cargo (Rust >= 1.88). The first run builds the hosts' root
 # filesystem from a Debian mirror (about a minute); later runs take a few seconds.
 #
 # Environment: LAB_DIR (default /var/tmp/geneve-ovs-demo), LAB_CACHE, LAB_MIRROR as for lab.sh.
@@ -127,11 +127,11 @@ if [[ -z $PLUGIN ]]; then
 	fi
 	if ! command -v cargo >/dev/null; then
 		cat >&2 <<-'EOF'
-			demo: cargo is not installed. Get Rust 1.85 or later, then run the demo again:
-			  Debian 13:  apt-get install cargo
-			  Debian 12:  its Rust is too old; install rustup (https://rustup.rs):
-			              curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
-			              . "$HOME/.cargo/env"
+			demo: cargo is not installed. The locked dependencies need Rust 1.88 or later, newer
+			than Debian's own cargo (Debian 12 and 13): install it with rustup (https://rustup.rs),
+			then run the demo again:
+			  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+			  . "$HOME/.cargo/env"
 			Or pass a plugin binary built elsewhere: contrib/lab/demo.sh --plugin PATH
 		EOF
 		exit 1
