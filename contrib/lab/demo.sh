@@ -13,9 +13,10 @@
 #   --plugin PATH  use this plugin binary instead of building one with cargo
 #   --keep         leave the hosts up at the end (take them down with the command printed)
 #
-# Needs root on Debian 12 or 13; installs what it lacks (mmdebstrap, ethtool, iproute2) with
-# apt-get. Building the plugin needs cargo (Rust >= 1.88). The first run builds the hosts' root
-# filesystem from a Debian mirror (about a minute); later runs take a few seconds.
+# Needs root on Debian 12 or 13; installs what it lacks (mmdebstrap, ethtool, iproute2, and gcc
+# to link the plugin) with apt-get. Building the plugin needs cargo (Rust >= 1.88). The first
+# run builds the hosts' root filesystem from a Debian mirror (about a minute); later runs take
+# a few seconds.
 #
 # Environment: LAB_DIR (default /var/tmp/geneve-ovs-demo), LAB_CACHE, LAB_MIRROR as for lab.sh.
 set -euo pipefail
@@ -33,6 +34,8 @@ RANGE2=192.168.120.129-192.168.120.254
 PEERS=10.99.0.1,10.99.0.2
 IMAGE=localhost/busybox
 APT_PACKAGES=(mmdebstrap ethtool iproute2 util-linux ca-certificates)
+# Only to build the plugin: cargo links with the C compiler driver.
+BUILD_PACKAGES=(gcc libc6-dev)
 
 if [[ -t 1 ]]; then
 	BOLD=$'\e[1m' CMD=$'\e[36m' DIM=$'\e[2m' OFF=$'\e[0m'
@@ -104,6 +107,7 @@ START=$(date +%s)
 
 # ---------------------------------------------------------------------------------------------
 step "What this machine needs"
+[[ -n $PLUGIN ]] || APT_PACKAGES+=("${BUILD_PACKAGES[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
 	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) != "install ok installed" ]]; then
