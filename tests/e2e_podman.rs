@@ -481,13 +481,11 @@ fn ipv6_overlay_and_ipv6_underlay() -> Result<()> {
         let net = internal_network(h, "under6", "192.168.121.0/24", range, &peers6, &[])?;
         assert_eq!(opt(&net, "mtu"), (UNDERLAY_MTU - OVERHEAD_V6).to_string());
         let bridge = bridge_of(&net);
+        let ports = h.ports(&bridge)?;
         let remotes: Vec<String> = h
             .tunnels()?
             .iter()
-            .filter(|t| {
-                h.ports(&bridge)
-                    .is_ok_and(|p| p.iter().any(|p| t["name"] == **p))
-            })
+            .filter(|t| ports.iter().any(|p| t["name"] == p.as_str()))
             .map(|t| t["options"]["remote_ip"].as_str().unwrap_or("").to_string())
             .collect();
         let other = if h.index() == 1 { h2.ip6() } else { h1.ip6() };
