@@ -50,6 +50,8 @@ pub enum Kind {
     Address,
     /// Comma-separated IP addresses, possibly none.
     AddressList,
+    /// `true` or `false`, spelled exactly so.
+    Bool,
 }
 
 /// How an option's default comes about.
@@ -122,6 +124,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::None,
         help: "underlay source address of the tunnels (an address of this host)",
     },
+    OptionSpec {
+        name: "bfd",
+        kind: Kind::Bool,
+        default: OptionDefault::Value("true"),
+        help: "BFD liveness detection on every tunnel (reported by `geneve-ovs status`); \
+               should be the same on every host",
+    },
 ];
 
 /// The Open vSwitch datapath a bridge uses.
@@ -158,6 +167,7 @@ pub struct RequestedOptions {
     pub datapath: Option<Datapath>,
     pub dst_port: u16,
     pub local_ip: Option<IpAddr>,
+    pub bfd: bool,
 }
 
 fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
@@ -196,6 +206,14 @@ fn parse_integer(spec: &OptionSpec, value: &str) -> Result<u64> {
         return Err(out_of_range());
     }
     Ok(n)
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(name, value, "must be true or false")),
+    }
 }
 
 /// Checks an underlay address: peers and local_ip must be unicast addresses a tunnel can use.
@@ -256,6 +274,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         datapath: None,
         dst_port: DEFAULT_DST_PORT,
         local_ip: None,
+        bfd: true,
     };
     for (name, value) in options {
         let Some(spec) = spec(name) else {
@@ -274,6 +293,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
                 })
             }
             "local_ip" => req.local_ip = Some(parse_underlay_address(name, value, value.trim())?),
+            "bfd" => req.bfd = parse_bool(name, value)?,
             other => bail!("option {other} is listed but not handled"),
         }
     }
@@ -312,6 +332,8 @@ pub struct NetworkConfig {
     pub datapath: Datapath,
     pub dst_port: u16,
     pub local_ip: Option<IpAddr>,
+    /// Whether the tunnels run BFD (`Interface.bfd:enable`).
+    pub bfd: bool,
 }
 
 impl NetworkConfig {
@@ -327,6 +349,7 @@ impl NetworkConfig {
         if let Some(ip) = self.local_ip {
             options.insert("local_ip".to_string(), ip.to_string());
         }
+        options.insert("bfd".to_string(), self.bfd.to_string());
         options
     }
 }
@@ -497,6 +520,7 @@ pub fn resolve(
         datapath,
         dst_port: req.dst_port,
         local_ip: req.local_ip,
+        bfd: req.bfd,
     })
 }
 

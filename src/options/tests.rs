@@ -78,6 +78,7 @@ fn defaults_when_nothing_is_given() {
             datapath: None,
             dst_port: 6081,
             local_ip: None,
+            bfd: true,
         }
     );
 }
@@ -91,6 +92,7 @@ fn every_option_parses() {
         ("datapath", "netdev"),
         ("dst_port", "6082"),
         ("local_ip", "10.99.0.1"),
+        ("bfd", "false"),
     ]))
     .unwrap();
     assert_eq!(
@@ -105,6 +107,7 @@ fn every_option_parses() {
     assert_eq!(req.datapath, Some(Datapath::Netdev));
     assert_eq!(req.dst_port, 6082);
     assert_eq!(req.local_ip, Some("10.99.0.1".parse().unwrap()));
+    assert!(!req.bfd);
 }
 
 #[test]
@@ -157,8 +160,14 @@ fn bad_values_name_option_and_value() {
         ),
         (&[("local_ip", "nope")], r#"invalid option local_ip="nope""#),
         (
+            &[("bfd", "yes")],
+            r#"invalid option bfd="yes": must be true or false"#,
+        ),
+        (&[("bfd", "True")], r#"bfd="True""#),
+        (&[("bfd", "")], r#"bfd="""#),
+        (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip)"#,
+            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -397,6 +406,7 @@ fn resolved_options_are_written_back() {
             ("datapath", "system"),
             ("dst_port", "6081"),
             ("local_ip", "10.99.0.1"),
+            ("bfd", "true"),
         ])
     );
 }

@@ -221,9 +221,28 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         .into_iter()
         .map(|t| serde_json::json!({ "name": t.name }))
         .collect();
+    let bfd = value::map(
+        plan::bfd_config(cfg.bfd)
+            .into_iter()
+            .collect::<Vec<(String, String)>>(),
+    );
+    let tunnel_bfd: Vec<Value> = plan::desired_tunnels(cfg)
+        .into_iter()
+        .map(|t| serde_json::json!({ "name": t.name, "bfd": bfd }))
+        .collect();
     let mut tunnel_filter = BTreeMap::new();
     tunnel_filter.insert(keys::NETWORK_ID, cfg.id.as_str());
     tunnel_filter.insert(keys::ROLE, keys::ROLE_TUNNEL);
+    let tunnels_of_network = || {
+        vec![
+            state::owned_condition(),
+            ops::cond(
+                "external_ids",
+                "includes",
+                value::map(tunnel_filter.clone()),
+            ),
+        ]
+    };
     vec![
         ops::wait(
             "Bridge",
@@ -238,13 +257,19 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         ),
         ops::wait(
             "Port",
-            vec![
-                state::owned_condition(),
-                ops::cond("external_ids", "includes", value::map(tunnel_filter)),
-            ],
+            tunnels_of_network(),
             &["name"],
             Until::Equal,
             tunnel_names,
+            Some(0),
+        ),
+        // The tunnel interfaces carry the same external_ids as their ports.
+        ops::wait(
+            "Interface",
+            tunnels_of_network(),
+            &["name", "bfd"],
+            Until::Equal,
+            tunnel_bfd,
             Some(0),
         ),
     ]
@@ -288,13 +313,23 @@ mod tests {
             datapath: Datapath::Netdev,
             dst_port: 6081,
             local_ip: None,
+            bfd: true,
         };
         let guards = network_guards(&cfg);
-        assert_eq!(guards.len(), 2);
+        assert_eq!(guards.len(), 3);
         assert_eq!(guards[0]["op"], "wait");
         assert_eq!(guards[0]["timeout"], 0);
         assert_eq!(guards[0]["rows"][0]["datapath_type"], "netdev");
         let name = plan::desired_tunnels(&cfg)[0].name.clone();
         assert_eq!(guards[1]["rows"], serde_json::json!([{ "name": name }]));
+        assert_eq!(guards[2]["table"], "Interface");
+        assert_eq!(guards[2]["rows"][0]["name"], name.as_str());
+        assert_eq!(
+            guards[2]["rows"][0]["bfd"],
+            serde_json::json!([
+                "map",
+                [["enable", "true"], ["min_rx", "1000"], ["min_tx", "1000"]]
+            ])
+        );
     }
 }

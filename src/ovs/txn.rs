@@ -103,6 +103,7 @@ impl Txn {
             "name": tunnel.name,
             "type": "geneve",
             "options": string_map(&tunnel.options()),
+            "bfd": string_map(&tunnel.bfd_config()),
             "external_ids": string_map(&tunnel.external_ids),
         });
         self.insert_port(
@@ -224,6 +225,15 @@ impl Txn {
                         "Port",
                         by_uuid(port),
                         json!({"protected": true}),
+                    ));
+                }
+            }
+            Change::SetBfd { interfaces, bfd } => {
+                for interface in interfaces {
+                    self.ops.push(ops::update(
+                        "Interface",
+                        by_uuid(interface),
+                        json!({"bfd": string_map(bfd)}),
                     ));
                 }
             }
