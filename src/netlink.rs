@@ -29,6 +29,9 @@ use tokio::runtime::Runtime;
 
 use crate::netns::Netns;
 
+mod links;
+pub use links::LinkSummary;
+
 /// What the plugin needs to know about one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 
 use super::{connect_ovs, parse_input, LiveHost};
 use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use crate::lock::Mode;
 use crate::naming;
 use crate::options::{self, Datapath, Stage};
 use crate::ovs::ContainerPort;
@@ -37,6 +38,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     // Connect before building anything, so that OVS being down leaves nothing behind.
     let mut ovs = connect_ovs()?;
     let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
+
+    // From the veth's birth to its OVS port, keep `gc` from taking it for a leak.
+    let _lock = super::lock_host(Mode::Shared)?;
 
     let gateways = default_gateways(network, &addresses);
     let spec = ContainerLinkSpec {
@@ -64,7 +68,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     let port = ContainerPort {
         name: spec.host_name.clone(),
         container_id: exec.container_id.clone(),
+        container_name: exec.container_name.clone(),
         interface: interface_name.clone(),
+        mac: naming::format_mac(&attached.mac),
         netns: netns.display().to_string(),
     };
     if let Err(err) = ovs.add_container_port(&cfg, &port) {

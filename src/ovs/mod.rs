@@ -4,18 +4,23 @@
 //! * [`state`] reads the database into plain rows;
 //! * [`plan`] decides what must change (pure);
 //! * [`txn`] turns changes into operations, commits them with the `next_cfg` handshake, waits
-//!   for ovs-vswitchd and undoes them on failure.
+//!   for ovs-vswitchd and undoes them on failure;
+//! * [`inventory`] reads everything the plugin owns, with vswitchd's run-time state, for the
+//!   operator commands, and [`cleanup`] removes what `gc` found stale.
 //!
 //! The plugin only modifies or deletes rows whose `external_ids` name it as their owner.
 
+pub mod cleanup;
+pub mod inventory;
 pub mod plan;
 pub mod state;
 pub mod txn;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::naming::keys;
@@ -28,14 +33,23 @@ use txn::{is_conflict, Txn, DB};
 /// between our read and our write (both `create`s of one network, 20 parallel `setup`s...).
 const ATTEMPTS: usize = 8;
 
+/// How long one request to ovsdb-server may take, on top of the timeouts of its `wait`
+/// operations. A healthy server answers in well under a millisecond, even with many plugin
+/// runs at once; this bounds how long a stopped or wedged one can hold up podman.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A container's port on the network's bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerPort {
     /// The host end of the container's veth; also the OVS port name.
     pub name: String,
     pub container_id: String,
+    /// The podman container name, shown by `status`.
+    pub container_name: String,
     /// The interface name inside the container.
     pub interface: String,
+    /// The MAC address of that interface, shown by `status`.
+    pub mac: String,
     /// The netns path `setup` was given.
     pub netns: String,
 }
@@ -46,6 +60,11 @@ impl ContainerPort {
         ids.insert(keys::CONTAINER_ID.to_string(), self.container_id.clone());
         ids.insert(keys::INTERFACE.to_string(), self.interface.clone());
         ids.insert(keys::NETNS.to_string(), self.netns.clone());
+        ids.insert(
+            keys::CONTAINER_NAME.to_string(),
+            self.container_name.clone(),
+        );
+        ids.insert(keys::MAC.to_string(), self.mac.clone());
         ids
     }
 }
@@ -56,11 +75,32 @@ pub struct Ovs {
 }
 
 impl Ovs {
-    /// Connects to the ovsdb-server at `socket` (see [`Client::default_socket`]).
+    /// Connects to the ovsdb-server at `socket` (see [`Client::default_socket`]) and checks
+    /// that it answers and serves the Open_vSwitch database.
+    ///
+    /// A stopped (SIGSTOP) or wedged server still accepts connections, so only a request
+    /// tells; asking one here, before anything is built, lets `setup` fail within
+    /// [`REQUEST_TIMEOUT`] with nothing left behind.
     pub fn connect(socket: &Path) -> Result<Ovs> {
-        Ok(Ovs {
-            client: Client::connect(socket)?,
-        })
+        let mut client = Client::connect(socket)?;
+        client.set_timeout(REQUEST_TIMEOUT);
+        let dbs = client.call("list_dbs", &[]).with_context(|| {
+            format!(
+                "ovsdb-server at unix:{} does not answer: is it stopped or hung?",
+                socket.display()
+            )
+        })?;
+        let serves_ovs = dbs
+            .as_array()
+            .is_some_and(|names| names.iter().any(|n| n.as_str() == Some(DB)));
+        if !serves_ovs {
+            bail!(
+                "the OVSDB server at unix:{} has no {DB} database (it serves {dbs}): \
+                 point OVS_RUNDIR at Open vSwitch's own ovsdb-server",
+                socket.display()
+            );
+        }
+        Ok(Ovs { client })
     }
 
     /// `Open_vSwitch.datapath_types`: what this ovs-vswitchd can run bridges on.

@@ -162,7 +162,7 @@ pub fn decode(results: &[Value]) -> Result<Observed> {
     })
 }
 
-fn decode_bridge(row: &Value) -> Result<BridgeRow> {
+pub(super) fn decode_bridge(row: &Value) -> Result<BridgeRow> {
     Ok(BridgeRow {
         uuid: value::uuid_str(value::column(row, "_uuid")?)?.to_string(),
         name: value::string(value::column(row, "name")?)?.to_string(),
