@@ -15,7 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// The lock file's name, in the directory of the OVSDB socket.
 pub const LOCK_FILE: &str = "geneve-ovs.lock";
@@ -31,6 +31,31 @@ pub enum Mode {
     /// `gc`: alone.
     Exclusive,
 }
+
+/// The lock stayed taken by another run for the whole wait.
+#[derive(Debug)]
+pub struct Busy {
+    pub path: PathBuf,
+    pub waited: Duration,
+    pub mode: Mode,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is still locked after {:?}: another geneve-ovs {} is running",
+            self.path.display(),
+            self.waited,
+            match self.mode {
+                Mode::Shared => "gc",
+                Mode::Exclusive => "setup, teardown or gc",
+            }
+        )
+    }
+}
+
+impl std::error::Error for Busy {}
 
 /// The lock, held until dropped.
 #[derive(Debug)]
@@ -75,14 +100,12 @@ pub fn acquire(path: &Path, mode: Mode, wait: Duration) -> Result<HostLock> {
             }
         }
         if Instant::now() >= deadline {
-            bail!(
-                "{} is still locked after {wait:?}: another geneve-ovs {} is running",
-                path.display(),
-                match mode {
-                    Mode::Shared => "gc",
-                    Mode::Exclusive => "setup, teardown or gc",
-                }
-            );
+            return Err(Busy {
+                path: path.to_path_buf(),
+                waited: wait,
+                mode,
+            }
+            .into());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -103,6 +126,7 @@ mod tests {
         let err = acquire(&path, Mode::Exclusive, Duration::from_millis(50)).unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(50));
         assert!(err.to_string().contains("still locked"), "{err}");
+        assert!(err.downcast_ref::<Busy>().is_some());
         drop((a, b));
         let x = acquire(&path, Mode::Exclusive, DEFAULT_WAIT).unwrap();
         assert!(acquire(&path, Mode::Shared, Duration::ZERO).is_err());

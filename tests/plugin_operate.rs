@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use common::operate::{
-    container_ports, forget_network, gc_items, gc_json, gv_links, network_dir, operator,
-    save_network, status_json,
+    container_ports, forget_network, gc_items, gc_json, gv_links, network_dir, now_epoch, operator,
+    save_network, status_json, PingLog,
 };
 use common::podman::{self, create, error_of, setup};
 use common::{Container, Host, Lab, Underlay};
@@ -185,9 +185,33 @@ fn bfd_can_be_turned_off_and_on_again() -> Result<()> {
     assert_eq!(tunnel_of(&report)["bfd"], "disabled");
     assert_eq!(tunnel_of(&report)["state"], "unknown");
 
-    // Created again with BFD: the existing tunnels get it, and a setup's fast path sees the
-    // difference too.
-    create_everywhere(&lab, "net1", &[])?;
+    // A network saved before the bfd option existed has no "bfd" key: BFD is on. setup's
+    // fast path notices the tunnels differ and reconciles them.
+    let mut older = nets[0].clone();
+    older["options"]
+        .as_object_mut()
+        .expect("options")
+        .remove("bfd");
+    let c1 = h1.container("c1")?;
+    setup(
+        h1,
+        &c1,
+        &podman::exec(&older, "c1", &["192.168.120.1"], None),
+    )?;
+    let bfd = h1.vsctl(&[
+        "--bare",
+        "--columns=bfd",
+        "find",
+        "Interface",
+        "type=geneve",
+    ])?;
+    assert!(bfd.contains("enable=true"), "{bfd}");
+
+    // And `create` again with BFD on reconciles the other host.
+    create(
+        lab.host(2),
+        &podman::network("net1", SUBNET, None, &[("peers", &peers(&lab))]),
+    )?;
     time_until(
         "BFD up after turning it on",
         Duration::from_secs(20),
@@ -452,6 +476,24 @@ fn gc_removes_what_is_stale_and_nothing_else() -> Result<()> {
     Ok(())
 }
 
+/// How long traffic stopped around `outage` (which takes the daemon away and back), and how
+/// long after the daemon was back the first reply came.
+fn measure_outage(
+    ping: &PingLog,
+    outage: impl FnOnce() -> Result<()>,
+) -> Result<(Duration, Duration)> {
+    std::thread::sleep(Duration::from_millis(500));
+    let before = now_epoch();
+    outage()?;
+    let back_up = now_epoch();
+    let first = ping.first_reply_after(back_up, Duration::from_secs(30))?;
+    let last = ping.last_reply_before(before)?.unwrap_or(before);
+    Ok((
+        Duration::from_secs_f64((first - last).max(0.0)),
+        Duration::from_secs_f64((first - back_up).max(0.0)),
+    ))
+}
+
 #[test]
 fn vswitchd_restart_and_crash_heal_by_themselves() -> Result<()> {
     let lab = Lab::new(2, Underlay::V4)?;
@@ -470,27 +512,53 @@ fn vswitchd_restart_and_crash_heal_by_themselves() -> Result<()> {
     )?;
     c1.wait_ping("192.168.120.2", Duration::from_secs(15))?;
     let h1 = lab.host(1);
+    let ping = PingLog::start(c1.name(), "192.168.120.2", lab.dir().join("ping.log"))?;
 
-    // A clean restart (systemctl restart).
-    h1.stop_vswitchd()?;
-    assert!(!c1.ping("192.168.120.2"), "no traffic without vswitchd");
-    h1.start_vswitchd()?;
-    let back = time_until_ping(&c1, "192.168.120.2", Duration::from_secs(30))?;
-    println!("vswitchd restart: traffic back {back:?} after the daemon was up");
+    // A clean restart (systemctl restart openvswitch-switch).
+    let (gap, after_start) = measure_outage(&ping, || {
+        h1.stop_vswitchd()?;
+        h1.start_vswitchd()
+    })?;
+    println!(
+        "vswitchd restart: traffic back {after_start:?} after the daemon was up (gap {gap:?})"
+    );
+    ensure!(
+        after_start < Duration::from_secs(10),
+        "took {after_start:?}"
+    );
 
     // A crash (SIGKILL), then a start.
-    let pid = h1.daemon_pid("ovs-vswitchd").context("vswitchd pid")?;
-    common::process::signal(pid, libc::SIGKILL)?;
-    common::wait::until("vswitchd to die", Duration::from_secs(5), || {
-        Ok(!common::process::alive(pid))
+    let (gap, after_start) = measure_outage(&ping, || {
+        let pid = h1.daemon_pid("ovs-vswitchd").context("vswitchd pid")?;
+        common::process::signal(pid, libc::SIGKILL)?;
+        common::wait::until("vswitchd to die", Duration::from_secs(5), || {
+            Ok(!common::process::alive(pid))
+        })?;
+        h1.start_vswitchd()
     })?;
-    h1.start_vswitchd()?;
-    let back = time_until_ping(&c1, "192.168.120.2", Duration::from_secs(30))?;
-    println!("vswitchd crash: traffic back {back:?} after the daemon was up");
+    println!("vswitchd crash: traffic back {after_start:?} after the daemon was up (gap {gap:?})");
+    ensure!(
+        after_start < Duration::from_secs(10),
+        "took {after_start:?}"
+    );
+
+    // The peer's vswitchd restarting is the same outage seen from the other side.
+    let (gap, after_start) = measure_outage(&ping, || {
+        lab.host(2).stop_vswitchd()?;
+        lab.host(2).start_vswitchd()
+    })?;
+    println!(
+        "peer vswitchd restart: traffic back {after_start:?} after the daemon was up (gap {gap:?})"
+    );
+    ensure!(
+        after_start < Duration::from_secs(10),
+        "took {after_start:?}"
+    );
+
     let bfd = time_until("BFD up", Duration::from_secs(20), || {
         Ok(bfd_state(h1)? == "up")
     })?;
-    println!("vswitchd crash: BFD up {bfd:?} after traffic was back");
+    println!("BFD up {bfd:?} after traffic was back");
     assert_eq!(status_json(h1, &network_dir(&lab, 1)?)?.0, 0);
     Ok(())
 }

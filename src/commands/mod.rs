@@ -123,6 +123,20 @@ fn lock_host(mode: lock::Mode) -> Result<lock::HostLock> {
     lock::acquire(&path, mode, lock::DEFAULT_WAIT)
 }
 
+/// Takes the host lock shared for `setup` and `teardown`. Only a `gc` that keeps it is an
+/// error; a lock file that cannot be created (a read-only or confined directory) must not stop
+/// containers from starting or stopping, so the run goes on without it, with a warning.
+fn lock_host_shared() -> Result<Option<lock::HostLock>> {
+    match lock_host(lock::Mode::Shared) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(err) if err.downcast_ref::<lock::Busy>().is_some() => Err(err),
+        Err(err) => {
+            log::warn!("going on without the host lock (gc may misjudge this run): {err:#}");
+            Ok(None)
+        }
+    }
+}
+
 /// The live host behind [`HostFacts`]: netlink for addresses and routes, OVSDB for datapaths.
 /// Each is opened only when an option actually needs it.
 struct LiveHost<'a> {

@@ -13,7 +13,6 @@ use ipnet::IpNet;
 
 use super::{connect_ovs, parse_input, LiveHost};
 use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
-use crate::lock::Mode;
 use crate::naming;
 use crate::options::{self, Datapath, Stage};
 use crate::ovs::ContainerPort;
@@ -40,7 +39,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
 
     // From the veth's birth to its OVS port, keep `gc` from taking it for a leak.
-    let _lock = super::lock_host(Mode::Shared)?;
+    let _lock = super::lock_host_shared()?;
 
     let gateways = default_gateways(network, &addresses);
     let spec = ContainerLinkSpec {

@@ -11,7 +11,6 @@ use log::debug;
 
 use super::{connect_ovs, parse_input};
 use crate::container_link;
-use crate::lock::Mode;
 use crate::naming;
 use crate::types::NetworkPluginExec;
 
@@ -19,10 +18,11 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
     let exec: NetworkPluginExec = parse_input(input, "teardown request")?;
     let host_name = naming::host_veth_name(&exec.network.id, &exec.container_id);
     // Between the port's removal and the veth's, keep `gc` away. Without the lock (OVS's
-    // directory is gone with OVS) the veth must still go: go on without it.
-    let _lock = super::lock_host(Mode::Shared)
+    // directory is gone with OVS, or gc holds it too long) the veth must still go.
+    let _lock = super::lock_host_shared()
         .map_err(|err| log::warn!("teardown without the host lock: {err:#}"))
-        .ok();
+        .ok()
+        .flatten();
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).

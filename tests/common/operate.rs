@@ -137,3 +137,64 @@ pub fn spawn_plugin(host: &Host, args: &[&str], input: &str) -> Result<Child> {
     }
     Ok(child)
 }
+
+/// A continuous ping (every 50 ms) from a container, with the time of every reply, to see
+/// exactly when traffic stops and comes back.
+pub struct PingLog {
+    child: Child,
+    file: PathBuf,
+}
+
+/// Seconds since the epoch, as `ping -D` prints them.
+pub fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl PingLog {
+    /// Starts pinging `target` from the namespace `netns`, writing to `file`.
+    pub fn start(netns: &str, target: &str, file: PathBuf) -> Result<PingLog> {
+        let out = std::fs::File::create(&file)?;
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", netns, "ping", "-D", "-n", "-i", "0.05", "-W", "1",
+            ])
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting ping")?;
+        Ok(PingLog { child, file })
+    }
+
+    /// The times of the replies so far.
+    pub fn replies(&self) -> Result<Vec<f64>> {
+        let text = std::fs::read_to_string(&self.file)?;
+        Ok(text
+            .lines()
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+            .collect())
+    }
+
+    /// The first reply at or after `t`, waiting up to `limit` for it.
+    pub fn first_reply_after(&self, t: f64, limit: std::time::Duration) -> Result<f64> {
+        super::wait::until_some("a ping reply", limit, || {
+            Ok(self.replies()?.into_iter().find(|&r| r >= t))
+        })
+    }
+
+    /// The last reply before `t`.
+    pub fn last_reply_before(&self, t: f64) -> Result<Option<f64>> {
+        Ok(self.replies()?.into_iter().filter(|&r| r < t).last())
+    }
+}
+
+impl Drop for PingLog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
