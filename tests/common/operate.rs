@@ -188,7 +188,7 @@ impl PingLog {
 
     /// The last reply before `t`.
     pub fn last_reply_before(&self, t: f64) -> Result<Option<f64>> {
-        Ok(self.replies()?.into_iter().filter(|&r| r < t).last())
+        Ok(self.replies()?.into_iter().rfind(|&r| r < t))
     }
 }
 
