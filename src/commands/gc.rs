@@ -31,8 +31,8 @@ link not named gv + 13 hex digits. Exit code 0 on success, 1 if anything could n
   --json                     print the result as JSON (see docs/operations.md)
   --network-config-dir DIR   podman's network directory (default $GENEVE_OVS_NETWORK_CONFIG_DIR,
                              else /etc/containers/networks)
-  --netns-dir DIR            where running containers' namespaces are mounted (default /run/netns;
-                             may be repeated)";
+  --netns-dir DIR            another directory where running containers' namespaces are
+                             mounted, besides /run/netns (may be repeated)";
 
 /// The version of the JSON document.
 pub const VERSION: u32 = 1;
@@ -65,11 +65,9 @@ pub fn run(args: &[&str]) -> Result<Reply> {
     let _lock = lock_host(Mode::Exclusive)?;
     let mut ovs = connect_ovs()?;
     let inventory = ovs.inventory()?;
-    let netns_dirs = if flags.netns_dirs.is_empty() {
-        vec![PathBuf::from(host::DEFAULT_NETNS_DIR)]
-    } else {
-        flags.netns_dirs.clone()
-    };
+    // More directories only ever keep more veths: the default is always among them.
+    let mut netns_dirs = vec![PathBuf::from(host::DEFAULT_NETNS_DIR)];
+    netns_dirs.extend(flags.netns_dirs.iter().cloned());
     let host = host::gather(&ovs_rundir(), &inventory.netns_paths(), &netns_dirs)?;
     let dir = netconf::dir_from(flags.network_config_dir.as_deref());
     let saved = netconf::load(&dir).map_err(|e| format!("{e:#}"));
