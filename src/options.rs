@@ -698,5 +698,25 @@ fn check_network(network: &Network) -> Result<()> {
     Ok(())
 }
 
+/// A resolved internal network `net1` (VNI 5001, bridge `gnv5001`, netdev, no peers) for other
+/// modules' tests to start from.
+#[cfg(test)]
+pub(crate) fn sample_config() -> NetworkConfig {
+    NetworkConfig {
+        name: "net1".into(),
+        id: "id1".into(),
+        vni: 5001,
+        bridge: "gnv5001".into(),
+        peers: vec![],
+        mtu: 1450,
+        datapath: Datapath::Netdev,
+        dst_port: DEFAULT_DST_PORT,
+        local_ip: None,
+        internal: true,
+        subnets: vec![IpNet::new_assert(IpAddr::from([192, 168, 120, 0]), 24)],
+        gateways: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -305,23 +305,12 @@ fn guard_bridges(observed: &Observed) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::Datapath;
 
     #[test]
     fn guards_describe_the_converged_network() {
         let cfg = NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
             peers: vec!["10.99.0.2".parse().unwrap()],
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
-            internal: true,
-            subnets: vec!["192.168.120.0/24".parse().unwrap()],
-            gateways: vec![],
+            ..crate::options::sample_config()
         };
         let guards = network_guards(&cfg);
         assert_eq!(guards.len(), 2);

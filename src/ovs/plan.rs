@@ -319,18 +319,8 @@ mod tests {
 
     fn cfg(peers: &[&str]) -> NetworkConfig {
         NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
             peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
-            internal: true,
-            subnets: vec!["192.168.120.0/24".parse().unwrap()],
-            gateways: vec![],
+            ..crate::options::sample_config()
         }
     }
 
@@ -480,18 +470,9 @@ mod gateway_tests {
 
     fn cfg() -> NetworkConfig {
         NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
-            peers: vec![],
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
             internal: false,
-            subnets: vec!["192.168.120.0/24".parse().unwrap()],
             gateways: vec!["192.168.120.1/24".parse().unwrap()],
+            ..crate::options::sample_config()
         }
     }
 
