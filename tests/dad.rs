@@ -196,7 +196,8 @@ fn probe_from(
         .expect("probe runs")
 }
 
-/// The probes configured nothing on the prober: no IPv4 address, no global IPv6 address.
+/// The probes configured nothing on the prober: no IPv4 address, no global IPv6 address, and the
+/// answers taught its kernel no neighbour entry for the holder's addresses.
 fn assert_still_unconfigured(station: &TestNs) {
     assert_eq!(
         station.addresses("-4", "eth0", "global"),
@@ -206,6 +207,14 @@ fn assert_still_unconfigured(station: &TestNs) {
         station.addresses("-6", "eth0", "global"),
         Vec::<String>::new()
     );
+    let neighbours = station.ip(&["neigh", "show", "dev", "eth0"]);
+    for address in ["192.168.120.5 ", "fd12:3456::5 "] {
+        assert!(
+            !neighbours.contains(address),
+            "{}: {neighbours}",
+            address.trim()
+        );
+    }
 }
 
 #[test]
