@@ -21,10 +21,16 @@
 //! The work is done with one AF_PACKET socket bound to the container's interface, created in the
 //! calling thread's network namespace: call [`probe`] inside [`crate::netns::Netns::enter`]. The
 //! frames are built and parsed here by hand; the parsing is pure and takes nothing on trust.
+//!
+//! Cost: without a conflict a probe takes its timeout plus a fraction of a millisecond (socket
+//! setup and the sends). Closing a packet socket costs the kernel an RCU grace period (several
+//! milliseconds), so the socket is closed on a short-lived thread after the call returns. No MLD
+//! report is sent for the groups listened to: the overlay bridge floods multicast.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -81,9 +87,7 @@ pub fn probe(
 
     let socket = PacketSocket::open(ifname)
         .with_context(|| format!("opening a packet socket on {ifname} for address probes"))?;
-    let outcome = probe_on(&socket, ifname, own_mac, addresses, deadline);
-    socket.close_in_background();
-    outcome
+    probe_on(&socket, ifname, own_mac, addresses, deadline)
 }
 
 /// The probing proper, on an open socket, until `deadline`.
@@ -458,7 +462,7 @@ impl fmt::Display for MacDisplay {
 /// A non-blocking AF_PACKET raw socket bound to one interface, seeing every frame on it in both
 /// directions (we write the Ethernet header ourselves and read ARP and IPv6 alike).
 struct PacketSocket {
-    fd: OwnedFd,
+    fd: ClosedAside,
     ifindex: libc::c_int,
 }
 
@@ -489,7 +493,7 @@ impl PacketSocket {
             return Err(std::io::Error::last_os_error()).context("socket(AF_PACKET, SOCK_RAW)");
         }
         // SAFETY: `fd` was just returned by socket(2), is valid, and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = ClosedAside(ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(fd) }));
         let ifindex = interface_index(&fd, ifname)?;
 
         // SAFETY: `sockaddr_ll` is a plain C struct of integers and a byte array, for which all
@@ -512,24 +516,6 @@ impl PacketSocket {
                 .with_context(|| format!("binding a packet socket to {ifname}"));
         }
         Ok(PacketSocket { fd, ifindex })
-    }
-
-    /// Closes the socket on a short-lived thread of its own.
-    ///
-    /// Closing a packet socket waits for an RCU grace period in the kernel (`packet_release`
-    /// calls `synchronize_net`), measured at 4 to 15 ms: more than everything else the probe does
-    /// apart from its listening. The caller has better things to do meanwhile, like configuring
-    /// the addresses it just found free. (A process that exits right away still waits for it.)
-    /// If no thread can be started, the socket is closed here, slowly but surely.
-    fn close_in_background(self) {
-        let PacketSocket { fd, .. } = self;
-        let spawned = std::thread::Builder::new()
-            .name("dad-close".to_string())
-            .spawn(move || drop(fd));
-        if let Err(err) = spawned {
-            // The closure, and with it the socket, was dropped (closed) by the failed spawn.
-            log::debug!("closing the probe socket inline, no thread for it: {err}");
-        }
     }
 
     /// Makes the interface accept frames sent to the multicast hardware address `group`, for as
@@ -661,9 +647,39 @@ impl PacketSocket {
     }
 }
 
+/// An owned descriptor that is closed on a short-lived thread of its own when dropped.
+///
+/// Closing a packet socket waits for an RCU grace period in the kernel (`packet_release` calls
+/// `synchronize_net`), measured at 4 to 15 ms: more than everything else a probe does apart from
+/// its listening, and enough to break the timeout's bound. The caller has better things to do
+/// meanwhile, like configuring the addresses it just found free (a process that exits right away
+/// still waits for it). If no thread can be started, the descriptor is closed in place, slowly
+/// but surely.
+struct ClosedAside(ManuallyDrop<OwnedFd>);
+
+impl AsRawFd for ClosedAside {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Drop for ClosedAside {
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once, and the field is never used again after being taken here.
+        let fd = unsafe { ManuallyDrop::take(&mut self.0) };
+        let spawned = std::thread::Builder::new()
+            .name("dad-close".to_string())
+            .spawn(move || drop(fd));
+        if let Err(err) = spawned {
+            // The failed spawn dropped the closure, and with it closed the descriptor.
+            log::debug!("closed the probe socket in place, no thread for it: {err}");
+        }
+    }
+}
+
 /// The index of `ifname` in the namespace of `socket` (the one the socket was created in, so the
 /// name cannot resolve in another namespace than the one the socket sends in).
-fn interface_index(socket: &OwnedFd, ifname: &str) -> Result<libc::c_int> {
+fn interface_index(socket: &impl AsRawFd, ifname: &str) -> Result<libc::c_int> {
     check_ifname(ifname)?;
     // SAFETY: `ifreq` is a plain C struct (byte array plus a union of integers, addresses and a
     // raw pointer) for which all-zero bytes is a valid value.
