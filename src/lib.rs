@@ -11,12 +11,14 @@
 //! * [`ovs`]: Open vSwitch operations (bridges, tunnels, container ports) as transactions;
 //! * [`netlink`], [`netns`], [`ethtool`], [`container_link`], [`gateway`]: link and namespace
 //!   plumbing;
+//! * [`dad`]: duplicate-address detection on the overlay, before a container's addresses are set;
 //! * [`firewall`]: the plugin's nftables table (NAT, port mappings, underlay filter);
 //! * [`commands`]: one module per subcommand, wiring the above together.
 
 pub mod addressing;
 pub mod commands;
 pub mod container_link;
+pub mod dad;
 pub mod ethtool;
 pub mod firewall;
 pub mod gateway;
