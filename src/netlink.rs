@@ -335,6 +335,12 @@ impl Netlink {
             .with_context(|| format!("setting interface index {index} up"))
     }
 
+    /// Sets the interface `index` administratively down.
+    pub fn set_down(&self, index: u32) -> Result<()> {
+        self.set_link(LinkUnspec::new_with_index(index).down().build())
+            .with_context(|| format!("setting interface index {index} down"))
+    }
+
     /// Sets the interface with this name administratively up; saves a lookup for interfaces whose
     /// index is not known yet (`lo` of a fresh namespace).
     pub fn set_up_by_name(&self, name: &str) -> Result<()> {
