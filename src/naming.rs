@@ -45,10 +45,23 @@ pub mod keys {
     pub const CONTAINER_NAME: &str = "geneve-ovs.container-name";
     /// The MAC address of the container's interface (on container ports), for `status`.
     pub const MAC: &str = "geneve-ovs.mac";
+    /// The UDP port of a tunnel (on tunnels), for the underlay filter.
+    pub const DST_PORT: &str = "geneve-ovs.dst-port";
+    /// The OVS datapath of a network (on bridges).
+    pub const DATAPATH: &str = "geneve-ovs.datapath";
+    /// `true` when the network is `--internal` (on bridges).
+    pub const INTERNAL: &str = "geneve-ovs.internal";
+    /// The network's subnets, comma-separated (on bridges), for NAT.
+    pub const SUBNETS: &str = "geneve-ovs.subnets";
+    /// The container's addresses, comma-separated (on container ports), for port mappings.
+    pub const ADDRESSES: &str = "geneve-ovs.addresses";
+    /// The container's port mappings as compact JSON (on container ports).
+    pub const PORT_MAPPINGS: &str = "geneve-ovs.port-mappings";
 
     pub const ROLE_BRIDGE: &str = "bridge";
     pub const ROLE_TUNNEL: &str = "tunnel";
     pub const ROLE_CONTAINER: &str = "container";
+    pub const ROLE_GATEWAY: &str = "gateway";
 }
 
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
@@ -110,6 +123,20 @@ pub fn tunnel_port_name(vni: u32, peer: IpAddr, local_ip: Option<IpAddr>, dst_po
 pub fn host_veth_name(network_id: &str, container_id: &str) -> String {
     let digest = sha256(&[network_id.as_bytes(), container_id.as_bytes()]);
     format!("gv{}", hex(&digest, 13))
+}
+
+/// The name of a network's gateway port (an OVS internal port holding the subnets' gateway
+/// addresses on this host): `gw` followed by the VNI in decimal, at most 10 characters.
+pub fn gateway_port_name(vni: u32) -> String {
+    format!("gw{vni}")
+}
+
+/// The MAC address of a network's gateway port: the same on every host, so that a container
+/// keeps a valid neighbour entry for its gateway whichever host it runs on. `02:67:77` (locally
+/// administered, unicast) followed by the 24-bit VNI.
+pub fn gateway_mac(vni: u32) -> [u8; 6] {
+    let [_, a, b, c] = vni.to_be_bytes();
+    [0x02, 0x67, 0x77, a, b, c]
 }
 
 /// Whether `name` is acceptable to Linux as an interface name (the kernel's `dev_valid_name`):
@@ -221,6 +248,15 @@ mod tests {
         ] {
             assert!(!is_valid_ifname(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn gateway_identity() {
+        assert_eq!(gateway_port_name(MAX_VNI), "gw16777215");
+        let mac = gateway_mac(0x123456);
+        assert_eq!(format_mac(&mac), "02:67:77:12:34:56");
+        // Locally administered, unicast.
+        assert_eq!(mac[0] & 0b11, 0b10);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
-use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteMetric};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::runtime::Runtime;
@@ -72,6 +72,26 @@ pub struct RouteSpec {
     pub metric: Option<u32>,
     /// Output interface index.
     pub oif: u32,
+}
+
+/// The main routing table (RT_TABLE_MAIN).
+const RT_TABLE_MAIN: u8 = 254;
+
+/// What the kernel says about the route towards an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteFacts {
+    /// The route's MTU metric, else its output interface's MTU.
+    pub mtu: u32,
+    /// The preferred source address, when the route has one.
+    pub source: Option<IpAddr>,
+}
+
+fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
 }
 
 /// A blocking rtnetlink connection bound to one network namespace.
@@ -140,10 +160,10 @@ impl Netlink {
         })
     }
 
-    /// The MTU of the path the kernel would use to reach `dst` (like `ip route get`): the route's
-    /// `mtu` metric when it has one, else the MTU of the output interface. `None` when there is
-    /// no route. This is what the overlay MTU is derived from.
-    pub fn route_mtu(&self, dst: IpAddr) -> Result<Option<u32>> {
+    /// Asks the kernel which route reaches `dst` (what `ip route get` shows) and returns its
+    /// MTU (the route's `mtu` metric if set, else the output interface's MTU) and its preferred
+    /// source address; `None` when there is no route.
+    pub fn route_to(&self, dst: IpAddr) -> Result<Option<RouteFacts>> {
         let mut request = RouteMessage::default();
         let (family, full_prefix) = match dst {
             IpAddr::V4(_) => (AddressFamily::Inet, 32),
@@ -173,6 +193,10 @@ impl Netlink {
             None => return Ok(None),
         };
 
+        let source = route.attributes.iter().find_map(|attr| match attr {
+            RouteAttribute::PrefSource(addr) => route_ip(addr),
+            _ => None,
+        });
         let metric_mtu = route.attributes.iter().find_map(|attr| match attr {
             RouteAttribute::Metrics(metrics) => metrics.iter().find_map(|metric| match metric {
                 RouteMetric::Mtu(mtu) if *mtu != 0 => Some(*mtu),
@@ -180,21 +204,63 @@ impl Netlink {
             }),
             _ => None,
         });
-        if metric_mtu.is_some() {
-            return Ok(metric_mtu);
+        let mtu = match metric_mtu {
+            Some(mtu) => mtu,
+            None => {
+                let oif = route
+                    .attributes
+                    .iter()
+                    .find_map(|attr| match attr {
+                        RouteAttribute::Oif(index) => Some(*index),
+                        _ => None,
+                    })
+                    .ok_or_else(|| anyhow!("the route to {dst} has no output interface"))?;
+                self.link_by_index(oif)?
+                    .ok_or_else(|| {
+                        anyhow!("output interface {oif} of the route to {dst} vanished")
+                    })?
+                    .mtu
+            }
+        };
+        Ok(Some(RouteFacts { mtu, source }))
+    }
+
+    /// The destinations of every route of the main table (IPv4 and IPv6), default routes
+    /// excluded: what a new subnet must not overlap.
+    pub fn route_destinations(&self) -> Result<Vec<IpNet>> {
+        let mut destinations = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            // No destination: a dump of the family's routes.
+            let mut request = RouteMessage::default();
+            request.header.address_family = family;
+            let routes: Vec<RouteMessage> = self.runtime.block_on(async {
+                self.handle
+                    .route()
+                    .get(request)
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(kernel_error)
+                    .context("dumping routes")
+            })?;
+            for route in routes {
+                if route.header.table != RT_TABLE_MAIN
+                    || route.header.destination_prefix_length == 0
+                {
+                    continue;
+                }
+                let dst = route.attributes.iter().find_map(|attr| match attr {
+                    RouteAttribute::Destination(addr) => route_ip(addr),
+                    _ => None,
+                });
+                if let Some(dst) = dst {
+                    if let Ok(net) = IpNet::new(dst, route.header.destination_prefix_length) {
+                        destinations.push(net.trunc());
+                    }
+                }
+            }
         }
-        let oif = route
-            .attributes
-            .iter()
-            .find_map(|attr| match attr {
-                RouteAttribute::Oif(index) => Some(*index),
-                _ => None,
-            })
-            .ok_or_else(|| anyhow!("the route to {dst} has no output interface"))?;
-        let link = self
-            .link_by_index(oif)?
-            .ok_or_else(|| anyhow!("output interface {oif} of the route to {dst} vanished"))?;
-        Ok(Some(link.mtu))
+        Ok(destinations)
     }
 
     /// Looks an interface up by name; `None` when there is no such interface.
@@ -270,6 +336,12 @@ impl Netlink {
     pub fn set_up(&self, index: u32) -> Result<()> {
         self.set_link(LinkUnspec::new_with_index(index).up().build())
             .with_context(|| format!("setting interface index {index} up"))
+    }
+
+    /// Sets the interface `index` administratively down.
+    pub fn set_down(&self, index: u32) -> Result<()> {
+        self.set_link(LinkUnspec::new_with_index(index).down().build())
+            .with_context(|| format!("setting interface index {index} down"))
     }
 
     /// Sets the interface with this name administratively up; saves a lookup for interfaces whose

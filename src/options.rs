@@ -17,11 +17,13 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
 use log::warn;
 
+use crate::addressing;
 use crate::naming;
-use crate::types::Network;
+use crate::types::{LeaseRange, Network, Subnet};
 
 /// GENEVE's IANA port.
 pub const DEFAULT_DST_PORT: u16 = 6081;
@@ -300,12 +302,23 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
     Ok(req)
 }
 
+/// The route this host would use towards a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnderlayRoute {
+    /// The route's MTU (its metric, else the output interface's).
+    pub mtu: u32,
+    /// The source address the host would use.
+    pub source: Option<IpAddr>,
+}
+
 /// What the defaults depend on, asked of the host only when an option does not already say.
 pub trait HostFacts {
     /// Every address configured on this host (its current network namespace).
     fn local_addresses(&mut self) -> Result<Vec<IpAddr>>;
-    /// The MTU of the route towards `peer`, `None` when there is no route.
-    fn underlay_mtu(&mut self, peer: IpAddr) -> Result<Option<u32>>;
+    /// The route towards `peer`, `None` when there is none.
+    fn underlay_route(&mut self, peer: IpAddr) -> Result<Option<UnderlayRoute>>;
+    /// The destinations of this host's routes (default routes excluded).
+    fn route_destinations(&mut self) -> Result<Vec<IpNet>>;
     /// `Open_vSwitch.datapath_types` of this host's ovs-vswitchd.
     fn datapath_types(&mut self) -> Result<Vec<String>>;
 }
@@ -334,6 +347,12 @@ pub struct NetworkConfig {
     pub local_ip: Option<IpAddr>,
     /// Whether the tunnels run BFD (`Interface.bfd:enable`).
     pub bfd: bool,
+    /// `--internal`: no gateway, no NAT, no port mappings.
+    pub internal: bool,
+    /// The network's subnets (the same on every host).
+    pub subnets: Vec<IpNet>,
+    /// The subnets' gateway addresses, with their prefixes; empty for internal networks.
+    pub gateways: Vec<IpNet>,
 }
 
 impl NetworkConfig {
@@ -374,8 +393,8 @@ fn underlay_allowance(
     }
     let mut allowance = u32::MAX;
     for &peer in peers {
-        let underlay = match facts.underlay_mtu(peer)? {
-            Some(mtu) => mtu,
+        let underlay = match facts.underlay_route(peer)? {
+            Some(route) => route.mtu,
             None => {
                 warn!(
                     "no route to peer {peer}: assuming an underlay MTU of {FALLBACK_UNDERLAY_MTU}"
@@ -510,6 +529,18 @@ pub fn resolve(
         _ => naming::default_bridge_name(vni),
     };
 
+    let subnets: Vec<IpNet> = network.subnets().iter().map(|s| s.subnet).collect();
+    let gateways = if network.internal {
+        Vec::new()
+    } else {
+        network
+            .subnets()
+            .iter()
+            .filter_map(|s| s.gateway.map(|gw| IpNet::new(gw, s.subnet.prefix_len())))
+            .collect::<Result<Vec<_>, _>>()
+            .context("a subnet's gateway with the subnet's prefix")?
+    };
+
     Ok(NetworkConfig {
         name: network.name.clone(),
         id: network.id.clone(),
@@ -521,18 +552,157 @@ pub fn resolve(
         dst_port: req.dst_port,
         local_ip: req.local_ip,
         bfd: req.bfd,
+        internal: network.internal,
+        subnets,
+        gateways,
     })
+}
+
+/// Completes the network `create` receives from podman, so that the identical command on
+/// every host gives the same subnets and disjoint address ranges: default subnets when there
+/// are none, a gateway per subnet of a non-internal network, and this host's share of each
+/// subnet as its `lease_range` when none was given (`--ip-range` always wins).
+pub fn complete_network(network: &mut Network, facts: &mut dyn HostFacts) -> Result<()> {
+    let req = parse(&network.options())?;
+    add_default_subnets(network, facts)?;
+    fill_gateways(network)?;
+    split_lease_ranges(network, &req, facts)
+}
+
+/// Adds the default IPv4 subnet (and IPv6 one with `--ipv6`) derived from the network name
+/// (see [`addressing`]), refusing one that overlaps a route of this host.
+fn add_default_subnets(network: &mut Network, facts: &mut dyn HostFacts) -> Result<()> {
+    let has_v4 = network.subnets().iter().any(|s| s.subnet.addr().is_ipv4());
+    let has_v6 = network.subnets().iter().any(|s| s.subnet.addr().is_ipv6());
+    let mut added = Vec::new();
+    if !has_v4 && !has_v6 {
+        added.push(addressing::default_subnet_v4(&network.name));
+    }
+    if network.ipv6_enabled && !has_v6 {
+        added.push(addressing::default_subnet_v6(&network.name));
+    }
+    if added.is_empty() {
+        return Ok(());
+    }
+    let routes = facts.route_destinations()?;
+    for subnet in added {
+        if let Some(route) = routes.iter().find(|r| addressing::overlaps(r, &subnet)) {
+            bail!(
+                "network {:?}: its default subnet {subnet} overlaps the route to {route} on \
+                 this host: pass --subnet",
+                network.name
+            );
+        }
+        network.subnets.get_or_insert_with(Vec::new).push(Subnet {
+            subnet,
+            gateway: None,
+            lease_range: None,
+            extra: Default::default(),
+        });
+    }
+    Ok(())
+}
+
+/// Gives each subnet without a `lease_range` this host's slice of it (see
+/// [`addressing::host_slice`]): the hosts are this host and its peers, ordered by address.
+fn split_lease_ranges(
+    network: &mut Network,
+    req: &RequestedOptions,
+    facts: &mut dyn HostFacts,
+) -> Result<()> {
+    if network.subnets().iter().all(|s| s.lease_range.is_some()) || req.peers.is_empty() {
+        // Alone (so far): podman allocates from the whole subnet.
+        return Ok(());
+    }
+    let local = facts.local_addresses()?;
+    let remote: Vec<IpAddr> = req
+        .peers
+        .iter()
+        .copied()
+        .filter(|p| !local.contains(p))
+        .collect();
+    let Some(&first_remote) = remote.first() else {
+        return Ok(());
+    };
+    let me = match req
+        .peers
+        .iter()
+        .copied()
+        .find(|p| local.contains(p))
+        .or(req.local_ip)
+    {
+        Some(me) => me,
+        None => facts
+            .underlay_route(first_remote)?
+            .and_then(|r| r.source)
+            .with_context(|| {
+                format!(
+                    "cannot tell this host's underlay address towards {first_remote} to pick its \
+                     share of the subnet: list this host in peers, or set local_ip, or --ip-range"
+                )
+            })?,
+    };
+    let mut hosts = remote;
+    hosts.push(me);
+    for subnet in network.subnets.iter_mut().flatten() {
+        if subnet.lease_range.is_some() {
+            continue;
+        }
+        let (start, end) = addressing::host_slice(subnet.subnet, subnet.gateway, &hosts, me)
+            .with_context(|| {
+                format!(
+                    "splitting subnet {} among {} hosts",
+                    subnet.subnet,
+                    hosts.len()
+                )
+            })?;
+        subnet.lease_range = Some(LeaseRange {
+            start_ip: Some(start),
+            end_ip: Some(end),
+        });
+    }
+    Ok(())
+}
+
+/// Gives every subnet of a non-internal network a gateway (its first address) when it has
+/// none, as podman would after `create` returns, so that the gateway is known and saved from
+/// the start and is the same address on every host.
+fn fill_gateways(network: &mut Network) -> Result<()> {
+    if network.internal {
+        return Ok(());
+    }
+    for subnet in network.subnets.iter_mut().flatten() {
+        if let Some(gateway) = subnet.gateway {
+            if !subnet.subnet.contains(&gateway) {
+                bail!(
+                    "gateway {gateway} (--gateway) is outside subnet {}",
+                    subnet.subnet
+                );
+            }
+            continue;
+        }
+        let first = match subnet.subnet {
+            IpNet::V4(net) if net.prefix_len() <= 30 => {
+                Some(IpAddr::V4((u32::from(net.network()) + 1).into()))
+            }
+            IpNet::V6(net) if net.prefix_len() <= 126 => {
+                Some(IpAddr::V6((u128::from(net.network()) + 1).into()))
+            }
+            _ => None,
+        };
+        let Some(first) = first else {
+            bail!(
+                "subnet {} (--subnet) has no room for a gateway: use a larger subnet or --internal",
+                subnet.subnet
+            );
+        };
+        subnet.gateway = Some(first);
+    }
+    Ok(())
 }
 
 /// The rules on the network itself (not its options) that `create` enforces.
 fn check_network(network: &Network) -> Result<()> {
-    if !network.internal {
-        bail!(
-            "network {:?}: geneve-ovs networks must be created with --internal for now \
-             (no gateway, NAT or port mappings yet)",
-            network.name
-        );
-    }
     if network.subnets().is_empty() {
         bail!(
             "network {:?}: geneve-ovs needs --subnet: the same subnet on every host, with a \
@@ -550,6 +720,27 @@ fn check_network(network: &Network) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A resolved internal network `net1` (VNI 5001, bridge `gnv5001`, netdev, no peers) for other
+/// modules' tests to start from.
+#[cfg(test)]
+pub(crate) fn sample_config() -> NetworkConfig {
+    NetworkConfig {
+        name: "net1".into(),
+        id: "id1".into(),
+        vni: 5001,
+        bridge: "gnv5001".into(),
+        peers: vec![],
+        mtu: 1450,
+        datapath: Datapath::Netdev,
+        dst_port: DEFAULT_DST_PORT,
+        local_ip: None,
+        bfd: true,
+        internal: true,
+        subnets: vec![IpNet::new_assert(IpAddr::from([192, 168, 120, 0]), 24)],
+        gateways: vec![],
+    }
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ pub struct NetworkPluginExec {
 }
 
 /// One `-p` mapping of the container.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
     pub container_port: u16,
     #[serde(default)]

@@ -389,7 +389,7 @@ fn detach_is_idempotent() {
 }
 
 #[test]
-fn route_mtu_and_local_addresses() {
+fn routes_and_local_addresses() {
     let ns = TestNs::new("mtu");
     ns.ip(&[
         "link", "add", "va", "mtu", "1400", "type", "veth", "peer", "name", "vb",
@@ -410,14 +410,26 @@ fn route_mtu_and_local_addresses() {
 
     // The socket lives in the test namespace although this thread never entered it.
     let netlink = Netlink::open_in(&ns.netns()).unwrap();
-    assert_eq!(netlink.route_mtu(addr("10.99.0.2")).unwrap(), Some(1400));
-    assert_eq!(netlink.route_mtu(addr("fd99::2")).unwrap(), Some(1400));
-    assert_eq!(
-        netlink.route_mtu(addr("192.168.120.7")).unwrap(),
-        Some(1300)
-    );
-    assert_eq!(netlink.route_mtu(addr("10.88.1.1")).unwrap(), None);
-    assert_eq!(netlink.route_mtu(addr("fd98::1")).unwrap(), None);
+    let mtu = |dst: &str| netlink.route_to(addr(dst)).unwrap().map(|r| r.mtu);
+    assert_eq!(mtu("10.99.0.2"), Some(1400));
+    assert_eq!(mtu("fd99::2"), Some(1400));
+    assert_eq!(mtu("192.168.120.7"), Some(1300));
+    assert_eq!(mtu("10.88.1.1"), None);
+    assert_eq!(mtu("fd98::1"), None);
+    // The source address the kernel would pick.
+    let source = netlink
+        .route_to(addr("10.99.0.2"))
+        .unwrap()
+        .and_then(|r| r.source);
+    assert_eq!(source, Some(addr("10.99.0.1")));
+    // The routes of the main table, without default routes.
+    let routes = netlink.route_destinations().unwrap();
+    for want in ["10.99.0.0/24", "192.168.120.0/24", "fd99::/64"] {
+        assert!(
+            routes.contains(&want.parse().unwrap()),
+            "{want} not in {routes:?}"
+        );
+    }
 
     let local = netlink.local_addresses().unwrap();
     assert!(local.contains(&addr("10.99.0.1")), "{local:?}");

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
-use geneve_ovs::options::{self, HostFacts, Stage};
+use geneve_ovs::options::{self, HostFacts, Stage, UnderlayRoute};
 use geneve_ovs::types::{Network, NetworkPluginExec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -270,8 +270,19 @@ impl HostFacts for FakeHost {
     fn local_addresses(&mut self) -> Result<Vec<IpAddr>> {
         Ok(vec!["10.99.0.1".parse()?, "fd99::1".parse()?])
     }
-    fn underlay_mtu(&mut self, peer: IpAddr) -> Result<Option<u32>> {
-        Ok((!peer.is_loopback()).then_some(1500))
+    fn underlay_route(&mut self, peer: IpAddr) -> Result<Option<UnderlayRoute>> {
+        let source: IpAddr = if peer.is_ipv4() {
+            "10.99.0.1".parse()?
+        } else {
+            "fd99::1".parse()?
+        };
+        Ok((!peer.is_loopback()).then_some(UnderlayRoute {
+            mtu: 1500,
+            source: Some(source),
+        }))
+    }
+    fn route_destinations(&mut self) -> Result<Vec<ipnet::IpNet>> {
+        Ok(vec!["10.99.0.0/24".parse()?, "172.16.0.0/12".parse()?])
     }
     fn datapath_types(&mut self) -> Result<Vec<String>> {
         Ok(vec!["netdev".into(), "system".into()])

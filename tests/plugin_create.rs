@@ -297,22 +297,6 @@ fn refusals_leave_ovs_untouched() -> Result<()> {
             },
             "--interface-name",
         ),
-        (
-            {
-                let mut n = podman::network("net2", SUBNET, None, &[]);
-                n["internal"] = false.into();
-                n
-            },
-            "--internal",
-        ),
-        (
-            {
-                let mut n = podman::network("net2", SUBNET, None, &[]);
-                n["subnets"] = Value::Null;
-                n
-            },
-            "--subnet",
-        ),
     ];
     for (net, want) in cases {
         let out = h1.plugin(&["create"], &net.to_string());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use common::podman::{self, create, setup};
-use common::{Container, Lab, Underlay};
+use common::{traffic, Container, Lab, Underlay};
 use serde_json::Value;
 
 const SUBNET: &str = "192.168.120.0/24";
@@ -69,39 +69,8 @@ fn tcp_transfer(
     server_ip: &str,
     bytes: &str,
 ) -> Result<()> {
-    // A one-off daemon; the container's namespace teardown kills it if the client never came.
-    server.exec_ok("iperf3", &["-s", "-1", "-D", "-B", server_ip])?;
-    let mut out = None;
-    for _ in 0..20 {
-        let attempt = client.exec_timeout(
-            Duration::from_secs(30),
-            "iperf3",
-            &[
-                "-c",
-                server_ip,
-                "-n",
-                bytes,
-                "--connect-timeout",
-                "3000",
-                "-J",
-            ],
-        );
-        let refused = String::from_utf8_lossy(&attempt.stdout).contains("Connection refused");
-        out = Some(attempt);
-        if !refused {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = out.expect("at least one attempt");
-    ensure!(
-        out.status.success(),
-        "iperf3 failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout)?;
-    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
-    ensure!(received > 0, "nothing received: {report}");
+    let t = traffic::tcp_transfer(client, server, server_ip, 5201, bytes, false)?;
+    ensure!(t.bytes_sent > 0, "nothing sent");
     Ok(())
 }
 
@@ -179,14 +148,15 @@ fn three_host_mesh_every_pair_pings_without_a_flood_loop() -> Result<()> {
             }
         }
     }
-    // A loop would multiply each broadcast into thousands of packets per tunnel.
+    // A loop would multiply each broadcast into thousands of packets per tunnel. OVS writes
+    // the counters every 5 s: wait until every tunnel reports traffic, then check how much.
+    let bridge = nets[0]["network_interface"].as_str().unwrap();
     for host in lab.hosts() {
-        let bridge = nets[0]["network_interface"].as_str().unwrap();
-        for port in host
-            .vsctl(&["list-ports", bridge])?
-            .lines()
-            .filter(|p| p.starts_with("gt"))
-        {
+        let ports = host.vsctl(&["list-ports", bridge])?;
+        for port in ports.lines().filter(|p| p.starts_with("gt")) {
+            common::wait::until("tunnel statistics", Duration::from_secs(12), || {
+                Ok(host.interface_stat(port, "tx_packets")? > 0)
+            })?;
             let tx = host.interface_stat(port, "tx_packets")?;
             let rx = host.interface_stat(port, "rx_packets")?;
             assert!(

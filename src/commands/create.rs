@@ -7,8 +7,8 @@
 
 use anyhow::Result;
 
-use super::{connect_ovs, parse_input, LiveHost};
-use crate::options::{self, Stage};
+use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
+use crate::options::{self, Datapath, Stage};
 use crate::types::Network;
 
 pub fn run(input: &str) -> Result<String> {
@@ -17,8 +17,18 @@ pub fn run(input: &str) -> Result<String> {
     options::parse(&network.options())?;
 
     let mut ovs = connect_ovs()?;
-    let cfg = options::resolve(&network, Stage::Create, &mut LiveHost::new(&mut ovs))?;
+    let mut host = LiveHost::new(&mut ovs);
+    options::complete_network(&mut network, &mut host)?;
+    let cfg = options::resolve(&network, Stage::Create, &mut host)?;
     ovs.ensure_network(&cfg)?;
+    if cfg.datapath == Datapath::System {
+        // The underlay filter (GENEVE only from the peers) is defence in depth: OVS itself
+        // only accepts tunnel packets from a configured remote_ip. A host without nftables
+        // still gets a working network.
+        if let Err(err) = sync_firewall(&mut ovs) {
+            log::warn!("GENEVE underlay filter not installed: {err:#}");
+        }
+    }
 
     network.options = Some(cfg.to_options());
     network.network_interface = Some(cfg.bridge.clone());

@@ -15,11 +15,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
+use crate::firewall;
 use crate::lock;
 use crate::netlink::Netlink;
-use crate::options::HostFacts;
+use crate::options::{HostFacts, UnderlayRoute};
 use crate::ovs::Ovs;
 use crate::ovsdb::Client;
 
@@ -162,11 +164,24 @@ impl HostFacts for LiveHost<'_> {
         self.netlink()?.local_addresses()
     }
 
-    fn underlay_mtu(&mut self, peer: IpAddr) -> Result<Option<u32>> {
-        self.netlink()?.route_mtu(peer)
+    fn underlay_route(&mut self, peer: IpAddr) -> Result<Option<UnderlayRoute>> {
+        Ok(self.netlink()?.route_to(peer)?.map(|r| UnderlayRoute {
+            mtu: r.mtu,
+            source: r.source,
+        }))
+    }
+
+    fn route_destinations(&mut self) -> Result<Vec<IpNet>> {
+        self.netlink()?.route_destinations()
     }
 
     fn datapath_types(&mut self) -> Result<Vec<String>> {
         self.ovs.datapath_types()
     }
+}
+
+/// Rebuilds the plugin's nftables table from what OVS now holds.
+fn sync_firewall(ovs: &mut Ovs) -> Result<()> {
+    let observed = ovs.read()?;
+    firewall::apply(&firewall::Rules::from_observed(&observed))
 }

@@ -11,11 +11,12 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
-use super::{connect_ovs, parse_input, LiveHost};
-use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
+use crate::container_link::{self, AttachedLink, ContainerLinkSpec, ContainerRoute};
+use crate::gateway;
 use crate::naming;
-use crate::options::{self, Datapath, Stage};
-use crate::ovs::ContainerPort;
+use crate::options::{self, Datapath, NetworkConfig, Stage};
+use crate::ovs::{ContainerPort, Ovs};
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
 
 pub fn run(netns: &Path, input: &str) -> Result<String> {
@@ -62,25 +63,48 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         // partial checksums: without this, ping works and TCP does not.
         disable_tx_checksum: cfg.datapath == Datapath::Netdev,
     };
-    let attached = container_link::attach(netns, &spec)?;
-
+    let link = container_link::create(netns, &spec)?;
     let port = ContainerPort {
         name: spec.host_name.clone(),
         container_id: exec.container_id.clone(),
         container_name: exec.container_name.clone(),
         interface: interface_name.clone(),
-        mac: naming::format_mac(&attached.mac),
+        mac: naming::format_mac(&link.mac()),
         netns: netns.display().to_string(),
+        addresses: static_ips,
+        port_mappings: exec.port_mappings.clone().unwrap_or_default(),
     };
-    if let Err(err) = ovs.add_container_port(&cfg, &port) {
-        if let Err(cleanup) = container_link::detach(&spec.host_name) {
-            log::error!("could not remove veth {}: {cleanup:#}", spec.host_name);
+    let mut port_added = false;
+    let attached = (|| -> Result<AttachedLink> {
+        ovs.add_container_port(&cfg, &port).with_context(|| {
+            format!(
+                "cannot add container {} to OVS bridge {}",
+                exec.container_name, cfg.bridge
+            )
+        })?;
+        port_added = true;
+        link.configure(&spec)?;
+        if !cfg.internal {
+            connect_outside(&mut ovs, &cfg)?;
         }
-        return Err(err.context(format!(
-            "cannot add container {} to OVS bridge {}",
-            exec.container_name, cfg.bridge
-        )));
-    }
+        Ok(link.attached())
+    })();
+    let attached = match attached {
+        Ok(attached) => attached,
+        Err(err) => {
+            // Undo this container entirely: its port (and with it, if it was the only one, the
+            // gateway and the network's rules) and its veth.
+            if port_added {
+                if let Err(cleanup) = detach_from_ovs(&mut ovs, network, &port.name) {
+                    log::error!("could not remove OVS port {}: {cleanup:#}", port.name);
+                }
+            }
+            if let Err(cleanup) = container_link::detach(&spec.host_name) {
+                log::error!("could not remove veth {}: {cleanup:#}", spec.host_name);
+            }
+            return Err(err);
+        }
+    };
 
     let gateway_of = |ip: &IpNet| {
         network
@@ -110,6 +134,25 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         interfaces,
     };
     Ok(serde_json::to_string(&status)?)
+}
+
+/// Removes a container's port, and for a non-internal network whatever its departure makes
+/// idle (the gateway port, firewall rules). Also what `teardown` does.
+pub(super) fn detach_from_ovs(ovs: &mut Ovs, network: &Network, port: &str) -> Result<bool> {
+    let removed = ovs.remove_container_port(port)?;
+    if !network.internal {
+        let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
+        ovs.ensure_network(&cfg)?;
+        sync_firewall(ovs)?;
+    }
+    Ok(removed)
+}
+
+/// The part of a non-internal network beyond the overlay: the gateway addresses on this host's
+/// gateway port, and the NAT and port-mapping rules.
+fn connect_outside(ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
+    gateway::configure(&naming::gateway_port_name(cfg.vni), &cfg.gateways)?;
+    sync_firewall(ovs)
 }
 
 /// Each static IP with the prefix length of the network subnet that contains it.

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 use log::debug;
 
-use super::{connect_ovs, parse_input};
+use super::{connect_ovs, parse_input, setup};
 use crate::container_link;
 use crate::naming;
 use crate::types::NetworkPluginExec;
@@ -26,7 +26,8 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
-    let port = connect_ovs().and_then(|mut ovs| ovs.remove_container_port(&host_name));
+    let port = connect_ovs()
+        .and_then(|mut ovs| setup::detach_from_ovs(&mut ovs, &exec.network, &host_name));
     let veth = container_link::detach(&host_name);
     let removed_port = port?;
     let removed_veth = veth?;

@@ -1,11 +1,13 @@
 use super::*;
 use crate::types::Subnet;
+use ipnet::IpNet;
 
 /// Host facts given by the test, counting how often each is asked.
 struct FakeHost {
     local: Vec<IpAddr>,
     mtu: BTreeMap<IpAddr, u32>,
     datapaths: Vec<String>,
+    routes: Vec<IpNet>,
     asked: usize,
 }
 
@@ -21,6 +23,7 @@ impl FakeHost {
             .into_iter()
             .collect(),
             datapaths: vec!["netdev".into(), "system".into()],
+            routes: vec!["10.99.0.0/24".parse().unwrap()],
             asked: 0,
         }
     }
@@ -31,9 +34,21 @@ impl HostFacts for FakeHost {
         self.asked += 1;
         Ok(self.local.clone())
     }
-    fn underlay_mtu(&mut self, peer: IpAddr) -> Result<Option<u32>> {
+    fn underlay_route(&mut self, peer: IpAddr) -> Result<Option<UnderlayRoute>> {
         self.asked += 1;
-        Ok(self.mtu.get(&peer).copied())
+        let source = if peer.is_ipv4() {
+            self.local[0]
+        } else {
+            self.local[1]
+        };
+        Ok(self.mtu.get(&peer).map(|&mtu| UnderlayRoute {
+            mtu,
+            source: Some(source),
+        }))
+    }
+    fn route_destinations(&mut self) -> Result<Vec<IpNet>> {
+        self.asked += 1;
+        Ok(self.routes.clone())
     }
     fn datapath_types(&mut self) -> Result<Vec<String>> {
         self.asked += 1;
@@ -335,10 +350,6 @@ fn local_ip_rules() {
 fn network_rules() {
     let mut host = FakeHost::new();
     let mut net = network(&[]);
-    net.internal = false;
-    let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
-    assert!(e.contains("--internal"), "{e}");
-    let mut net = network(&[]);
     net.subnets = None;
     let e = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
     assert!(e.contains("--subnet"), "{e}");
@@ -409,4 +420,181 @@ fn resolved_options_are_written_back() {
             ("bfd", "true"),
         ])
     );
+}
+
+#[test]
+fn non_internal_networks_get_a_gateway_per_subnet() {
+    let mut net = network(&[]);
+    net.internal = false;
+    net.subnets = Some(vec![
+        Subnet {
+            subnet: "192.168.120.0/24".parse().unwrap(),
+            gateway: None,
+            lease_range: None,
+            extra: Default::default(),
+        },
+        Subnet {
+            subnet: "fd12:3456::/64".parse().unwrap(),
+            gateway: Some("fd12:3456::fe".parse().unwrap()),
+            lease_range: None,
+            extra: Default::default(),
+        },
+    ]);
+    fill_gateways(&mut net).unwrap();
+    assert_eq!(
+        net.subnets()[0].gateway,
+        Some("192.168.120.1".parse().unwrap())
+    );
+    assert_eq!(
+        net.subnets()[1].gateway,
+        Some("fd12:3456::fe".parse().unwrap())
+    );
+    let cfg = resolve(&net, Stage::Create, &mut FakeHost::new()).unwrap();
+    assert!(!cfg.internal);
+    assert_eq!(
+        cfg.gateways,
+        vec![
+            "192.168.120.1/24".parse::<IpNet>().unwrap(),
+            "fd12:3456::fe/64".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn internal_networks_have_no_gateway() {
+    let mut net = network(&[]);
+    fill_gateways(&mut net).unwrap();
+    assert_eq!(net.subnets()[0].gateway, None);
+    assert!(resolve(&net, Stage::Create, &mut FakeHost::new())
+        .unwrap()
+        .gateways
+        .is_empty());
+}
+
+#[test]
+fn gateway_rules() {
+    let mut net = network(&[]);
+    net.internal = false;
+    net.subnets.as_mut().unwrap()[0].gateway = Some("10.0.0.1".parse().unwrap());
+    let e = fill_gateways(&mut net).unwrap_err().to_string();
+    assert!(e.contains("10.0.0.1") && e.contains("--gateway"), "{e}");
+    net.subnets.as_mut().unwrap()[0] = Subnet {
+        subnet: "192.168.120.7/32".parse().unwrap(),
+        gateway: None,
+        lease_range: None,
+        extra: Default::default(),
+    };
+    let e = fill_gateways(&mut net).unwrap_err().to_string();
+    assert!(e.contains("no room for a gateway"), "{e}");
+}
+
+/// The network as podman sends it for the user's exact command: no subnet, no range.
+fn bare(name: &str, peers: &str) -> Network {
+    serde_json::from_value(serde_json::json!({
+        "name": name, "id": "x", "driver": "geneve-ovs",
+        "internal": false, "dns_enabled": true, "ipv6_enabled": false,
+        "options": {"peers": peers},
+    }))
+    .unwrap()
+}
+
+/// The host `me` of an overlay: its own address is 10.99.0.<me>.
+fn host(me: u8) -> FakeHost {
+    let mut h = FakeHost::new();
+    h.local = vec![
+        format!("10.99.0.{me}").parse().unwrap(),
+        format!("fd99::{me}").parse().unwrap(),
+    ];
+    for i in 1..=4u8 {
+        h.mtu.insert(format!("10.99.0.{i}").parse().unwrap(), 1500);
+    }
+    h
+}
+
+#[test]
+fn default_subnet_and_gateway_for_the_bare_command() {
+    let mut net = bare("net1", "10.99.0.2");
+    complete_network(&mut net, &mut host(1)).unwrap();
+    let subnets = net.subnets();
+    assert_eq!(subnets.len(), 1);
+    assert_eq!(subnets[0].subnet, addressing::default_subnet_v4("net1"));
+    let gw = subnets[0].gateway.unwrap();
+    assert_eq!(gw, subnets[0].subnet.hosts().next().unwrap());
+}
+
+#[test]
+fn ipv6_gets_a_default_ula_subnet_too() {
+    let mut net = bare("net6", "");
+    net.ipv6_enabled = true;
+    complete_network(&mut net, &mut host(1)).unwrap();
+    let kinds: Vec<bool> = net
+        .subnets()
+        .iter()
+        .map(|s| s.subnet.addr().is_ipv6())
+        .collect();
+    assert_eq!(kinds, vec![false, true]);
+    assert_eq!(
+        net.subnets()[1].subnet,
+        addressing::default_subnet_v6("net6")
+    );
+}
+
+#[test]
+fn default_subnet_overlapping_a_route_says_pass_subnet() {
+    let mut h = host(1);
+    h.routes.push("10.100.0.0/14".parse().unwrap());
+    let e = format!(
+        "{:#}",
+        complete_network(&mut bare("net1", ""), &mut h).unwrap_err()
+    );
+    assert!(e.contains("--subnet") && e.contains("overlaps"), "{e}");
+}
+
+#[test]
+fn symmetric_commands_give_disjoint_ranges() {
+    // The user's exact command mirrored: each host lists the other(s), or all hosts.
+    for peers_of in [
+        |me: u8| {
+            (1..=3u8)
+                .filter(|i| *i != me)
+                .map(|i| format!("10.99.0.{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+        |_me: u8| "10.99.0.1,10.99.0.2,10.99.0.3".to_string(),
+    ] {
+        let mut ranges = Vec::new();
+        for me in 1..=3u8 {
+            let mut net = bare("net1", &peers_of(me));
+            complete_network(&mut net, &mut host(me)).unwrap();
+            let lr = net.subnets()[0].lease_range.clone().unwrap();
+            ranges.push((
+                lr.start_ip.unwrap(),
+                lr.end_ip.unwrap(),
+                net.subnets()[0].gateway.unwrap(),
+            ));
+        }
+        ranges.sort();
+        for w in ranges.windows(2) {
+            assert!(w[0].1 < w[1].0, "{ranges:?}");
+        }
+        for (start, end, gw) in &ranges {
+            assert!(!(start..=end).contains(&gw), "{ranges:?}");
+        }
+    }
+}
+
+#[test]
+fn explicit_ranges_win_and_lonely_hosts_take_the_whole_subnet() {
+    let mut net = network(&[("peers", "10.99.0.2")]);
+    net.subnets.as_mut().unwrap()[0].lease_range = Some(LeaseRange {
+        start_ip: Some("192.168.120.200".parse().unwrap()),
+        end_ip: None,
+    });
+    let before = net.subnets.clone();
+    complete_network(&mut net, &mut host(1)).unwrap();
+    assert_eq!(net.subnets, before);
+    let mut alone = network(&[]);
+    complete_network(&mut alone, &mut host(1)).unwrap();
+    assert!(alone.subnets()[0].lease_range.is_none());
 }

@@ -17,6 +17,7 @@ pub mod state;
 pub mod txn;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use serde_json::Value;
 use crate::naming::keys;
 use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value, Client, Until};
+use crate::types::PortMapping;
 use state::Observed;
 use txn::{is_conflict, Txn, DB};
 
@@ -52,6 +54,11 @@ pub struct ContainerPort {
     pub mac: String,
     /// The netns path `setup` was given.
     pub netns: String,
+    /// The container's addresses on the network.
+    pub addresses: Vec<IpAddr>,
+    /// The container's `-p` mappings, kept with the port so that the firewall rules of every
+    /// container can be rebuilt from the database alone.
+    pub port_mappings: Vec<PortMapping>,
 }
 
 impl ContainerPort {
@@ -65,6 +72,16 @@ impl ContainerPort {
             self.container_name.clone(),
         );
         ids.insert(keys::MAC.to_string(), self.mac.clone());
+        if !self.addresses.is_empty() {
+            let addresses: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
+            ids.insert(keys::ADDRESSES.to_string(), addresses.join(","));
+        }
+        if !self.port_mappings.is_empty() {
+            // Serialising plain structs to a string cannot fail; an empty value would only
+            // lose the mappings' firewall rules, never break the port.
+            let json = serde_json::to_string(&self.port_mappings).unwrap_or_default();
+            ids.insert(keys::PORT_MAPPINGS.to_string(), json);
+        }
         ids
     }
 }
@@ -207,7 +224,7 @@ impl Ovs {
         let mut last_conflict = None;
         for _ in 0..ATTEMPTS {
             let observed = self.read()?;
-            let changes = plan::plan(cfg, &observed)?;
+            let changes = plan::plan(cfg, &observed, port.is_some())?;
             let mut txn = Txn::new();
             // Guard the plan with what it was made from, so a concurrent change is refused
             // rather than silently mixed with ours.
@@ -283,7 +300,7 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
             ),
         ]
     };
-    vec![
+    let mut guards = vec![
         ops::wait(
             "Bridge",
             vec![ops::cond("name", "==", cfg.bridge.as_str())],
@@ -312,7 +329,21 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
             tunnel_bfd,
             Some(0),
         ),
-    ]
+    ];
+    if let Some(gateway) = plan::desired_gateway(cfg) {
+        guards.push(ops::wait(
+            "Port",
+            vec![
+                ops::cond("name", "==", gateway.name.as_str()),
+                state::owned_condition(),
+            ],
+            &["name"],
+            Until::Equal,
+            vec![serde_json::json!({ "name": gateway.name })],
+            Some(0),
+        ));
+    }
+    guards
 }
 
 /// A `wait` that holds while the Bridge table still has the rows (names and ports) a plan was
@@ -339,21 +370,12 @@ fn guard_bridges(observed: &Observed) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::Datapath;
 
     #[test]
     fn guards_describe_the_converged_network() {
         let cfg = NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
             peers: vec!["10.99.0.2".parse().unwrap()],
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
-            bfd: true,
+            ..crate::options::sample_config()
         };
         let guards = network_guards(&cfg);
         assert_eq!(guards.len(), 3);

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{bail, Result};
+use ipnet::IpNet;
 
 use super::state::{BridgeRow, Observed};
 use crate::naming::{self, keys, OWNER};
@@ -68,6 +69,22 @@ pub fn bfd_config(enabled: bool) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The network's gateway port on this host: an OVS internal port holding the subnets' gateway
+/// addresses, with the same MAC on every host.
+///
+/// It is `protected`, like every tunnel port: protected ports never exchange frames with each
+/// other, so nothing the gateway sends (ARP and neighbour replies, routed packets) ever enters a
+/// tunnel, and nothing that comes out of a tunnel (a remote container's ARP request for the
+/// gateway) ever reaches it. Each container therefore resolves the gateway to its own host's
+/// port, and the shared MAC never shows up on a tunnel port, where it would flap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub external_ids: BTreeMap<String, String>,
+}
+
 /// One change to the OVS database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -77,6 +94,7 @@ pub enum Change {
         datapath: Datapath,
         external_ids: BTreeMap<String, String>,
         tunnels: Vec<Tunnel>,
+        gateway: Option<Gateway>,
     },
     /// The bridge is the network's but carries an older identity (the network was removed and
     /// created again) or another datapath.
@@ -90,6 +108,8 @@ pub enum Change {
         bridge: String,
         tunnels: Vec<Tunnel>,
     },
+    /// The gateway port, when the first container of a non-internal network arrives.
+    AddGateway { bridge: String, gateway: Gateway },
     /// Owned ports to drop from a bridge (tunnels to peers no longer listed).
     RemovePorts { bridge: String, ports: Vec<String> },
     /// Owned tunnel ports that lost `protected=true`.
@@ -107,7 +127,24 @@ pub enum Change {
 pub fn bridge_external_ids(cfg: &NetworkConfig) -> BTreeMap<String, String> {
     let mut ids = common_ids(cfg, keys::ROLE_BRIDGE);
     ids.insert(keys::VNI.to_string(), cfg.vni.to_string());
+    ids.insert(keys::DATAPATH.to_string(), cfg.datapath.to_string());
+    ids.insert(keys::INTERNAL.to_string(), cfg.internal.to_string());
+    let subnets: Vec<String> = cfg.subnets.iter().map(IpNet::to_string).collect();
+    ids.insert(keys::SUBNETS.to_string(), subnets.join(","));
     ids
+}
+
+/// The gateway port a non-internal network has on this host while containers are attached.
+pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
+    if cfg.internal || cfg.gateways.is_empty() {
+        return None;
+    }
+    Some(Gateway {
+        name: naming::gateway_port_name(cfg.vni),
+        mac: naming::gateway_mac(cfg.vni),
+        mtu: cfg.mtu,
+        external_ids: common_ids(cfg, keys::ROLE_GATEWAY),
+    })
 }
 
 /// The `external_ids` every row of the network carries: owner, role, network name and id.
@@ -130,6 +167,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
         .map(|&peer| {
             let mut external_ids = common_ids(cfg, keys::ROLE_TUNNEL);
             external_ids.insert(keys::PEER.to_string(), peer.to_string());
+            external_ids.insert(keys::DST_PORT.to_string(), cfg.dst_port.to_string());
             Tunnel {
                 name: naming::tunnel_port_name(cfg.vni, peer, cfg.local_ip, cfg.dst_port),
                 peer,
@@ -143,8 +181,14 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
         .collect()
 }
 
-/// Lists the changes that make the database hold `cfg`'s bridge and tunnels.
-pub fn plan(cfg: &NetworkConfig, observed: &Observed) -> Result<Vec<Change>> {
+/// Lists the changes that make the database hold `cfg`'s bridge and tunnels, and its gateway
+/// port while the network has containers on this host (`adding_container`: one is about to be
+/// added).
+pub fn plan(
+    cfg: &NetworkConfig,
+    observed: &Observed,
+    adding_container: bool,
+) -> Result<Vec<Change>> {
     check_vni_is_free(cfg, observed)?;
     let mut changes = Vec::new();
     let wanted = desired_tunnels(cfg);
@@ -155,6 +199,7 @@ pub fn plan(cfg: &NetworkConfig, observed: &Observed) -> Result<Vec<Change>> {
             datapath: cfg.datapath,
             external_ids: bridge_external_ids(cfg),
             tunnels: wanted,
+            gateway: desired_gateway(cfg).filter(|_| adding_container),
         }),
         Some(bridge) => {
             check_bridge_is_ours(cfg, bridge)?;
@@ -168,6 +213,7 @@ pub fn plan(cfg: &NetworkConfig, observed: &Observed) -> Result<Vec<Change>> {
                 });
             }
             changes.extend(tunnel_changes(bridge, observed, wanted));
+            changes.extend(gateway_changes(cfg, bridge, observed, adding_container));
         }
     }
 
@@ -216,6 +262,44 @@ fn check_bridge_is_ours(cfg: &NetworkConfig, bridge: &BridgeRow) -> Result<()> {
         ),
         Some(_) => Ok(()),
     }
+}
+
+fn gateway_changes(
+    cfg: &NetworkConfig,
+    bridge: &BridgeRow,
+    observed: &Observed,
+    adding_container: bool,
+) -> Vec<Change> {
+    let has_containers = adding_container
+        || observed
+            .ports_of(bridge)
+            .any(|p| p.role() == Some(keys::ROLE_CONTAINER));
+    let wanted = desired_gateway(cfg).filter(|_| has_containers);
+    let present: Vec<_> = observed
+        .ports_of(bridge)
+        .filter(|p| p.role() == Some(keys::ROLE_GATEWAY))
+        .collect();
+    let mut changes = Vec::new();
+    let stale: Vec<String> = present
+        .iter()
+        .filter(|p| wanted.as_ref().is_none_or(|g| g.name != p.name))
+        .map(|p| p.uuid.clone())
+        .collect();
+    if !stale.is_empty() {
+        changes.push(Change::RemovePorts {
+            bridge: bridge.uuid.clone(),
+            ports: stale,
+        });
+    }
+    if let Some(gateway) = wanted {
+        if !present.iter().any(|p| p.name == gateway.name) {
+            changes.push(Change::AddGateway {
+                bridge: bridge.uuid.clone(),
+                gateway,
+            });
+        }
+    }
+    changes
 }
 
 fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) -> Vec<Change> {
@@ -285,16 +369,8 @@ mod tests {
 
     fn cfg(peers: &[&str]) -> NetworkConfig {
         NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
             peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
-            bfd: true,
+            ..crate::options::sample_config()
         }
     }
 
@@ -332,12 +408,13 @@ mod tests {
     #[test]
     fn empty_database_gets_a_bridge_with_all_tunnels() {
         let c = cfg(&["10.99.0.2", "10.99.0.3"]);
-        let changes = plan(&c, &Observed::default()).unwrap();
+        let changes = plan(&c, &Observed::default(), false).unwrap();
         let [Change::CreateBridge {
             name,
             tunnels,
             external_ids,
             datapath,
+            gateway: None,
         }] = changes.as_slice()
         else {
             panic!("{changes:?}");
@@ -357,31 +434,31 @@ mod tests {
         let on = cfg(&["10.99.0.2", "10.99.0.3"]);
         let mut off = on.clone();
         off.bfd = false;
-        let changes = plan(&off, &built(&on)).unwrap();
+        let changes = plan(&off, &built(&on), false).unwrap();
         let [Change::SetBfd { interfaces, bfd }] = changes.as_slice() else {
             panic!("{changes:?}");
         };
         assert_eq!(interfaces.len(), 2);
         assert!(bfd.is_empty());
-        let changes = plan(&on, &built(&off)).unwrap();
+        let changes = plan(&on, &built(&off), false).unwrap();
         let [Change::SetBfd { bfd, .. }] = changes.as_slice() else {
             panic!("{changes:?}");
         };
         assert_eq!(bfd, &bfd_config(true));
-        assert_eq!(plan(&off, &built(&off)).unwrap(), vec![]);
+        assert_eq!(plan(&off, &built(&off), false).unwrap(), vec![]);
     }
 
     #[test]
     fn converged_database_needs_nothing() {
         let c = cfg(&["10.99.0.2", "10.99.0.3"]);
-        assert_eq!(plan(&c, &built(&c)).unwrap(), vec![]);
+        assert_eq!(plan(&c, &built(&c), false).unwrap(), vec![]);
     }
 
     #[test]
     fn other_peers_add_and_remove_tunnels() {
         let old = cfg(&["10.99.0.2", "10.99.0.3"]);
         let new = cfg(&["10.99.0.3", "10.99.0.4"]);
-        let changes = plan(&new, &built(&old)).unwrap();
+        let changes = plan(&new, &built(&old), false).unwrap();
         assert_eq!(changes.len(), 2, "{changes:?}");
         let Change::AddTunnels { tunnels, .. } = &changes[0] else {
             panic!()
@@ -400,7 +477,7 @@ mod tests {
         let old = cfg(&["10.99.0.2"]);
         let mut new = old.clone();
         new.id = "id2".into();
-        let changes = plan(&new, &built(&old)).unwrap();
+        let changes = plan(&new, &built(&old), false).unwrap();
         let [Change::UpdateBridge { external_ids, .. }] = changes.as_slice() else {
             panic!("{changes:?}")
         };
@@ -413,7 +490,7 @@ mod tests {
         let mut observed = built(&c);
         observed.ports[0].protected = false;
         assert_eq!(
-            plan(&c, &observed).unwrap(),
+            plan(&c, &observed, false).unwrap(),
             vec![Change::ProtectPorts {
                 ports: vec![observed.ports[0].uuid.clone()]
             }]
@@ -425,7 +502,7 @@ mod tests {
         let c = cfg(&[]);
         let mut observed = built(&c);
         observed.bridges[0].external_ids.clear();
-        let e = plan(&c, &observed).unwrap_err().to_string();
+        let e = plan(&c, &observed, false).unwrap_err().to_string();
         assert!(
             e.contains("not created by geneve-ovs") && e.contains("gnv5001"),
             "{e}"
@@ -438,7 +515,7 @@ mod tests {
         let mut other = c.clone();
         other.name = "net2".into();
         other.vni = 7;
-        let e = plan(&c, &built(&other)).unwrap_err().to_string();
+        let e = plan(&c, &built(&other), false).unwrap_err().to_string();
         assert!(e.contains("belongs to geneve-ovs network \"net2\""), "{e}");
     }
 
@@ -448,7 +525,7 @@ mod tests {
         let mut other = c.clone();
         other.name = "net2".into();
         other.bridge = "gnvother".into();
-        let e = plan(&c, &built(&other)).unwrap_err().to_string();
+        let e = plan(&c, &built(&other), false).unwrap_err().to_string();
         assert!(e.contains("VNI 5001") && e.contains("\"net2\""), "{e}");
     }
 
@@ -458,8 +535,94 @@ mod tests {
         let mut new = old.clone();
         new.vni = 6000;
         new.bridge = "gnv6000".into();
-        let changes = plan(&new, &built(&old)).unwrap();
+        let changes = plan(&new, &built(&old), false).unwrap();
         assert!(matches!(changes[0], Change::CreateBridge { .. }));
         assert_eq!(changes[1], Change::RemoveBridge { uuid: "b1".into() });
+    }
+}
+
+#[cfg(test)]
+mod gateway_tests {
+    use super::*;
+    use crate::ovs::state::PortRow;
+
+    fn cfg() -> NetworkConfig {
+        NetworkConfig {
+            internal: false,
+            gateways: vec!["192.168.120.1/24".parse().unwrap()],
+            ..crate::options::sample_config()
+        }
+    }
+
+    fn observed(c: &NetworkConfig, roles: &[(&str, &str)]) -> Observed {
+        let ports: Vec<PortRow> = roles
+            .iter()
+            .map(|(name, role)| PortRow {
+                uuid: format!("u-{name}"),
+                name: name.to_string(),
+                external_ids: common_ids(c, role),
+                protected: true,
+            })
+            .collect();
+        Observed {
+            bridges: vec![BridgeRow {
+                uuid: "b1".into(),
+                name: c.bridge.clone(),
+                external_ids: bridge_external_ids(c),
+                datapath_type: "netdev".into(),
+                ports: ports.iter().map(|p| p.uuid.clone()).collect(),
+            }],
+            ports,
+            interfaces: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn gateway_comes_with_the_first_container() {
+        let c = cfg();
+        assert_eq!(plan(&c, &observed(&c, &[]), false).unwrap(), vec![]);
+        let changes = plan(&c, &observed(&c, &[]), true).unwrap();
+        let [Change::AddGateway { gateway, .. }] = changes.as_slice() else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(gateway.name, "gw5001");
+        assert_eq!(gateway.mac, naming::gateway_mac(5001));
+        let changes = plan(&c, &Observed::default(), true).unwrap();
+        assert!(matches!(
+            &changes[0],
+            Change::CreateBridge {
+                gateway: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn gateway_stays_while_containers_remain_and_goes_after() {
+        let c = cfg();
+        let busy = observed(
+            &c,
+            &[
+                ("gw5001", keys::ROLE_GATEWAY),
+                ("gvx", keys::ROLE_CONTAINER),
+            ],
+        );
+        assert_eq!(plan(&c, &busy, false).unwrap(), vec![]);
+        let idle = observed(&c, &[("gw5001", keys::ROLE_GATEWAY)]);
+        assert_eq!(
+            plan(&c, &idle, false).unwrap(),
+            vec![Change::RemovePorts {
+                bridge: "b1".into(),
+                ports: vec!["u-gw5001".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn internal_networks_never_have_a_gateway() {
+        let mut c = cfg();
+        c.internal = true;
+        c.gateways.clear();
+        assert_eq!(plan(&c, &observed(&c, &[]), true).unwrap(), vec![]);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::plan::{Change, Tunnel};
+use super::plan::{Change, Gateway, Tunnel};
 use crate::ovsdb::{ops, value, Client, TransactError, Until};
 
 /// The Open vSwitch database name.
@@ -98,6 +98,35 @@ impl Txn {
         self.insert("Port", "port", port)
     }
 
+    /// References newly inserted rows (their insert's index and uuid-name) from `column` of the
+    /// rows of `table` matching `where_`, and remembers how to drop the references again.
+    fn reference(
+        &mut self,
+        table: &'static str,
+        where_: Vec<Value>,
+        column: &'static str,
+        rows: &[(usize, String)],
+    ) -> Result<()> {
+        let uuids = rows
+            .iter()
+            .map(|(_, name)| value::named_uuid(name))
+            .collect::<Result<Vec<_>>>()?;
+        self.ops.push(ops::mutate(
+            table,
+            where_.clone(),
+            vec![ops::mutation(column, "insert", value::set(uuids))],
+        ));
+        for (index, _) in rows {
+            self.undo.push(Undo {
+                op_index: *index,
+                table,
+                where_: where_.clone(),
+                column,
+            });
+        }
+        Ok(())
+    }
+
     fn insert_tunnel(&mut self, tunnel: &Tunnel) -> Result<(usize, String)> {
         let interface = json!({
             "name": tunnel.name,
@@ -114,6 +143,22 @@ impl Txn {
         )
     }
 
+    fn insert_gateway(&mut self, gateway: &Gateway) -> Result<(usize, String)> {
+        let interface = json!({
+            "name": gateway.name,
+            "type": "internal",
+            "mac": crate::naming::format_mac(&gateway.mac),
+            "mtu_request": gateway.mtu,
+            "external_ids": string_map(&gateway.external_ids),
+        });
+        self.insert_port(
+            &gateway.name,
+            interface,
+            &[("protected", Value::Bool(true))],
+            &gateway.external_ids,
+        )
+    }
+
     /// Adds a port for an existing network device (a container's host veth) to the bridge
     /// matched by `bridge_where`.
     pub fn add_system_port(
@@ -123,22 +168,8 @@ impl Txn {
         external_ids: &BTreeMap<String, String>,
     ) -> Result<()> {
         let interface = json!({"name": name, "external_ids": string_map(external_ids)});
-        let (index, port) = self.insert_port(name, interface, &[], external_ids)?;
-        self.ops.push(ops::mutate(
-            "Bridge",
-            bridge_where.clone(),
-            vec![ops::mutation(
-                "ports",
-                "insert",
-                value::set(vec![value::named_uuid(&port)?]),
-            )],
-        ));
-        self.undo.push(Undo {
-            op_index: index,
-            table: "Bridge",
-            where_: bridge_where,
-            column: "ports",
-        });
+        let port = self.insert_port(name, interface, &[], external_ids)?;
+        self.reference("Bridge", bridge_where, "ports", &[port])?;
         Ok(())
     }
 
@@ -150,6 +181,7 @@ impl Txn {
                 datapath,
                 external_ids,
                 tunnels,
+                gateway,
             } => {
                 // The bridge's own internal port, as `ovs-vsctl add-br` makes it.
                 let internal = json!({"name": name, "type": "internal"});
@@ -159,28 +191,18 @@ impl Txn {
                     let (_, port) = self.insert_tunnel(tunnel)?;
                     ports.push(value::named_uuid(&port)?);
                 }
+                if let Some(gateway) = gateway {
+                    let (_, port) = self.insert_gateway(gateway)?;
+                    ports.push(value::named_uuid(&port)?);
+                }
                 let bridge = json!({
                     "name": name,
                     "datapath_type": datapath.as_str(),
                     "ports": value::set(ports),
                     "external_ids": string_map(external_ids),
                 });
-                let (index, bridge) = self.insert("Bridge", "bridge", bridge)?;
-                self.ops.push(ops::mutate(
-                    "Open_vSwitch",
-                    vec![],
-                    vec![ops::mutation(
-                        "bridges",
-                        "insert",
-                        value::set(vec![value::named_uuid(&bridge)?]),
-                    )],
-                ));
-                self.undo.push(Undo {
-                    op_index: index,
-                    table: "Open_vSwitch",
-                    where_: vec![],
-                    column: "bridges",
-                });
+                let bridge = self.insert("Bridge", "bridge", bridge)?;
+                self.reference("Open_vSwitch", vec![], "bridges", &[bridge])?;
             }
             Change::UpdateBridge {
                 uuid,
@@ -194,22 +216,15 @@ impl Txn {
                 ));
             }
             Change::AddTunnels { bridge, tunnels } => {
-                let mut ports = Vec::new();
-                for tunnel in tunnels {
-                    let (index, port) = self.insert_tunnel(tunnel)?;
-                    ports.push(value::named_uuid(&port)?);
-                    self.undo.push(Undo {
-                        op_index: index,
-                        table: "Bridge",
-                        where_: by_uuid(bridge),
-                        column: "ports",
-                    });
-                }
-                self.ops.push(ops::mutate(
-                    "Bridge",
-                    by_uuid(bridge),
-                    vec![ops::mutation("ports", "insert", value::set(ports))],
-                ));
+                let ports = tunnels
+                    .iter()
+                    .map(|t| self.insert_tunnel(t))
+                    .collect::<Result<Vec<_>>>()?;
+                self.reference("Bridge", by_uuid(bridge), "ports", &ports)?;
+            }
+            Change::AddGateway { bridge, gateway } => {
+                let port = self.insert_gateway(gateway)?;
+                self.reference("Bridge", by_uuid(bridge), "ports", &[port])?;
             }
             Change::RemovePorts { bridge, ports } => {
                 let uuids = ports.iter().map(|u| value::uuid(u)).collect();

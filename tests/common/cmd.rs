@@ -11,6 +11,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -168,14 +169,28 @@ pub fn check(display: &str, out: &Output) -> Result<()> {
 }
 
 /// An unnamed file in the temp directory: gone as soon as the last descriptor closes.
+/// Where the filesystem lacks O_TMPFILE, a named file unlinked at once does the same.
 fn anon_file() -> Result<File> {
     let dir = std::env::temp_dir();
-    OpenOptions::new()
+    let unnamed = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_TMPFILE)
-        .open(&dir)
-        .with_context(|| format!("O_TMPFILE in {}", dir.display()))
+        .open(&dir);
+    if let Ok(f) = unnamed {
+        return Ok(f);
+    }
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!(".geneve-ovs-lab-out.{}.{n}", std::process::id()));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(f)
 }
 
 fn read_all(mut f: File) -> Result<Vec<u8>> {

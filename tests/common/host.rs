@@ -83,10 +83,17 @@ impl Host {
 
     /// Run the plugin binary in the host's network namespace, as netavark would: with
     /// `stdin` as its standard input and OVS_RUNDIR pointing at this host's OVS, so
-    /// that it finds `$OVS_RUNDIR/db.sock`. The environment is otherwise clean but for
-    /// RUST_LOG, RUST_BACKTRACE and PATH.
+    /// that it finds `$OVS_RUNDIR/db.sock`.
     pub fn plugin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut cmd = Cmd::in_netns(&self.netns, PLUGIN_BIN, args)
+        self.run_as_plugin(PLUGIN_BIN, args, stdin)
+    }
+
+    /// Run `program` the way [`Host::plugin`] runs the plugin: in the host's namespace,
+    /// with `stdin`, a clean environment but for OVS_RUNDIR (this host's) and RUST_LOG,
+    /// RUST_BACKTRACE and PATH (the test run's). Lets the lab check that environment
+    /// with a stand-in program.
+    pub fn run_as_plugin(&self, program: &str, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = Cmd::in_netns(&self.netns, program, args)
             .env_clear()
             .env("OVS_RUNDIR", self.ovs.dir())
             .stdin(stdin)

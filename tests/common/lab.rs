@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::cmd::Cmd;
 use super::host::Host;
 use super::ovs::Ovs;
 use super::{ip, netns, process, wait};
@@ -174,7 +175,7 @@ impl Lab {
         // The switch end is the one OVS does not own. Only OVS itself sends into the
         // underlay (with complete checksums), so TCP works without this; it is off
         // anyway so that anything the kernel might send there is checksummed too.
-        super::cmd::Cmd::in_netns(&sw, "ethtool", &["-K", &port, "tx", "off"]).run()?;
+        Cmd::in_netns(&sw, "ethtool", &["-K", &port, "tx", "off"]).run()?;
         ip(&["-n", &name, "link", "set", UNDERLAY_NIC, "up"])?;
 
         let dir = self.dir.join(format!("h{i}"));
@@ -187,8 +188,8 @@ impl Lab {
             underlay_prefix_len: self.underlay.prefix_len(),
             ovs,
         };
-        // A host whose daemons fail to start is still returned to nobody: stop what
-        // did start before giving up.
+        // On failure this host never joins the lab, whose Drop would stop its daemons:
+        // stop here whatever did start.
         if let Err(e) = start_ovs(&host.ovs) {
             let _ = host.ovs.stop();
             return Err(e);

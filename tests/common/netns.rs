@@ -37,9 +37,14 @@ pub fn delete(name: &str) -> Result<()> {
     if !p.exists() {
         return Ok(());
     }
-    process::kill_netns_processes(&p).with_context(|| format!("emptying netns {name}"))?;
-    Cmd::new("ip").args(["netns", "delete", name]).run()?;
-    Ok(())
+    let result = process::kill_netns_processes(&p)
+        .with_context(|| format!("emptying netns {name}"))
+        .and_then(|()| Cmd::new("ip").args(["netns", "delete", name]).run());
+    match result {
+        // Another test process cleaning stale labs may have deleted it meanwhile.
+        Err(_) if !p.exists() => Ok(()),
+        r => r.map(drop),
+    }
 }
 
 /// Names of all named namespaces on the machine.
