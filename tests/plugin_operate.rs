@@ -662,3 +662,67 @@ fn reboot_then_podman_start_restores_connectivity() -> Result<()> {
     assert_eq!(status_json(lab.host(1), &dir1)?.0, 0);
     Ok(())
 }
+
+#[test]
+fn gc_of_a_non_internal_network_takes_gateway_and_firewall_rules_along() -> Result<()> {
+    let lab = Lab::new(1, Underlay::V4)?;
+    let h1 = lab.host(1);
+    let dir = network_dir(&lab, 1)?;
+    let mut open = podman::network("web", SUBNET, None, &[]);
+    open["internal"] = false.into();
+    let net = create(h1, &open)?;
+    save_network(&dir, &net)?;
+    let vni = net["options"]["vni"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let gateway = format!("gw{vni}");
+    let nft = || -> Result<String> {
+        let out = h1.exec("nft", &["list", "table", "inet", "geneve_ovs"]);
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    let c = h1.container("c1")?;
+    let mut exec = podman::exec(&net, "c1", &["192.168.120.10"], None);
+    exec["port_mappings"] = serde_json::json!([{"container_port": 80, "host_ip": "",
+        "host_port": 8080, "protocol": "tcp", "range": 1}]);
+    setup(h1, &c, &exec)?;
+    let bridge = net["network_interface"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(h1.vsctl(&["list-ports", &bridge])?.contains(&gateway));
+    let table = nft()?;
+    assert!(
+        table.contains("masquerade") && table.contains("dnat"),
+        "{table}"
+    );
+
+    // The container goes without a teardown (a crash): gc takes its port, the now idle
+    // gateway, and their rules.
+    drop(c);
+    let done = gc_json(h1, &dir, &[])?;
+    let removed = gc_items(&done, "removed");
+    assert_eq!(removed.len(), 2, "{done:#}");
+    assert!(
+        removed.contains(&("port".to_string(), gateway.clone())),
+        "{done:#}"
+    );
+    assert!(!h1.vsctl(&["list-ports", &bridge])?.contains(&gateway));
+    let table = nft()?;
+    assert!(
+        !table.contains("masquerade") && !table.contains("dnat"),
+        "{table}"
+    );
+
+    // podman network rm: the bridge goes too.
+    forget_network(&dir, "web")?;
+    let done = gc_json(h1, &dir, &[])?;
+    assert_eq!(
+        gc_items(&done, "removed"),
+        [("bridge".to_string(), bridge.clone())],
+        "{done:#}"
+    );
+    assert!(!h1.vsctl(&["list-br"])?.contains(&bridge));
+    Ok(())
+}

@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::flags;
-use super::{connect_ovs, lock_host, ovs_rundir, Reply};
+use super::{connect_ovs, lock_host, ovs_rundir, sync_firewall, Reply};
 use crate::lock::Mode;
 use crate::netconf;
 use crate::netlink::Netlink;
@@ -23,8 +23,8 @@ pub const USAGE: &str =
 
 Removes what geneve-ovs created and can no longer serve: OVS ports of containers whose network
 namespace or veth is gone, host veths (gv...) that no OVS port uses and no running container
-holds, and the bridges and tunnels of networks that are no longer in podman's network
-directory. Never touches an OVS row without external_ids:geneve-ovs.owner=geneve-ovs, nor a
+holds, gateway ports of networks without containers, and the bridges and tunnels of networks
+that are no longer in podman's network directory; then the nftables rules follow. Never touches an OVS row without external_ids:geneve-ovs.owner=geneve-ovs, nor a
 link not named gv + 13 hex digits. Exit code 0 on success, 1 if anything could not be removed.
 
   --dry-run                  list what would be removed, remove nothing
@@ -85,6 +85,7 @@ pub fn run(args: &[&str]) -> Result<Reply> {
     } else {
         None
     };
+    let mut firewall_changed = false;
     for step in plan.steps {
         let done = if flags.dry_run {
             Ok(())
@@ -103,11 +104,29 @@ pub fn run(args: &[&str]) -> Result<Reply> {
             }
         };
         match done {
-            Ok(()) => report.removed.push(step.item),
+            Ok(()) => {
+                firewall_changed |= step.firewall;
+                report.removed.push(step.item);
+            }
             Err(err) => report.failed.push(Failure {
                 item: step.item,
                 error: format!("{err:#}"),
             }),
+        }
+    }
+    // The nftables table is rendered from the database: render it again without what went.
+    if firewall_changed && !flags.dry_run {
+        if let Err(err) = sync_firewall(&mut ovs) {
+            report.failed.push(Failure {
+                item: GcItem {
+                    kind: "firewall",
+                    name: format!("inet {}", crate::firewall::TABLE),
+                    network: None,
+                    container_id: None,
+                    reason: "the table must follow the removals".to_string(),
+                },
+                error: format!("{err:#}"),
+            });
         }
     }
     let code = if report.failed.is_empty() { 0 } else { 1 };

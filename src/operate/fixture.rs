@@ -205,6 +205,37 @@ impl Fix {
         self
     }
 
+    /// Makes `bridge`'s network non-internal and gives it its gateway port.
+    pub fn gateway(&mut self, bridge: &str, name: &str) -> &mut Self {
+        let (network, id) = self.network_of(bridge);
+        if let Some(b) = self.inv.bridges.iter_mut().find(|b| b.name == bridge) {
+            b.external_ids
+                .insert(keys::INTERNAL.to_string(), "false".to_string());
+        }
+        let external_ids = ids(&[
+            (keys::OWNER, OWNER),
+            (keys::ROLE, keys::ROLE_GATEWAY),
+            (keys::NETWORK, &network),
+            (keys::NETWORK_ID, &id),
+        ]);
+        let (pu, iu) = (self.uuid("p"), self.uuid("i"));
+        let iface = InterfaceState {
+            uuid: iu.clone(),
+            name: name.to_string(),
+            kind: "internal".to_string(),
+            external_ids: external_ids.clone(),
+            ..InterfaceState::default()
+        };
+        let port = OwnedPort {
+            uuid: pu,
+            name: name.to_string(),
+            external_ids,
+            interfaces: vec![iu],
+        };
+        self.attach(bridge, port, iface);
+        self
+    }
+
     /// A port somebody else added to `bridge`.
     pub fn foreign_port(&mut self, bridge: &str, name: &str) -> &mut Self {
         let (pu, iu) = (self.uuid("p"), self.uuid("i"));

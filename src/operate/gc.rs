@@ -17,12 +17,19 @@
 //!    mounted namespace belongs to a running container, so it is left alone and reported;
 //!    that container's `teardown` removes it. `gc` holds the host lock exclusively, so a veth
 //!    that `setup` made a moment ago and has not yet added to OVS is never taken for a leak.
-//! 3. A **bridge** (with its tunnels) is stale when no geneve-ovs network of its name is in
+//! 3. A **gateway port** (of a non-internal network) is stale when no container of its network
+//!    is left on this host once the stale container ports are gone: `setup` adds it with the
+//!    network's first container and `teardown` removes it with the last one.
+//! 4. A **bridge** (with its tunnels) is stale when no geneve-ovs network of its name is in
 //!    podman's network directory. It is kept when the directory cannot be read, when a file
 //!    there that cannot be parsed may be that network, when it still has container ports that
 //!    are not stale, or when it holds ports the plugin did not create. A network of the same
 //!    name with another id (removed and created again) keeps the bridge: the next `create` or
 //!    `setup` of that network takes the bridge over.
+//!
+//! Removing anything of a non-internal network changes what the plugin's nftables table must
+//! hold (it is rendered from the database); [`Step::firewall`] says so, and the command then
+//! renders the table again.
 
 use serde::Serialize;
 
@@ -31,6 +38,13 @@ use super::status::stale_reason;
 use crate::naming::keys;
 use crate::netconf::SavedNetworks;
 use crate::ovs::inventory::Inventory;
+use crate::ovs::state::BridgeRow;
+
+/// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
+/// before networks could be non-internal carry no flag: they are internal.
+fn has_firewall_rules(bridge: &BridgeRow) -> bool {
+    bridge.external_ids.get(keys::INTERNAL).map(String::as_str) == Some("false")
+}
 
 /// One thing removed (or to be removed, or kept), as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +74,8 @@ pub enum Action {
 pub struct Step {
     pub item: GcItem,
     pub action: Action,
+    /// The removal belongs to a non-internal network: the firewall table must follow.
+    pub firewall: bool,
 }
 
 /// What `gc` removes, in order (ports, then veths, then bridges), and what it leaves alone
@@ -102,6 +118,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
                         bridge: bridge.uuid.clone(),
                         port: port.uuid.clone(),
                     },
+                    firewall: has_firewall_rules(bridge),
                 });
                 removed_ports.push(port.uuid.clone());
             }
@@ -124,6 +141,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
                 _ => plan.steps.push(Step {
                     item: item("veth", format!("the veth of a stale port: {reason}")),
                     action: Action::DeleteVeth,
+                    firewall: false,
                 }),
             }
         }
@@ -150,15 +168,52 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             PeerPlace::HostNamespace => plan.steps.push(Step {
                 item: item("no OVS port, and its peer is in the host's namespace".into()),
                 action: Action::DeleteVeth,
+                firewall: false,
             }),
             PeerPlace::Unmounted => plan.steps.push(Step {
                 item: item("no OVS port, and its peer is in no container's namespace".into()),
                 action: Action::DeleteVeth,
+                firewall: false,
             }),
         }
     }
 
-    // 3. Bridges of removed networks.
+    // 3. Gateway ports of networks without containers.
+    for bridge in &inventory.bridges {
+        let live = inventory
+            .ports_of(bridge)
+            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .any(|p| !removed_ports.contains(&p.uuid));
+        if live {
+            continue;
+        }
+        let network = bridge.network().unwrap_or_default().to_string();
+        for gateway in inventory
+            .ports_of(bridge)
+            .filter(|p| p.role() == Some(keys::ROLE_GATEWAY))
+        {
+            plan.steps.push(Step {
+                item: GcItem {
+                    kind: "port",
+                    name: gateway.name.clone(),
+                    network: Some(network.clone()),
+                    container_id: None,
+                    reason: format!(
+                        "the gateway port of network {network:?}, which has no container left \
+                         on this host"
+                    ),
+                },
+                action: Action::RemovePort {
+                    bridge: bridge.uuid.clone(),
+                    port: gateway.uuid.clone(),
+                },
+                firewall: has_firewall_rules(bridge),
+            });
+            removed_ports.push(gateway.uuid.clone());
+        }
+    }
+
+    // 4. Bridges of removed networks.
     for bridge in &inventory.bridges {
         let network = bridge.network().unwrap_or_default().to_string();
         let item = |reason: String| GcItem {
@@ -236,6 +291,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
                     .cloned()
                     .collect(),
             },
+            firewall: has_firewall_rules(bridge),
         });
     }
     plan

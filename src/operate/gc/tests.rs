@@ -173,3 +173,54 @@ fn bridges_kept_when_in_doubt() {
     assert_eq!(p.kept.len(), 4);
     assert!(p.kept[0].reason.contains("no such directory"));
 }
+
+#[test]
+fn gateway_goes_with_the_last_container_and_the_firewall_follows() {
+    let mut f = Fix::new();
+    f.network("out1", "gnv5", 5, &[])
+        .gateway("gnv5", "gw5")
+        .container("gnv5", "gv0000000000001", NS, true, true)
+        .container("gnv5", "gv0000000000002", "/run/netns/gone", false, false)
+        .network("out2", "gnv6", 6, &[])
+        .gateway("gnv6", "gw6")
+        .container("gnv6", "gv0000000000003", "/run/netns/gone", false, false)
+        .network("internal", "gnv7", 7, &[])
+        .container("gnv7", "gv0000000000004", "/run/netns/gone", false, false);
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(
+        kinds(&p),
+        [
+            ("port", "gv0000000000002"),
+            ("port", "gv0000000000003"),
+            ("port", "gv0000000000004"),
+            // out1 keeps a container, so its gateway stays; out2 has none left.
+            ("port", "gw6"),
+        ]
+    );
+    let firewall: Vec<bool> = p.steps.iter().map(|s| s.firewall).collect();
+    assert_eq!(firewall, [true, true, false, true]);
+    assert!(p.steps[3].item.reason.contains("no container left"));
+}
+
+#[test]
+fn a_removed_network_takes_its_gateway_and_bridge() {
+    let mut f = Fix::new();
+    f.network("out", "gnv5", 5, &[])
+        .gateway("gnv5", "gw5")
+        .container("gnv5", "gv0000000000002", "/run/netns/gone", false, false)
+        .forget("out");
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(
+        kinds(&p),
+        [
+            ("port", "gv0000000000002"),
+            ("port", "gw5"),
+            ("bridge", "gnv5")
+        ]
+    );
+    let Action::RemoveBridge { ports, .. } = &p.steps[2].action else {
+        panic!()
+    };
+    assert!(ports.is_empty());
+    assert!(p.steps.iter().all(|s| s.firewall));
+}
