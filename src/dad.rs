@@ -115,16 +115,29 @@ fn probe_on(
         socket.join(group)?;
     }
 
-    for address in addresses {
-        let frame = probe_frame(own_mac, *address);
-        socket
-            .send(&frame, deadline)
-            .with_context(|| format!("sending the probe for {address} on {ifname}"))?;
-    }
+    let send_all = || -> Result<()> {
+        for address in addresses {
+            let frame = probe_frame(own_mac, *address);
+            socket
+                .send(&frame, deadline)
+                .with_context(|| format!("sending the probe for {address} on {ifname}"))?;
+        }
+        Ok(())
+    };
+    send_all()?;
+    // A second round halfway through, as RFC 5227 repeats its probes: a frame lost on a busy
+    // path (or dropped while a tunnel resolves its next hop) must not hide a conflict.
+    let resend_at = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+    let mut resent = false;
 
     let mut buf = [0u8; RECV_BUF];
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        if !resent && Instant::now() >= resend_at {
+            send_all()?;
+            resent = true;
+        }
+        let wait_until = if resent { deadline } else { resend_at };
+        let remaining = wait_until.saturating_duration_since(Instant::now());
         // A zero wait still looks once, so frames that arrived just before the deadline count.
         if socket.wait_readable(remaining)? {
             while let Some(received) = socket.recv(&mut buf)? {
@@ -140,7 +153,7 @@ fn probe_on(
                 }
             }
         }
-        if remaining.is_zero() {
+        if resent && Instant::now() >= deadline {
             return Ok(None);
         }
     }

@@ -83,6 +83,20 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
             )
         })?;
         port_added = true;
+        if let Some(timeout) = cfg.dad {
+            // The port is on the bridge and the link up for the probe only: an address in use
+            // elsewhere on the overlay is refused before this container ever claims it.
+            if let Some(conflict) = link.probe(&port.addresses, timeout)? {
+                bail!(
+                    "address {} is already in use on network {:?}: the interface with MAC {} \
+                     answered for it (duplicate-address detection; choose another address, or \
+                     turn the check off with --opt dad=false)",
+                    conflict.address,
+                    network.name,
+                    naming::format_mac(&conflict.mac)
+                );
+            }
+        }
         link.configure(&spec)?;
         if !cfg.internal {
             connect_outside(&mut ovs, &cfg)?;

@@ -94,6 +94,8 @@ fn defaults_when_nothing_is_given() {
             dst_port: 6081,
             local_ip: None,
             bfd: true,
+            dad: true,
+            dad_timeout_ms: 100,
         }
     );
 }
@@ -108,6 +110,8 @@ fn every_option_parses() {
         ("dst_port", "6082"),
         ("local_ip", "10.99.0.1"),
         ("bfd", "false"),
+        ("dad", "false"),
+        ("dad_timeout_ms", "1000"),
     ]))
     .unwrap();
     assert_eq!(
@@ -123,6 +127,8 @@ fn every_option_parses() {
     assert_eq!(req.dst_port, 6082);
     assert_eq!(req.local_ip, Some("10.99.0.1".parse().unwrap()));
     assert!(!req.bfd);
+    assert!(!req.dad);
+    assert_eq!(req.dad_timeout_ms, 1000);
 }
 
 #[test]
@@ -181,8 +187,17 @@ fn bad_values_name_option_and_value() {
         (&[("bfd", "True")], r#"bfd="True""#),
         (&[("bfd", "")], r#"bfd="""#),
         (
+            &[("dad", "off")],
+            r#"invalid option dad="off": must be true or false"#,
+        ),
+        (
+            &[("dad_timeout_ms", "0")],
+            r#"invalid option dad_timeout_ms="0": must be an integer from 1 to 1000"#,
+        ),
+        (&[("dad_timeout_ms", "1001")], r#"dad_timeout_ms="1001""#),
+        (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd)"#,
+            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -418,8 +433,29 @@ fn resolved_options_are_written_back() {
             ("dst_port", "6081"),
             ("local_ip", "10.99.0.1"),
             ("bfd", "true"),
+            ("dad", "true"),
+            ("dad_timeout_ms", "100"),
         ])
     );
+}
+
+#[test]
+fn dad_off_and_timeouts_resolve() {
+    let cfg = resolve(
+        &network(&[("dad", "false")]),
+        Stage::Create,
+        &mut FakeHost::new(),
+    )
+    .unwrap();
+    assert_eq!(cfg.dad, None);
+    assert_eq!(cfg.to_options()["dad"], "false");
+    let cfg = resolve(
+        &network(&[("dad_timeout_ms", "7")]),
+        Stage::Create,
+        &mut FakeHost::new(),
+    )
+    .unwrap();
+    assert_eq!(cfg.dad, Some(std::time::Duration::from_millis(7)));
 }
 
 #[test]
