@@ -20,17 +20,6 @@ fn dual_stack(options: &[(&str, &str)]) -> Value {
     net
 }
 
-fn host_links(host: &common::Host) -> Vec<String> {
-    let out = host.exec_ok("ip", &["-j", "link", "show"]).unwrap();
-    let links: Value = serde_json::from_str(&out).unwrap();
-    links
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["ifname"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn an_address_in_use_on_another_host_is_refused() -> Result<()> {
     let lab = Lab::new(2, Underlay::V4)?;
@@ -51,7 +40,7 @@ fn an_address_in_use_on_another_host_is_refused() -> Result<()> {
         .to_string();
 
     let h2 = lab.host(2);
-    let links_before = host_links(h2);
+    let links_before = h2.links()?;
     let c2 = h2.container("c2")?;
     let netns = c2.netns_path().to_str().unwrap().to_string();
     for ips in [
@@ -70,7 +59,7 @@ fn an_address_in_use_on_another_host_is_refused() -> Result<()> {
             "{err}"
         );
         // Nothing of the refused container stays: no veth, no port, no interface inside.
-        assert_eq!(host_links(h2), links_before);
+        assert_eq!(h2.links()?, links_before);
         let ports = h2.vsctl(&[
             "--bare",
             "--columns=name",

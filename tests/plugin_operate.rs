@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use common::operate::{
-    container_ports, forget_network, gc_items, gc_json, gv_links, network_dir, now_epoch, operator,
-    save_network, status_json, PingLog,
+    forget_network, gc_items, gc_json, gv_links, network_dir, now_epoch, operator, save_network,
+    status_json, PingLog,
 };
 use common::podman::{self, create, error_of, setup};
 use common::{Container, Host, Lab, Underlay};
@@ -333,7 +333,7 @@ fn gc_removes_what_is_stale_and_nothing_else() -> Result<()> {
         &on_old,
         &podman::exec(&old, "onold", &["192.168.121.5"], None),
     )?;
-    let ports_before = container_ports(h1)?;
+    let ports_before = h1.container_ports()?;
     assert_eq!(ports_before.len(), 5);
 
     let port_of = |exec: &Value, net: &Value| {
@@ -427,7 +427,7 @@ fn gc_removes_what_is_stale_and_nothing_else() -> Result<()> {
         [("veth".to_string(), "gv0beef0000000b".to_string())],
         "{dry:#}"
     );
-    assert_eq!(container_ports(h1)?, ports_before);
+    assert_eq!(h1.container_ports()?, ports_before);
     assert!(gv_links(h1)?.contains(&"gv0dead0000000a".to_string()));
     let (_, text) = operator(h1, &dir, &["gc", "--dry-run"]);
     println!("gc --dry-run:\n{text}");
@@ -445,7 +445,7 @@ fn gc_removes_what_is_stale_and_nothing_else() -> Result<()> {
         .map(|c| port_of(&podman::exec(&net1, c.name(), &[], None), &net1))
         .collect();
     live_ports.sort();
-    assert_eq!(container_ports(h1)?, live_ports);
+    assert_eq!(h1.container_ports()?, live_ports);
     let mut links = live_ports.clone();
     links.push("gv0beef0000000b".to_string());
     links.sort();
@@ -586,7 +586,7 @@ fn setup_fails_fast_and_clean_when_ovsdb_server_hangs() -> Result<()> {
     );
     ensure!(took < Duration::from_secs(7), "setup took {took:?}");
     assert!(gv_links(h1)?.is_empty(), "a veth was left behind");
-    assert!(container_ports(h1)?.is_empty());
+    assert!(h1.container_ports()?.is_empty());
 
     // Dead: refused at once.
     h1.stop_ovsdb()?;
@@ -634,7 +634,7 @@ fn reboot_then_podman_start_restores_connectivity() -> Result<()> {
     let cleaned = gc_json(lab.host(1), &dir1, &[])?;
     assert_eq!(gc_items(&cleaned, "removed").len(), 1, "{cleaned:#}");
     assert_eq!(
-        container_ports(lab.host(2))?.len(),
+        lab.host(2).container_ports()?.len(),
         1,
         "stale port still there"
     );
@@ -653,7 +653,7 @@ fn reboot_then_podman_start_restores_connectivity() -> Result<()> {
         restarted.elapsed().saturating_sub(back)
     );
     for i in 1..=2 {
-        assert_eq!(container_ports(lab.host(i))?.len(), 1);
+        assert_eq!(lab.host(i).container_ports()?.len(), 1);
         assert_eq!(gv_links(lab.host(i))?.len(), 1);
     }
     time_until("BFD up after the reboot", Duration::from_secs(20), || {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use common::operate::{container_ports, gc_items, gc_json, gv_links, network_dir, spawn_plugin};
+use common::operate::{gc_items, gc_json, gv_links, network_dir, spawn_plugin};
 use common::podman::{self, create, ok_json, setup, teardown};
 use common::{Container, Lab, Underlay};
 use serde_json::Value;
@@ -55,7 +55,7 @@ fn sigkill_at_random_points_then_teardown_and_gc_converge() -> Result<()> {
     let peer = h1.container("peer")?;
     let peer_exec = podman::exec(&net, "peer", &["192.168.120.2"], None);
     setup(h1, &peer, &peer_exec)?;
-    let peer_port = container_ports(h1)?;
+    let peer_port = h1.container_ports()?;
 
     let victim = h1.container("victim")?;
     let netns = victim.netns_path().display().to_string();
@@ -87,7 +87,7 @@ fn sigkill_at_random_points_then_teardown_and_gc_converge() -> Result<()> {
         &netns,
         &podman::exec(&net, "victim", &["192.168.120.1"], None),
     )?;
-    assert_eq!(container_ports(h1)?, peer_port, "a port leaked");
+    assert_eq!(h1.container_ports()?, peer_port, "a port leaked");
     assert_eq!(gv_links(h1)?, peer_port, "a veth leaked");
     let inside = victim.ip_json(&["link", "show"])?;
     assert_eq!(inside.as_array().map(Vec::len), Some(1), "{inside}");
@@ -120,7 +120,7 @@ fn sigkill_leftovers_without_teardown_are_found_by_gc() -> Result<()> {
         &peer,
         &podman::exec(&net, "peer", &["192.168.120.2"], None),
     )?;
-    let peer_port = container_ports(h1)?;
+    let peer_port = h1.container_ports()?;
 
     let mut rng = Rng::new();
     let started = Instant::now();
@@ -135,14 +135,14 @@ fn sigkill_leftovers_without_teardown_are_found_by_gc() -> Result<()> {
         // The container is gone (namespace deleted), no teardown ran.
         drop(c);
     }
-    let leftovers = container_ports(h1)?.len() - peer_port.len();
+    let leftovers = h1.container_ports()?.len() - peer_port.len();
     let gc = gc_json(h1, &dir, &[])?;
     println!(
         "{ITERATIONS} killed setups in {:?} left {leftovers} port(s); gc removed {:?}",
         started.elapsed(),
         gc_items(&gc, "removed")
     );
-    assert_eq!(container_ports(h1)?, peer_port);
+    assert_eq!(h1.container_ports()?, peer_port);
     assert_eq!(gv_links(h1)?, peer_port);
     assert!(gc_items(&gc, "failed").is_empty(), "{gc:#}");
     let c = h1.container("fresh")?;
@@ -230,7 +230,7 @@ fn twenty_parallel_setups_and_teardowns_on_one_network() -> Result<()> {
     }
     let slowest = setups.iter().map(|(d, _)| *d).max().unwrap_or_default();
     println!("{N} parallel setups: all done in {wall:?}, slowest {slowest:?}");
-    let ports = container_ports(h1)?;
+    let ports = h1.container_ports()?;
     assert_eq!(ports.len(), N, "{ports:?}");
     for port in &ports {
         h1.require_port_ok(port)?;
@@ -249,7 +249,7 @@ fn twenty_parallel_setups_and_teardowns_on_one_network() -> Result<()> {
         );
     }
     println!("{N} parallel teardowns: all done in {wall:?}");
-    assert!(container_ports(h1)?.is_empty());
+    assert!(h1.container_ports()?.is_empty());
     assert!(gv_links(h1)?.is_empty());
     Ok(())
 }

@@ -85,20 +85,6 @@ pub fn gc_items(result: &Value, list: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Names of the plugin's container ports in the host's OVS.
-pub fn container_ports(host: &Host) -> Result<Vec<String>> {
-    let out = host.vsctl(&[
-        "--bare",
-        "--columns=name",
-        "find",
-        "Port",
-        "external_ids:geneve-ovs.role=container",
-    ])?;
-    let mut names: Vec<String> = out.split_whitespace().map(str::to_string).collect();
-    names.sort();
-    Ok(names)
-}
-
 /// Names of the host's links that look like the plugin's host veths (`gv` + 13 hex).
 pub fn gv_links(host: &Host) -> Result<Vec<String>> {
     let out = host.exec_ok("ip", &["-j", "link", "show"])?;
