@@ -3,15 +3,19 @@
 //!
 //! [`attach`] is all-or-nothing: once the veth exists, any later failure deletes it again before
 //! the error is returned, so a failed setup leaves neither a host end nor a container interface
-//! behind. [`detach`] is idempotent.
+//! behind. It is [`create`] (the pair, up, without addresses) then [`PendingLink::configure`]
+//! (addresses and routes); `setup` calls the two itself, to attach the host end to OVS and probe
+//! the overlay for the addresses in between. [`detach`] is idempotent.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 
+use crate::dad;
 use crate::ethtool;
 use crate::netlink::{is_exists_error, Netlink, RouteSpec, VethSpec};
 use crate::netns::Netns;
@@ -65,24 +69,54 @@ pub struct AttachedLink {
 }
 
 /// Creates and configures the container interface described by `spec` inside the network
-/// namespace at `netns_path`, with the host end in the calling thread's namespace, up.
+/// namespace at `netns_path`, with the host end in the calling thread's namespace, up: [`create`]
+/// then [`PendingLink::configure`], deleting the veth again if the second step fails.
+pub fn attach(netns_path: &Path, spec: &ContainerLinkSpec) -> Result<AttachedLink> {
+    let link = create(netns_path, spec)?;
+    match link.configure(spec) {
+        Ok(()) => Ok(link.attached()),
+        Err(err) => {
+            if let Err(cleanup) = detach(&spec.host_name) {
+                log::error!(
+                    "could not remove the half-built veth {}: {cleanup:#}",
+                    spec.host_name
+                );
+            }
+            Err(err)
+        }
+    }
+}
+
+/// A container interface that exists, down and without addresses or routes yet: the moment to
+/// attach the host end to the switch and to probe the overlay for the addresses.
+#[derive(Debug)]
+pub struct PendingLink {
+    netns: Netns,
+    name: String,
+    index: u32,
+    mac: [u8; 6],
+    host_index: u32,
+}
+
+/// Creates the veth pair for `spec`: the host end (named `spec.host_name`, in the calling
+/// thread's namespace, up, kept out of the host's IP stack) and the container end born inside
+/// the namespace at `netns_path` with its name, MAC and MTU, still down, with `lo` up and the
+/// sysctls podman's bridge driver sets. Any failure deletes the veth again.
 ///
 /// A host end of the same name that already exists is a leftover of a crashed run (the name is
-/// ours): it is deleted and the creation retried once. Any failure after the veth exists deletes
-/// it before the error is returned.
+/// ours): it is deleted and the creation retried once.
 ///
-/// Cost, since setup latency matters: two netlink sockets (host and container), two `setns`
-/// round trips, and one request per step: veth creation, host index lookup, container lookup,
-/// `lo` up, one per address, link up, one per route and default route. Measured at about 1 ms
-/// in total; the veth creation dominates.
-pub fn attach(netns_path: &Path, spec: &ContainerLinkSpec) -> Result<AttachedLink> {
+/// Cost, since setup latency matters: two netlink sockets (host and container), one `setns`
+/// round trip per step, and one request per action; about 1 ms with [`PendingLink::configure`],
+/// dominated by the veth creation.
+pub fn create(netns_path: &Path, spec: &ContainerLinkSpec) -> Result<PendingLink> {
     check_ifname(&spec.host_name).context("host end of the veth")?;
     check_ifname(&spec.interface_name).context("container interface")?;
     let netns = Netns::open(netns_path)?;
     let host = Netlink::open()?;
 
     create_veth(&host, &netns, spec)?;
-    match configure(&host, &netns, spec) {
+    match prepare(&host, netns, spec) {
         Ok(link) => Ok(link),
         Err(err) => {
             match host.delete_link(&spec.host_name) {
@@ -94,6 +128,47 @@ pub fn attach(netns_path: &Path, spec: &ContainerLinkSpec) -> Result<AttachedLin
             }
             Err(err)
         }
+    }
+}
+
+impl PendingLink {
+    /// The container interface's actual MAC.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// What the caller keeps of the interface.
+    pub fn attached(&self) -> AttachedLink {
+        AttachedLink {
+            mac: self.mac,
+            host_index: self.host_index,
+        }
+    }
+
+    /// Probes the overlay for `addresses` before they are configured (see [`dad::probe`]): the
+    /// interface goes up for the probe, from inside the container's namespace, and down again.
+    pub fn probe(&self, addresses: &[IpAddr], timeout: Duration) -> Result<Option<dad::Conflict>> {
+        self.netns.enter(|| {
+            let netlink = Netlink::open()?;
+            netlink.set_up(self.index)?;
+            let found = dad::probe(&self.name, self.mac, addresses, timeout);
+            netlink.set_down(self.index)?;
+            found
+        })
+    }
+
+    /// Adds the addresses, the routes and the default routes of `spec`. On failure the caller
+    /// deletes the veth ([`detach`]).
+    pub fn configure(&self, spec: &ContainerLinkSpec) -> Result<()> {
+        self.netns
+            .enter(|| configure_inside(self.index, spec))
+            .with_context(|| {
+                format!(
+                    "configuring {} in network namespace {}",
+                    spec.interface_name,
+                    self.netns.path().display()
+                )
+            })
     }
 }
 
@@ -142,21 +217,28 @@ fn container_name_taken(
     ))
 }
 
-/// Everything after the veth exists: host end lookup, then the container side.
-fn configure(host: &Netlink, netns: &Netns, spec: &ContainerLinkSpec) -> Result<AttachedLink> {
+/// Everything after the veth exists and before addresses: host end lookup and isolation, then
+/// the container side up.
+fn prepare(host: &Netlink, netns: Netns, spec: &ContainerLinkSpec) -> Result<PendingLink> {
     let host_index = host
         .link_by_name(&spec.host_name)?
         .ok_or_else(|| anyhow!("host end {} vanished after creation", spec.host_name))?
         .index;
     isolate_host_end(&spec.host_name)?;
-    let mac = netns.enter(|| configure_inside(spec)).with_context(|| {
+    let (index, mac) = netns.enter(|| prepare_inside(spec)).with_context(|| {
         format!(
-            "configuring {} in network namespace {}",
+            "preparing {} in network namespace {}",
             spec.interface_name,
             netns.path().display()
         )
     })?;
-    Ok(AttachedLink { mac, host_index })
+    Ok(PendingLink {
+        netns,
+        name: spec.interface_name.clone(),
+        index,
+        mac,
+        host_index,
+    })
 }
 
 /// Keeps the host's own IP stack off the host end: it is a switch port, nothing more.
@@ -177,10 +259,10 @@ fn isolate_host_end(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Configures the container side; runs with the thread inside the container's namespace, so
-/// the netlink socket, the `/proc/sys/net` files and the ethtool socket all belong to it.
-/// Returns the interface's MAC.
-fn configure_inside(spec: &ContainerLinkSpec) -> Result<[u8; 6]> {
+/// Prepares the container side before it gets addresses; runs with the thread inside the
+/// container's namespace, so the netlink socket, the `/proc/sys/net` files and the ethtool
+/// socket all belong to it. Returns the interface's index and MAC.
+fn prepare_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
     let ifname = spec.interface_name.as_str();
     let netlink = Netlink::open()?;
     let link = netlink
@@ -191,10 +273,12 @@ fn configure_inside(spec: &ContainerLinkSpec) -> Result<[u8; 6]> {
         .ok_or_else(|| anyhow!("interface {ifname} has no Ethernet address"))?;
 
     netlink.set_up_by_name("lo")?;
-
-    // Before addresses and link up: the gratuitous ARP that arp_notify sends on link up should
-    // announce the address, and DAD must already be off when IPv6 comes up.
+    // When the interface comes up with its addresses, announce them (gratuitous ARP,
+    // unsolicited neighbour advertisement): a restarted container has a new MAC for its old
+    // address, and peers must not keep the stale one.
     write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
+    // DAD must already be off when IPv6 comes up: the addresses are checked across the
+    // overlay by the plugin itself, before they are configured.
     if spec
         .addresses
         .iter()
@@ -202,22 +286,28 @@ fn configure_inside(spec: &ContainerLinkSpec) -> Result<[u8; 6]> {
     {
         write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
         write_sysctl(&format!("net/ipv6/conf/{ifname}/autoconf"), "0")?;
-    }
-
-    for address in &spec.addresses {
-        netlink.add_address(link.index, *address)?;
+        write_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")?;
     }
     if spec.disable_tx_checksum {
         ethtool::disable_tx_checksum(ifname)?;
     }
-    netlink.set_up(link.index)?;
+    Ok((link.index, mac))
+}
 
+/// Adds the addresses, brings the interface up (which announces them) and adds the routes,
+/// inside the container's namespace.
+fn configure_inside(index: u32, spec: &ContainerLinkSpec) -> Result<()> {
+    let netlink = Netlink::open()?;
+    for address in &spec.addresses {
+        netlink.add_address(index, *address)?;
+    }
+    netlink.set_up(index)?;
     for route in &spec.routes {
         netlink.add_route(&RouteSpec {
             destination: route.destination,
             gateway: route.gateway,
             metric: route.metric,
-            oif: link.index,
+            oif: index,
         })?;
     }
     for gateway in first_gateway_per_family(&spec.default_gateways) {
@@ -225,10 +315,10 @@ fn configure_inside(spec: &ContainerLinkSpec) -> Result<[u8; 6]> {
             destination: default_destination(gateway),
             gateway,
             metric: None,
-            oif: link.index,
+            oif: index,
         })?;
     }
-    Ok(mac)
+    Ok(())
 }
 
 /// The first IPv4 and the first IPv6 gateway, in that order.

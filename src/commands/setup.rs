@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
 use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
-use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use crate::container_link::{self, AttachedLink, ContainerLinkSpec, ContainerRoute};
 use crate::gateway;
 use crate::naming;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
@@ -39,6 +39,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     let mut ovs = connect_ovs()?;
     let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
 
+    // From the veth's birth to its OVS port, keep `gc` from taking it for a leak.
+    let _lock = super::lock_host_shared()?;
+
     let gateways = default_gateways(network, &addresses);
     let spec = ContainerLinkSpec {
         host_name: naming::host_veth_name(&network.id, &exec.container_id),
@@ -60,42 +63,62 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         // partial checksums: without this, ping works and TCP does not.
         disable_tx_checksum: cfg.datapath == Datapath::Netdev,
     };
-    let attached = container_link::attach(netns, &spec)?;
-
+    let link = container_link::create(netns, &spec)?;
     let port = ContainerPort {
         name: spec.host_name.clone(),
         container_id: exec.container_id.clone(),
+        container_name: exec.container_name.clone(),
         interface: interface_name.clone(),
+        mac: naming::format_mac(&link.mac()),
         netns: netns.display().to_string(),
         addresses: static_ips,
         port_mappings: exec.port_mappings.clone().unwrap_or_default(),
     };
-    if let Err(err) = ovs.add_container_port(&cfg, &port) {
-        if let Err(cleanup) = container_link::detach(&spec.host_name) {
-            log::error!("could not remove veth {}: {cleanup:#}", spec.host_name);
-        }
-        return Err(err.context(format!(
-            "cannot add container {} to OVS bridge {}",
-            exec.container_name, cfg.bridge
-        )));
-    }
-    if !cfg.internal {
-        if let Err(err) = connect_outside(&mut ovs, &cfg) {
-            // Undo this container entirely: its port (and with it, if it was the only one,
-            // the gateway and the network's rules) and its veth.
-            let undo = ovs
-                .remove_container_port(&port.name)
-                .and_then(|_| ovs.ensure_network(&cfg))
-                .and_then(|()| sync_firewall(&mut ovs));
-            if let Err(cleanup) = undo.and(container_link::detach(&spec.host_name).map(|_| ())) {
-                log::error!(
-                    "could not undo the attachment of {}: {cleanup:#}",
-                    port.name
+    let mut port_added = false;
+    let attached = (|| -> Result<AttachedLink> {
+        ovs.add_container_port(&cfg, &port).with_context(|| {
+            format!(
+                "cannot add container {} to OVS bridge {}",
+                exec.container_name, cfg.bridge
+            )
+        })?;
+        port_added = true;
+        if let Some(timeout) = cfg.dad {
+            // The port is on the bridge and the link up for the probe only: an address in use
+            // elsewhere on the overlay is refused before this container ever claims it.
+            if let Some(conflict) = link.probe(&port.addresses, timeout)? {
+                bail!(
+                    "address {} is already in use on network {:?}: the interface with MAC {} \
+                     answered for it (duplicate-address detection; choose another address, or \
+                     turn the check off with --opt dad=false)",
+                    conflict.address,
+                    network.name,
+                    naming::format_mac(&conflict.mac)
                 );
+            }
+        }
+        link.configure(&spec)?;
+        if !cfg.internal {
+            connect_outside(&mut ovs, &cfg)?;
+        }
+        Ok(link.attached())
+    })();
+    let attached = match attached {
+        Ok(attached) => attached,
+        Err(err) => {
+            // Undo this container entirely: its port (and with it, if it was the only one, the
+            // gateway and the network's rules) and its veth.
+            if port_added {
+                if let Err(cleanup) = detach_from_ovs(&mut ovs, network, &port.name) {
+                    log::error!("could not remove OVS port {}: {cleanup:#}", port.name);
+                }
+            }
+            if let Err(cleanup) = container_link::detach(&spec.host_name) {
+                log::error!("could not remove veth {}: {cleanup:#}", spec.host_name);
             }
             return Err(err);
         }
-    }
+    };
 
     let gateway_of = |ip: &IpNet| {
         network
@@ -125,6 +148,18 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         interfaces,
     };
     Ok(serde_json::to_string(&status)?)
+}
+
+/// Removes a container's port, and for a non-internal network whatever its departure makes
+/// idle (the gateway port, firewall rules). Also what `teardown` does.
+pub(super) fn detach_from_ovs(ovs: &mut Ovs, network: &Network, port: &str) -> Result<bool> {
+    let removed = ovs.remove_container_port(port)?;
+    if !network.internal {
+        let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
+        ovs.ensure_network(&cfg)?;
+        sync_firewall(ovs)?;
+    }
+    Ok(removed)
 }
 
 /// The part of a non-internal network beyond the overlay: the gateway addresses on this host's

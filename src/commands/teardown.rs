@@ -9,29 +9,25 @@ use std::path::Path;
 use anyhow::Result;
 use log::debug;
 
-use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
+use super::{connect_ovs, parse_input, setup};
 use crate::container_link;
 use crate::naming;
-use crate::options::{self, Stage};
 use crate::types::NetworkPluginExec;
 
 pub fn run(_netns: &Path, input: &str) -> Result<()> {
     let exec: NetworkPluginExec = parse_input(input, "teardown request")?;
     let host_name = naming::host_veth_name(&exec.network.id, &exec.container_id);
+    // Between the port's removal and the veth's, keep `gc` away. Without the lock (OVS's
+    // directory is gone with OVS, or gc holds it too long) the veth must still go.
+    let _lock = super::lock_host_shared()
+        .map_err(|err| log::warn!("teardown without the host lock: {err:#}"))
+        .ok()
+        .flatten();
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
-    let port = connect_ovs().and_then(|mut ovs| {
-        let removed = ovs.remove_container_port(&host_name)?;
-        if !exec.network.internal {
-            // The last container gone takes the gateway port with it, and the firewall
-            // rules follow what OVS now holds.
-            let cfg = options::resolve(&exec.network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
-            ovs.ensure_network(&cfg)?;
-            sync_firewall(&mut ovs)?;
-        }
-        Ok(removed)
-    });
+    let port = connect_ovs()
+        .and_then(|mut ovs| setup::detach_from_ovs(&mut ovs, &exec.network, &host_name));
     let veth = container_link::detach(&host_name);
     let removed_port = port?;
     let removed_veth = veth?;
