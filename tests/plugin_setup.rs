@@ -290,9 +290,16 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn measure_setup_and_teardown() -> Result<()> {
+    for dad in ["false", "true"] {
+        measure_one(dad)?;
+    }
+    Ok(())
+}
+
+fn measure_one(dad: &str) -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let h1 = lab.host(1);
-    let saved = create(h1, &podman::network("net1", SUBNET, None, &[]))?;
+    let saved = create(h1, &podman::network("net1", SUBNET, None, &[("dad", dad)]))?;
     let c = h1.container("c1")?;
     let netns = c.netns_path().to_str().unwrap().to_string();
     let exec = podman::exec(&saved, "c1", &["192.168.120.9"], None).to_string();
@@ -330,7 +337,7 @@ fn measure_setup_and_teardown() -> Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
+        "dad={dad}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
         median(&mut setups),
         setups[0],
         setups[setups.len() - 1],
