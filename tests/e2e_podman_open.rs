@@ -292,3 +292,52 @@ fn users_command_without_subnet_on_two_hosts() -> Result<()> {
 fn users_command_without_subnet_on_three_hosts() -> Result<()> {
     users_command_on(3)
 }
+
+/// `podman run --network net1:ip=X` on host 2, where X is in use by a container on host 1: the
+/// plugin's duplicate-address probe refuses it with an error naming the address and the MAC
+/// that answered, nothing of it stays in OVS or on the host, and the original keeps working.
+#[test]
+fn an_address_in_use_on_another_host_is_refused() -> Result<()> {
+    let lab = PodmanLab::up("dad", 2)?;
+    for h in lab.hosts() {
+        // The longest probe window the option allows: this shared test machine is busy, and a
+        // late answer is a missed conflict. The default (100 ms) is for quiet hosts.
+        let peers = format!("peers={}", h.other_peers());
+        h.create_network("net1", &["--opt", &peers, "--opt", "dad_timeout_ms=1000"])?;
+    }
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let c1 = h1.run_sleeper("c1", "net1")?;
+    let taken = c1.ip("net1")?;
+    let mac = c1.mac()?;
+
+    let links_before = h2.links()?;
+    let out = h2.podman(&[
+        "run",
+        "-d",
+        "--name",
+        "dup",
+        "--network",
+        &format!("net1:ip={taken}"),
+        "localhost/busybox",
+        "sleep",
+        "3600",
+    ]);
+    ensure!(
+        !ok(&out),
+        "a container with an address in use started: {}",
+        stdout(&out)
+    );
+    let err = podman_lab::stderr(&out);
+    ensure!(
+        err.contains(&format!("address {taken} is already in use")) && err.contains(&mac),
+        "podman said: {err}"
+    );
+    ensure!(h2.links()? == links_before, "a host veth stayed behind");
+    let ports = h2.find("Port", "name", &["external_ids:geneve-ovs.role=container"])?;
+    ensure!(ports.is_empty(), "container ports stayed in OVS: {ports:?}");
+
+    // The original is untouched, and a container with a free address reaches it.
+    let c2 = h2.run_sleeper("c2", "net1")?;
+    c2.wait_ping(&taken, SETTLE)?;
+    Ok(())
+}
