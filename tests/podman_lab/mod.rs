@@ -379,6 +379,28 @@ impl<'a> Host<'a> {
         format!("[e2e {} h{}]", self.lab.name, self.index)
     }
 
+    /// `lab.sh reboot H`: what a power cut and a boot do to this host. Every process dies by
+    /// SIGKILL (conmon first: no container is torn down), `/run`, `/dev/shm` and `/tmp` are
+    /// emptied (podman's state, the containers' network namespaces), container veths and OVS's
+    /// tap devices are deleted, then OVS starts from its database, which persists, and the
+    /// underlay addresses are back. Containers stay stopped until `podman start`.
+    pub fn reboot(&self) -> Result<()> {
+        let start = Instant::now();
+        let out = self
+            .lab
+            .script()
+            .args(["reboot", &self.index.to_string()])
+            .output_lossy();
+        eprintln!("{} reboot ({:.1?})", self.tag(), start.elapsed());
+        ensure!(
+            ok(&out),
+            "lab.sh reboot {} failed:\n{}",
+            self.index,
+            describe(&out)
+        );
+        Ok(())
+    }
+
     /// Runs `args` in the host (its namespaces and root fs); never fails to return.
     pub fn exec(&self, args: &[&str]) -> Output {
         let start = Instant::now();
