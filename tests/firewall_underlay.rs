@@ -85,8 +85,10 @@ fn geneve_is_accepted_only_from_peers() -> Result<()> {
     assert!(delivered(&underlay, &receiver, "10.88.0.2")?);
     assert!(delivered(&underlay, &receiver, "10.88.0.3")?);
 
-    let mut rules = Rules::default();
-    rules.underlay = BTreeMap::from([(6081, BTreeSet::from(["10.88.0.2".parse()?]))]);
+    let rules = Rules {
+        underlay: BTreeMap::from([(6081, BTreeSet::from(["10.88.0.2".parse()?]))]),
+        ..Default::default()
+    };
     host.enter(|| firewall::apply(&rules))?;
     assert!(
         delivered(&underlay, &receiver, "10.88.0.2")?,
