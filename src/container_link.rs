@@ -10,10 +10,12 @@
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 
+use crate::dad;
 use crate::ethtool;
 use crate::netlink::{is_exists_error, Netlink, RouteSpec, VethSpec};
 use crate::netns::Netns;
@@ -85,11 +87,12 @@ pub fn attach(netns_path: &Path, spec: &ContainerLinkSpec) -> Result<AttachedLin
     }
 }
 
-/// A container interface that exists and is up, without addresses or routes yet: the moment
-/// to attach the host end to the switch and to probe the overlay for the addresses.
+/// A container interface that exists, down and without addresses or routes yet: the moment to
+/// attach the host end to the switch and to probe the overlay for the addresses.
 #[derive(Debug)]
 pub struct PendingLink {
     netns: Netns,
+    name: String,
     index: u32,
     mac: [u8; 6],
     host_index: u32,
@@ -97,8 +100,8 @@ pub struct PendingLink {
 
 /// Creates the veth pair for `spec`: the host end (named `spec.host_name`, in the calling
 /// thread's namespace, up, kept out of the host's IP stack) and the container end born inside
-/// the namespace at `netns_path` with its name, MAC and MTU, up, with `lo` up and the sysctls
-/// podman's bridge driver sets. Any failure deletes the veth again.
+/// the namespace at `netns_path` with its name, MAC and MTU, still down, with `lo` up and the
+/// sysctls podman's bridge driver sets. Any failure deletes the veth again.
 ///
 /// A host end of the same name that already exists is a leftover of a crashed run (the name is
 /// ours): it is deleted and the creation retried once.
@@ -142,9 +145,16 @@ impl PendingLink {
         }
     }
 
-    /// Runs `f` with the calling thread inside the container's namespace (to probe from there).
-    pub fn enter<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        self.netns.enter(f)
+    /// Probes the overlay for `addresses` before they are configured (see [`dad::probe`]): the
+    /// interface goes up for the probe, from inside the container's namespace, and down again.
+    pub fn probe(&self, addresses: &[IpAddr], timeout: Duration) -> Result<Option<dad::Conflict>> {
+        self.netns.enter(|| {
+            let netlink = Netlink::open()?;
+            netlink.set_up(self.index)?;
+            let found = dad::probe(&self.name, self.mac, addresses, timeout);
+            netlink.set_down(self.index)?;
+            found
+        })
     }
 
     /// Turns the container end's TX checksum offload back on (and with it TSO), for a host end
@@ -222,15 +232,16 @@ fn prepare(host: &Netlink, netns: Netns, spec: &ContainerLinkSpec) -> Result<Pen
         .ok_or_else(|| anyhow!("host end {} vanished after creation", spec.host_name))?
         .index;
     isolate_host_end(&spec.host_name)?;
-    let (index, mac) = netns.enter(|| bring_up_inside(spec)).with_context(|| {
+    let (index, mac) = netns.enter(|| prepare_inside(spec)).with_context(|| {
         format!(
-            "bringing up {} in network namespace {}",
+            "preparing {} in network namespace {}",
             spec.interface_name,
             netns.path().display()
         )
     })?;
     Ok(PendingLink {
         netns,
+        name: spec.interface_name.clone(),
         index,
         mac,
         host_index,
@@ -255,10 +266,10 @@ fn isolate_host_end(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Brings the container side up without addresses; runs with the thread inside the
+/// Prepares the container side before it gets addresses; runs with the thread inside the
 /// container's namespace, so the netlink socket, the `/proc/sys/net` files and the ethtool
 /// socket all belong to it. Returns the interface's index and MAC.
-fn bring_up_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
+fn prepare_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
     let ifname = spec.interface_name.as_str();
     let netlink = Netlink::open()?;
     let link = netlink
@@ -269,6 +280,9 @@ fn bring_up_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
         .ok_or_else(|| anyhow!("interface {ifname} has no Ethernet address"))?;
 
     netlink.set_up_by_name("lo")?;
+    // When the interface comes up with its addresses, announce them (gratuitous ARP,
+    // unsolicited neighbour advertisement): a restarted container has a new MAC for its old
+    // address, and peers must not keep the stale one.
     write_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
     // DAD must already be off when IPv6 comes up: the addresses are checked across the
     // overlay by the plugin itself, before they are configured.
@@ -279,20 +293,22 @@ fn bring_up_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
     {
         write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
         write_sysctl(&format!("net/ipv6/conf/{ifname}/autoconf"), "0")?;
+        write_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")?;
     }
     if spec.disable_tx_checksum {
         ethtool::disable_tx_checksum(ifname)?;
     }
-    netlink.set_up(link.index)?;
     Ok((link.index, mac))
 }
 
-/// Adds addresses and routes inside the container's namespace.
+/// Adds the addresses, brings the interface up (which announces them) and adds the routes,
+/// inside the container's namespace.
 fn configure_inside(index: u32, spec: &ContainerLinkSpec) -> Result<()> {
     let netlink = Netlink::open()?;
     for address in &spec.addresses {
         netlink.add_address(index, *address)?;
     }
+    netlink.set_up(index)?;
     for route in &spec.routes {
         netlink.add_route(&RouteSpec {
             destination: route.destination,

@@ -389,6 +389,7 @@ mod tests {
                     ],
                 ),
             ],
+            interfaces: Vec::new(),
         }
     }
 

@@ -6,23 +6,31 @@
 //! * [`types`]: the netavark plugin protocol (what podman sends, what we answer);
 //! * [`options`]: parsing and validation of the network options, the one place that knows them;
 //! * [`addressing`]: default subnets and this host's share of them (pure);
+//! * [`netconf`]: podman's saved network files, the record of which networks still exist;
 //! * [`naming`]: deterministic names and identifiers (VNI, bridge, tunnel and veth names);
 //! * [`ovsdb`]: the OVSDB (RFC 7047) wire protocol, nothing OVS-specific;
 //! * [`ovs`]: Open vSwitch operations (bridges, tunnels, container ports) as transactions;
 //! * [`netlink`], [`netns`], [`ethtool`], [`container_link`], [`gateway`]: link and namespace
 //!   plumbing;
+//! * [`dad`]: duplicate-address detection on the overlay, before a container's addresses are set;
 //! * [`firewall`]: the plugin's nftables table (NAT, port mappings, underlay filter);
+//! * [`lock`]: the host lock that keeps `gc` away from containers being attached;
+//! * [`operate`]: the operator views `status` and `gc` (database vs. host vs. podman);
 //! * [`commands`]: one module per subcommand, wiring the above together.
 
 pub mod addressing;
 pub mod commands;
 pub mod container_link;
+pub mod dad;
 pub mod ethtool;
 pub mod firewall;
 pub mod gateway;
+pub mod lock;
 pub mod naming;
+pub mod netconf;
 pub mod netlink;
 pub mod netns;
+pub mod operate;
 pub mod options;
 pub mod ovs;
 pub mod ovsdb;

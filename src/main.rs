@@ -1,7 +1,9 @@
 //! The `geneve-ovs` executable: netavark calls it with a subcommand and JSON on stdin.
 //!
-//! stdout carries exactly one JSON document: the answer, or `{"error": "..."}` with exit code
-//! 1. Logs go to stderr, which podman shows to the user.
+//! stdout carries exactly one JSON document: the answer, or `{"error": "..."}` with exit
+//! code 1. Logs go to stderr, which podman shows to the user. The operator commands, `status`
+//! and `gc`, print text or JSON and choose their exit code; their errors are framed the same
+//! way.
 
 use std::io::Write;
 use std::panic;
@@ -34,13 +36,13 @@ fn main() -> ExitCode {
         ))
     });
     match outcome {
-        Ok(output) => {
-            if let Some(text) = output {
+        Ok(reply) => {
+            if let Some(text) = reply.stdout {
                 if print(&text).is_err() {
                     return ExitCode::FAILURE;
                 }
             }
-            ExitCode::SUCCESS
+            ExitCode::from(reply.code)
         }
         Err(err) => {
             let error = PluginError {

@@ -41,6 +41,10 @@ pub mod keys {
     pub const INTERFACE: &str = "geneve-ovs.interface";
     /// The netns path the container port was set up for (on container ports), for `gc`.
     pub const NETNS: &str = "geneve-ovs.netns";
+    /// The podman container name (on container ports), for `status`.
+    pub const CONTAINER_NAME: &str = "geneve-ovs.container-name";
+    /// The MAC address of the container's interface (on container ports), for `status`.
+    pub const MAC: &str = "geneve-ovs.mac";
     /// The UDP port of a tunnel (on tunnels), for the underlay filter.
     pub const DST_PORT: &str = "geneve-ovs.dst-port";
     /// The OVS datapath of a network (on bridges).

@@ -29,6 +29,9 @@ use tokio::runtime::Runtime;
 
 use crate::netns::Netns;
 
+mod links;
+pub use links::LinkSummary;
+
 /// What the plugin needs to know about one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
@@ -333,6 +336,12 @@ impl Netlink {
     pub fn set_up(&self, index: u32) -> Result<()> {
         self.set_link(LinkUnspec::new_with_index(index).up().build())
             .with_context(|| format!("setting interface index {index} up"))
+    }
+
+    /// Sets the interface `index` administratively down.
+    pub fn set_down(&self, index: u32) -> Result<()> {
+        self.set_link(LinkUnspec::new_with_index(index).down().build())
+            .with_context(|| format!("setting interface index {index} down"))
     }
 
     /// Sets the interface with this name administratively up; saves a lookup for interfaces whose

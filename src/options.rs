@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
@@ -52,6 +53,8 @@ pub enum Kind {
     Address,
     /// Comma-separated IP addresses, possibly none.
     AddressList,
+    /// `true` or `false`, spelled exactly so.
+    Bool,
 }
 
 /// How an option's default comes about.
@@ -124,7 +127,35 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::None,
         help: "underlay source address of the tunnels (an address of this host)",
     },
+    OptionSpec {
+        name: "bfd",
+        kind: Kind::Bool,
+        default: OptionDefault::Value("true"),
+        help: "BFD liveness detection on every tunnel (reported by `geneve-ovs status`); \
+               should be the same on every host",
+    },
+    OptionSpec {
+        name: "dad",
+        kind: Kind::Bool,
+        default: OptionDefault::Value("true"),
+        help: "probe the overlay for each container address before setup configures it (ARP \
+               probe, IPv6 DAD) and refuse an address another host already uses",
+    },
+    OptionSpec {
+        name: "dad_timeout_ms",
+        kind: Kind::Integer {
+            min: 1,
+            max: MAX_DAD_TIMEOUT_MS,
+        },
+        default: OptionDefault::Value("100"),
+        help: "how long setup listens for an answer to the address probes, in milliseconds",
+    },
 ];
+
+/// The longest wait for answers to address probes: it is paid on every `podman run`.
+pub const MAX_DAD_TIMEOUT_MS: u64 = 1000;
+/// The default wait: many round trips on any overlay, with room for a busy host.
+pub const DEFAULT_DAD_TIMEOUT_MS: u64 = 100;
 
 /// The Open vSwitch datapath a bridge uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +191,9 @@ pub struct RequestedOptions {
     pub datapath: Option<Datapath>,
     pub dst_port: u16,
     pub local_ip: Option<IpAddr>,
+    pub bfd: bool,
+    pub dad: bool,
+    pub dad_timeout_ms: u64,
 }
 
 fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
@@ -198,6 +232,14 @@ fn parse_integer(spec: &OptionSpec, value: &str) -> Result<u64> {
         return Err(out_of_range());
     }
     Ok(n)
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(name, value, "must be true or false")),
+    }
 }
 
 /// Checks an underlay address: peers and local_ip must be unicast addresses a tunnel can use.
@@ -258,6 +300,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         datapath: None,
         dst_port: DEFAULT_DST_PORT,
         local_ip: None,
+        bfd: true,
+        dad: true,
+        dad_timeout_ms: DEFAULT_DAD_TIMEOUT_MS,
     };
     for (name, value) in options {
         let Some(spec) = spec(name) else {
@@ -276,6 +321,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
                 })
             }
             "local_ip" => req.local_ip = Some(parse_underlay_address(name, value, value.trim())?),
+            "bfd" => req.bfd = parse_bool(name, value)?,
+            "dad" => req.dad = parse_bool(name, value)?,
+            "dad_timeout_ms" => req.dad_timeout_ms = parse_integer(spec, value)?,
             other => bail!("option {other} is listed but not handled"),
         }
     }
@@ -325,6 +373,10 @@ pub struct NetworkConfig {
     pub datapath: Datapath,
     pub dst_port: u16,
     pub local_ip: Option<IpAddr>,
+    /// Whether the tunnels run BFD (`Interface.bfd:enable`).
+    pub bfd: bool,
+    /// How long `setup` listens for answers to its address probes; `None`: no probes.
+    pub dad: Option<Duration>,
     /// `--internal`: no gateway, no NAT, no port mappings.
     pub internal: bool,
     /// The network's subnets (the same on every host).
@@ -346,6 +398,12 @@ impl NetworkConfig {
         if let Some(ip) = self.local_ip {
             options.insert("local_ip".to_string(), ip.to_string());
         }
+        options.insert("bfd".to_string(), self.bfd.to_string());
+        options.insert("dad".to_string(), self.dad.is_some().to_string());
+        let timeout = self
+            .dad
+            .map_or(DEFAULT_DAD_TIMEOUT_MS, |d| d.as_millis() as u64);
+        options.insert("dad_timeout_ms".to_string(), timeout.to_string());
         options
     }
 }
@@ -528,6 +586,8 @@ pub fn resolve(
         datapath,
         dst_port: req.dst_port,
         local_ip: req.local_ip,
+        bfd: req.bfd,
+        dad: req.dad.then(|| Duration::from_millis(req.dad_timeout_ms)),
         internal: network.internal,
         subnets,
         gateways,
@@ -696,6 +756,28 @@ fn check_network(network: &Network) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A resolved internal network `net1` (VNI 5001, bridge `gnv5001`, netdev, no peers) for other
+/// modules' tests to start from.
+#[cfg(test)]
+pub(crate) fn sample_config() -> NetworkConfig {
+    NetworkConfig {
+        name: "net1".into(),
+        id: "id1".into(),
+        vni: 5001,
+        bridge: "gnv5001".into(),
+        peers: vec![],
+        mtu: 1450,
+        datapath: Datapath::Netdev,
+        dst_port: DEFAULT_DST_PORT,
+        local_ip: None,
+        bfd: true,
+        dad: Some(Duration::from_millis(DEFAULT_DAD_TIMEOUT_MS)),
+        internal: true,
+        subnets: vec![IpNet::new_assert(IpAddr::from([192, 168, 120, 0]), 24)],
+        gateways: vec![],
+    }
 }
 
 #[cfg(test)]

@@ -60,8 +60,14 @@ fn gateway_nat_and_port_mapping() -> Result<()> {
         .collect::<Result<_>>()?;
     // The gateway is the subnet's first address, set by create so every host agrees.
     assert_eq!(nets[0]["subnets"][0]["gateway"], "192.168.120.1");
-    assert_eq!(nets[0]["subnets"][0]["subnet"], nets[1]["subnets"][0]["subnet"]);
-    assert_eq!(nets[0]["subnets"][0]["gateway"], nets[1]["subnets"][0]["gateway"]);
+    assert_eq!(
+        nets[0]["subnets"][0]["subnet"],
+        nets[1]["subnets"][0]["subnet"]
+    );
+    assert_eq!(
+        nets[0]["subnets"][0]["gateway"],
+        nets[1]["subnets"][0]["gateway"]
+    );
     let vni: u32 = nets[0]["options"]["vni"].as_str().unwrap().parse()?;
     let gw_mac = geneve_ovs::naming::format_mac(&geneve_ovs::naming::gateway_mac(vni));
 

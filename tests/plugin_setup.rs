@@ -12,31 +12,6 @@ use serde_json::{json, Value};
 
 const SUBNET: &str = "192.168.120.0/24";
 
-fn host_links(lab: &Lab, i: usize) -> Vec<String> {
-    let out = lab.host(i).exec_ok("ip", &["-j", "link", "show"]).unwrap();
-    let links: Value = serde_json::from_str(&out).unwrap();
-    links
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["ifname"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn container_ports(lab: &Lab, i: usize) -> Vec<String> {
-    let out = lab
-        .host(i)
-        .vsctl(&[
-            "--bare",
-            "--columns=name",
-            "find",
-            "Port",
-            "external_ids:geneve-ovs.role=container",
-        ])
-        .unwrap();
-    out.split_whitespace().map(str::to_string).collect()
-}
-
 #[test]
 fn setup_configures_the_container_like_podman_bridge() -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
@@ -136,8 +111,8 @@ fn setup_configures_the_container_like_podman_bridge() -> Result<()> {
     // Teardown removes port and veth, and a second teardown (or one without netns) is fine.
     let netns = c.netns_path().to_str().unwrap().to_string();
     teardown(h1, &netns, &exec)?;
-    assert!(container_ports(&lab, 1).is_empty());
-    assert!(!host_links(&lab, 1).contains(&host_end));
+    assert!(lab.host(1).container_ports()?.is_empty());
+    assert!(!lab.host(1).links()?.contains(&host_end));
     assert!(c
         .ip_json(&["link", "show"])?
         .as_array()
@@ -175,7 +150,7 @@ fn failed_setup_rolls_back() -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let h1 = lab.host(1);
     let saved = create(h1, &podman::network("net1", SUBNET, None, &[]))?;
-    let links_before = host_links(&lab, 1);
+    let links_before = lab.host(1).links()?;
     let c = h1.container("c1")?;
     let netns = c.netns_path().to_str().unwrap().to_string();
 
@@ -209,11 +184,11 @@ fn failed_setup_rolls_back() -> Result<()> {
         let err = error_of(&h1.plugin(&["setup", &netns], &exec.to_string()))?;
         assert!(err.contains(want), "{err:?} does not name {want:?}");
         assert_eq!(
-            host_links(&lab, 1),
+            lab.host(1).links()?,
             links_before,
             "a failed setup left a host link"
         );
-        assert!(container_ports(&lab, 1).is_empty());
+        assert!(lab.host(1).container_ports()?.is_empty());
         let inside = c.ip_json(&["link", "show"])?;
         assert_eq!(
             inside.as_array().unwrap().len(),
@@ -226,7 +201,7 @@ fn failed_setup_rolls_back() -> Result<()> {
         &podman::exec(&saved, "c1", &["192.168.120.9"], None).to_string(),
     ))?;
     assert!(err.contains("/run/netns/does-not-exist"), "{err}");
-    assert_eq!(host_links(&lab, 1), links_before);
+    assert_eq!(lab.host(1).links()?, links_before);
     Ok(())
 }
 
@@ -272,7 +247,7 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let h1 = lab.host(1);
     let saved = create(h1, &podman::network("net1", SUBNET, None, &[]))?;
-    let links_before = host_links(&lab, 1);
+    let links_before = lab.host(1).links()?;
     let c = h1.container("c1")?;
     let netns = c.netns_path().to_str().unwrap().to_string();
     let exec = podman::exec(&saved, "c1", &["192.168.120.9"], None).to_string();
@@ -289,9 +264,9 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
         took < Duration::from_secs(8),
         "setup took {took:?} to give up"
     );
-    assert_eq!(host_links(&lab, 1), links_before);
+    assert_eq!(lab.host(1).links()?, links_before);
     assert!(
-        container_ports(&lab, 1).is_empty(),
+        lab.host(1).container_ports()?.is_empty(),
         "the port of a failed setup stayed in OVS"
     );
 
@@ -303,7 +278,7 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(6));
-    assert_eq!(host_links(&lab, 1), links_before);
+    assert_eq!(lab.host(1).links()?, links_before);
     // Teardown still removes what it can and reports the OVS error.
     let err = error_of(&h1.plugin(&["teardown", &netns], &exec))?;
     assert!(err.contains("OVSDB"), "{err}");
@@ -315,9 +290,16 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn measure_setup_and_teardown() -> Result<()> {
+    for dad in ["false", "true"] {
+        measure_one(dad)?;
+    }
+    Ok(())
+}
+
+fn measure_one(dad: &str) -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let h1 = lab.host(1);
-    let saved = create(h1, &podman::network("net1", SUBNET, None, &[]))?;
+    let saved = create(h1, &podman::network("net1", SUBNET, None, &[("dad", dad)]))?;
     let c = h1.container("c1")?;
     let netns = c.netns_path().to_str().unwrap().to_string();
     let exec = podman::exec(&saved, "c1", &["192.168.120.9"], None).to_string();
@@ -355,7 +337,7 @@ fn measure_setup_and_teardown() -> Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
+        "dad={dad}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
         median(&mut setups),
         setups[0],
         setups[setups.len() - 1],

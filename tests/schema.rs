@@ -103,6 +103,19 @@ fn same_kinds_bounds_and_defaults() {
                 assert!(accepts(spec.name, "10.99.0.1,fd99::2") && accepts(spec.name, ""));
                 assert!(!accepts(spec.name, "10.99.0.1,x"), "{}", spec.name);
             }
+            Kind::Bool => {
+                assert_eq!(prop["x-boolean"], true, "{}", spec.name);
+                assert_eq!(
+                    prop["enum"],
+                    serde_json::json!(["true", "false"]),
+                    "{} values",
+                    spec.name
+                );
+                assert!(accepts(spec.name, "true") && accepts(spec.name, "false"));
+                for bad in ["yes", "1", "TRUE", "", " true"] {
+                    assert!(!accepts(spec.name, bad), "{} refuses {bad:?}", spec.name);
+                }
+            }
         }
         match spec.default {
             OptionDefault::Value(v) => {

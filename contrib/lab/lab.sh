@@ -10,6 +10,7 @@
 #   lab.sh exec H CMD [ARGS...]     run CMD inside host H (1..N)
 #   lab.sh podman H [ARGS...]       run podman inside host H
 #   lab.sh install-plugin PATH [H...]  (re)install the plugin binary into hosts (default: all)
+#   lab.sh reboot H                 what a power cut and boot do to host H (see cmd_reboot)
 #   lab.sh env                      print shell assignments describing the running lab
 #   lab.sh status                   short human-readable summary
 #
@@ -425,6 +426,65 @@ cmd_up() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# reboot: what a power cut and a boot leave of host H. Every process of the host dies by SIGKILL
+# (conmon first, so no container is torn down), its runtime state goes (/run, /dev/shm and /tmp
+# are tmpfs on a real host: podman's state, the containers' network namespaces, OVS's sockets),
+# the devices that live only in memory go (container veths, OVS's tap devices), then the host
+# boots: OVS starts from its database (/etc/openvswitch/conf.db persists) and the network
+# configuration puts the underlay addresses back on br-phy. Containers stay stopped, as they do
+# after a boot until something runs `podman start`; podman notices the boot on its next command.
+
+cmd_reboot() {
+	local h=$1 ns mnt
+	lock_lab
+	ns=$(host_ns "$h")
+	mnt=$(host_mnt "$h")
+	local -a ctrs pids conmons=() others=()
+	mapfile -t ctrs < <(host_run "$h" podman ps -aq --no-trunc)
+	mapfile -t pids < <({
+		pids_of_containers "${ctrs[@]}"
+		pids_in_ns "$(ns_inode "/run/netns/$ns")" "$(ns_inode "$mnt")"
+	} | grep -vx "$$" | sort -u)
+	local p
+	for p in "${pids[@]}"; do
+		if [[ $(cat "/proc/$p/comm" 2>/dev/null) == conmon ]]; then conmons+=("$p"); else others+=("$p"); fi
+	done
+	# conmon first: once it is gone nobody runs the container's exit command (its teardown).
+	((${#conmons[@]} == 0)) || kill -KILL "${conmons[@]}" 2>/dev/null || true
+	((${#others[@]} == 0)) || kill -KILL "${others[@]}" 2>/dev/null || true
+	log "host $h: killed ${#conmons[@]} conmon and ${#others[@]} other process(es)"
+	# shellcheck disable=SC2016 # expanded by the host's shell
+	host_run "$h" /bin/sh -euc '
+		for n in /run/netns/*; do
+			if [ -e "$n" ]; then umount "$n" 2>/dev/null || true; rm -f "$n"; fi
+		done
+		while mountpoint -q /run/netns; do umount /run/netns; done
+		for d in $(ip -j -d link show | jq -r ".[] | select(.linkinfo.info_kind == \"tun\"
+			or (.ifname | test(\"^gv\"))) | .ifname"); do
+			ip link del "$d" 2>/dev/null || true
+		done
+		find /run /dev/shm /tmp -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+		mkdir -p /run/lock /run/netns /run/openvswitch
+	'
+	log "host $h: booting"
+	start_ovs "$h"
+	# shellcheck disable=SC2016 # expanded by the host's shell
+	host_run "$h" /bin/sh -euc '
+		i=$1
+		n=0
+		until ip link show br-phy >/dev/null 2>&1; do
+			n=$((n + 1))
+			[ "$n" -le 200 ] || { echo "br-phy did not come back" >&2; exit 1; }
+			sleep 0.05
+		done
+		ip link set br-phy up
+		ip addr add "10.99.0.$i/24" dev br-phy
+		ip -6 addr add "fd99::$i/64" dev br-phy nodad
+	' sh "$h"
+	log "host $h: up again"
+}
+
+# ---------------------------------------------------------------------------------------------
 
 cmd_env() {
 	[[ -f $STATE/hosts ]] || die "no lab is up in $LAB_DIR"
@@ -491,6 +551,12 @@ main() {
 			install_plugin "$h" "$path"
 		done
 		printf '%s\n' "$(readlink -f "$path")" >"$STATE/plugin"
+		;;
+	reboot)
+		(($# == 1)) || die "usage: lab.sh reboot H"
+		local h
+		h=$(parse_host "$1")
+		cmd_reboot "$h"
 		;;
 	env) cmd_env ;;
 	status) cmd_status ;;

@@ -23,7 +23,7 @@
 set -euo pipefail
 
 # Bump when the way the tree is built changes (not only its package list).
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 
 PACKAGES=(
 	podman netavark aardvark-dns conmon crun catatonit
@@ -216,6 +216,8 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$IMG/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$IMG/etc/group"
 printf 'lab busybox image\n' >"$IMG/var/www/index.html"
+# Debian's /etc/motd, as a Debian-based image has it: what the demo serves across hosts.
+cp "$BUILD/root/etc/motd" "$IMG/etc/motd"
 tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$IMG" -cf "$BUILD/busybox.tar" .
 rm -rf "$IMG"
 

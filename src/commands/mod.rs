@@ -3,19 +3,23 @@
 //! [`crate::types::PluginError`] framing is done by `main`.
 
 mod create;
+mod flags;
+mod gc;
 mod info;
 mod setup;
+mod status;
 mod teardown;
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use crate::firewall;
+use crate::lock;
 use crate::netlink::Netlink;
 use crate::options::{HostFacts, UnderlayRoute};
 use crate::ovs::Ovs;
@@ -30,19 +34,56 @@ netavark plugin commands (called by netavark, JSON on stdin and stdout):
   setup <netns path>    attach a container to the network
   teardown <netns path> detach a container from the network
 
+operator commands (see `geneve-ovs <command> --help`):
+  status [--json] [NETWORK]      networks, tunnel health (BFD) and containers; exit 2 if a
+                                 tunnel is down
+  gc [--dry-run] [--json]        remove stale ports, leaked veths and bridges of removed
+                                 networks
+
 Environment:
   OVS_RUNDIR            directory of ovsdb-server's db.sock (default /var/run/openvswitch)
-  RUST_LOG              log level on stderr (default warn)";
+  RUST_LOG              log level on stderr (default warn)
+  GENEVE_OVS_NETWORK_CONFIG_DIR  podman's network directory for status and gc
+                        (default /etc/containers/networks)";
+
+/// What a command prints on stdout, and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub stdout: Option<String>,
+    pub code: u8,
+}
+
+impl Reply {
+    /// Success, printing `text`.
+    fn text(text: String) -> Reply {
+        Reply {
+            stdout: Some(text),
+            code: 0,
+        }
+    }
+
+    /// Success, printing nothing.
+    fn silent() -> Reply {
+        Reply {
+            stdout: None,
+            code: 0,
+        }
+    }
+}
 
 /// Runs the subcommand named by `args` (without the program name) and returns what to print
 /// on stdout, if anything.
-pub fn run(args: &[String]) -> Result<Option<String>> {
+pub fn run(args: &[String]) -> Result<Reply> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["info"] => info::run().map(Some),
-        ["create"] => create::run(&read_stdin()?).map(Some),
-        ["setup", netns] => setup::run(Path::new(netns), &read_stdin()?).map(Some),
-        ["teardown", netns] => teardown::run(Path::new(netns), &read_stdin()?).map(|()| None),
+        ["info"] => info::run().map(Reply::text),
+        ["create"] => create::run(&read_stdin()?).map(Reply::text),
+        ["setup", netns] => setup::run(Path::new(netns), &read_stdin()?).map(Reply::text),
+        ["teardown", netns] => {
+            teardown::run(Path::new(netns), &read_stdin()?).map(|()| Reply::silent())
+        }
+        ["status", rest @ ..] => status::run(rest),
+        ["gc", rest @ ..] => gc::run(rest),
         ["setup" | "teardown"] => bail!("{} needs the container's netns path\n{USAGE}", args[0]),
         [] => bail!("no command given\n{USAGE}"),
         [other, ..] => bail!("unknown command or arguments {other:?}\n{USAGE}"),
@@ -68,6 +109,34 @@ fn parse_input<T: DeserializeOwned>(input: &str, what: &str) -> Result<T> {
 /// Connects to this host's ovsdb-server (`$OVS_RUNDIR/db.sock`).
 fn connect_ovs() -> Result<Ovs> {
     Ovs::connect(&Client::default_socket())
+}
+
+/// The directory of this host's OVSDB socket, where ovs-vswitchd's pidfile is too.
+fn ovs_rundir() -> PathBuf {
+    let socket = Client::default_socket();
+    socket
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+}
+
+/// Takes the host lock ([`crate::lock`]) of this host's Open vSwitch.
+fn lock_host(mode: lock::Mode) -> Result<lock::HostLock> {
+    let path = lock::path_for(&Client::default_socket());
+    lock::acquire(&path, mode, lock::DEFAULT_WAIT)
+}
+
+/// Takes the host lock shared for `setup` and `teardown`. Only a `gc` that keeps it is an
+/// error; a lock file that cannot be created (a read-only or confined directory) must not stop
+/// containers from starting or stopping, so the run goes on without it, with a warning.
+fn lock_host_shared() -> Result<Option<lock::HostLock>> {
+    match lock_host(lock::Mode::Shared) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(err) if err.downcast_ref::<lock::Busy>().is_some() => Err(err),
+        Err(err) => {
+            log::warn!("going on without the host lock (gc may misjudge this run): {err:#}");
+            Ok(None)
+        }
+    }
 }
 
 /// The live host behind [`HostFacts`]: netlink for addresses and routes, OVSDB for datapaths.

@@ -39,6 +39,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     let mut ovs = connect_ovs()?;
     let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
 
+    // From the veth's birth to its OVS port, keep `gc` from taking it for a leak.
+    let _lock = super::lock_host_shared()?;
+
     let gateways = default_gateways(network, &addresses);
     let spec = ContainerLinkSpec {
         host_name: naming::host_veth_name(&network.id, &exec.container_id),
@@ -60,16 +63,17 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         // partial checksums: without this, ping works and TCP does not.
         disable_tx_checksum: cfg.datapath == Datapath::Netdev,
     };
+    let link = container_link::create(netns, &spec)?;
     let port = ContainerPort {
         name: spec.host_name.clone(),
         container_id: exec.container_id.clone(),
+        container_name: exec.container_name.clone(),
         interface: interface_name.clone(),
+        mac: naming::format_mac(&link.mac()),
         netns: netns.display().to_string(),
         addresses: static_ips,
         port_mappings: exec.port_mappings.clone().unwrap_or_default(),
     };
-
-    let link = container_link::create(netns, &spec)?;
     let mut port_added = false;
     let attached = (|| -> Result<AttachedLink> {
         ovs.add_container_port(&cfg, &port).with_context(|| {
@@ -81,6 +85,20 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         port_added = true;
         if spec.disable_tx_checksum {
             keep_offloads_if_ovs_completes_them(&mut ovs, &link, &spec);
+        }
+        if let Some(timeout) = cfg.dad {
+            // The port is on the bridge and the link up for the probe only: an address in use
+            // elsewhere on the overlay is refused before this container ever claims it.
+            if let Some(conflict) = link.probe(&port.addresses, timeout)? {
+                bail!(
+                    "address {} is already in use on network {:?}: the interface with MAC {} \
+                     answered for it (duplicate-address detection; choose another address, or \
+                     turn the check off with --opt dad=false)",
+                    conflict.address,
+                    network.name,
+                    naming::format_mac(&conflict.mac)
+                );
+            }
         }
         link.configure(&spec)?;
         if !cfg.internal {

@@ -17,6 +17,12 @@ use crate::types::NetworkPluginExec;
 pub fn run(_netns: &Path, input: &str) -> Result<()> {
     let exec: NetworkPluginExec = parse_input(input, "teardown request")?;
     let host_name = naming::host_veth_name(&exec.network.id, &exec.container_id);
+    // Between the port's removal and the veth's, keep `gc` away. Without the lock (OVS's
+    // directory is gone with OVS, or gc holds it too long) the veth must still go.
+    let _lock = super::lock_host_shared()
+        .map_err(|err| log::warn!("teardown without the host lock: {err:#}"))
+        .ok()
+        .flatten();
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).

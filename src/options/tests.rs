@@ -93,6 +93,9 @@ fn defaults_when_nothing_is_given() {
             datapath: None,
             dst_port: 6081,
             local_ip: None,
+            bfd: true,
+            dad: true,
+            dad_timeout_ms: 100,
         }
     );
 }
@@ -106,6 +109,9 @@ fn every_option_parses() {
         ("datapath", "netdev"),
         ("dst_port", "6082"),
         ("local_ip", "10.99.0.1"),
+        ("bfd", "false"),
+        ("dad", "false"),
+        ("dad_timeout_ms", "1000"),
     ]))
     .unwrap();
     assert_eq!(
@@ -120,6 +126,9 @@ fn every_option_parses() {
     assert_eq!(req.datapath, Some(Datapath::Netdev));
     assert_eq!(req.dst_port, 6082);
     assert_eq!(req.local_ip, Some("10.99.0.1".parse().unwrap()));
+    assert!(!req.bfd);
+    assert!(!req.dad);
+    assert_eq!(req.dad_timeout_ms, 1000);
 }
 
 #[test]
@@ -172,8 +181,23 @@ fn bad_values_name_option_and_value() {
         ),
         (&[("local_ip", "nope")], r#"invalid option local_ip="nope""#),
         (
+            &[("bfd", "yes")],
+            r#"invalid option bfd="yes": must be true or false"#,
+        ),
+        (&[("bfd", "True")], r#"bfd="True""#),
+        (&[("bfd", "")], r#"bfd="""#),
+        (
+            &[("dad", "off")],
+            r#"invalid option dad="off": must be true or false"#,
+        ),
+        (
+            &[("dad_timeout_ms", "0")],
+            r#"invalid option dad_timeout_ms="0": must be an integer from 1 to 1000"#,
+        ),
+        (&[("dad_timeout_ms", "1001")], r#"dad_timeout_ms="1001""#),
+        (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip)"#,
+            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -408,8 +432,30 @@ fn resolved_options_are_written_back() {
             ("datapath", "system"),
             ("dst_port", "6081"),
             ("local_ip", "10.99.0.1"),
+            ("bfd", "true"),
+            ("dad", "true"),
+            ("dad_timeout_ms", "100"),
         ])
     );
+}
+
+#[test]
+fn dad_off_and_timeouts_resolve() {
+    let cfg = resolve(
+        &network(&[("dad", "false")]),
+        Stage::Create,
+        &mut FakeHost::new(),
+    )
+    .unwrap();
+    assert_eq!(cfg.dad, None);
+    assert_eq!(cfg.to_options()["dad"], "false");
+    let cfg = resolve(
+        &network(&[("dad_timeout_ms", "7")]),
+        Stage::Create,
+        &mut FakeHost::new(),
+    )
+    .unwrap();
+    assert_eq!(cfg.dad, Some(std::time::Duration::from_millis(7)));
 }
 
 #[test]

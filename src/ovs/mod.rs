@@ -4,10 +4,14 @@
 //! * [`state`] reads the database into plain rows;
 //! * [`plan`] decides what must change (pure);
 //! * [`txn`] turns changes into operations, commits them with the `next_cfg` handshake, waits
-//!   for ovs-vswitchd and undoes them on failure.
+//!   for ovs-vswitchd and undoes them on failure;
+//! * [`inventory`] reads everything the plugin owns, with vswitchd's run-time state, for the
+//!   operator commands, and [`cleanup`] removes what `gc` found stale.
 //!
 //! The plugin only modifies or deletes rows whose `external_ids` name it as their owner.
 
+pub mod cleanup;
+pub mod inventory;
 pub mod plan;
 pub mod state;
 pub mod txn;
@@ -15,8 +19,9 @@ pub mod txn;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::naming::keys;
@@ -30,14 +35,23 @@ use txn::{is_conflict, Txn, DB};
 /// between our read and our write (both `create`s of one network, 20 parallel `setup`s...).
 const ATTEMPTS: usize = 8;
 
+/// How long one request to ovsdb-server may take, on top of the timeouts of its `wait`
+/// operations. A healthy server answers in well under a millisecond, even with many plugin
+/// runs at once; this bounds how long a stopped or wedged one can hold up podman.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A container's port on the network's bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerPort {
     /// The host end of the container's veth; also the OVS port name.
     pub name: String,
     pub container_id: String,
+    /// The podman container name, shown by `status`.
+    pub container_name: String,
     /// The interface name inside the container.
     pub interface: String,
+    /// The MAC address of that interface, shown by `status`.
+    pub mac: String,
     /// The netns path `setup` was given.
     pub netns: String,
     /// The container's addresses on the network.
@@ -53,6 +67,11 @@ impl ContainerPort {
         ids.insert(keys::CONTAINER_ID.to_string(), self.container_id.clone());
         ids.insert(keys::INTERFACE.to_string(), self.interface.clone());
         ids.insert(keys::NETNS.to_string(), self.netns.clone());
+        ids.insert(
+            keys::CONTAINER_NAME.to_string(),
+            self.container_name.clone(),
+        );
+        ids.insert(keys::MAC.to_string(), self.mac.clone());
         if !self.addresses.is_empty() {
             let addresses: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
             ids.insert(keys::ADDRESSES.to_string(), addresses.join(","));
@@ -73,11 +92,32 @@ pub struct Ovs {
 }
 
 impl Ovs {
-    /// Connects to the ovsdb-server at `socket` (see [`Client::default_socket`]).
+    /// Connects to the ovsdb-server at `socket` (see [`Client::default_socket`]) and checks
+    /// that it answers and serves the Open_vSwitch database.
+    ///
+    /// A stopped (SIGSTOP) or wedged server still accepts connections, so only a request
+    /// tells; asking one here, before anything is built, lets `setup` fail within
+    /// [`REQUEST_TIMEOUT`] with nothing left behind.
     pub fn connect(socket: &Path) -> Result<Ovs> {
-        Ok(Ovs {
-            client: Client::connect(socket)?,
-        })
+        let mut client = Client::connect(socket)?;
+        client.set_timeout(REQUEST_TIMEOUT);
+        let dbs = client.call("list_dbs", &[]).with_context(|| {
+            format!(
+                "ovsdb-server at unix:{} does not answer: is it stopped or hung?",
+                socket.display()
+            )
+        })?;
+        let serves_ovs = dbs
+            .as_array()
+            .is_some_and(|names| names.iter().any(|n| n.as_str() == Some(DB)));
+        if !serves_ovs {
+            bail!(
+                "the OVSDB server at unix:{} has no {DB} database (it serves {dbs}): \
+                 point OVS_RUNDIR at Open vSwitch's own ovsdb-server",
+                socket.display()
+            );
+        }
+        Ok(Ovs { client })
     }
 
     /// `Open_vSwitch.datapath_types`: what this ovs-vswitchd can run bridges on.
@@ -259,9 +299,28 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         .into_iter()
         .map(|t| serde_json::json!({ "name": t.name }))
         .collect();
+    let bfd = value::map(
+        plan::bfd_config(cfg.bfd)
+            .into_iter()
+            .collect::<Vec<(String, String)>>(),
+    );
+    let tunnel_bfd: Vec<Value> = plan::desired_tunnels(cfg)
+        .into_iter()
+        .map(|t| serde_json::json!({ "name": t.name, "bfd": bfd }))
+        .collect();
     let mut tunnel_filter = BTreeMap::new();
     tunnel_filter.insert(keys::NETWORK_ID, cfg.id.as_str());
     tunnel_filter.insert(keys::ROLE, keys::ROLE_TUNNEL);
+    let tunnels_of_network = || {
+        vec![
+            state::owned_condition(),
+            ops::cond(
+                "external_ids",
+                "includes",
+                value::map(tunnel_filter.clone()),
+            ),
+        ]
+    };
     let mut guards = vec![
         ops::wait(
             "Bridge",
@@ -276,13 +335,19 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         ),
         ops::wait(
             "Port",
-            vec![
-                state::owned_condition(),
-                ops::cond("external_ids", "includes", value::map(tunnel_filter)),
-            ],
+            tunnels_of_network(),
             &["name"],
             Until::Equal,
             tunnel_names,
+            Some(0),
+        ),
+        // The tunnel interfaces carry the same external_ids as their ports.
+        ops::wait(
+            "Interface",
+            tunnels_of_network(),
+            &["name", "bfd"],
+            Until::Equal,
+            tunnel_bfd,
             Some(0),
         ),
     ];
@@ -326,30 +391,28 @@ fn guard_bridges(observed: &Observed) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::Datapath;
 
     #[test]
     fn guards_describe_the_converged_network() {
         let cfg = NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
             peers: vec!["10.99.0.2".parse().unwrap()],
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
-            internal: true,
-            subnets: vec!["192.168.120.0/24".parse().unwrap()],
-            gateways: vec![],
+            ..crate::options::sample_config()
         };
         let guards = network_guards(&cfg);
-        assert_eq!(guards.len(), 2);
+        assert_eq!(guards.len(), 3);
         assert_eq!(guards[0]["op"], "wait");
         assert_eq!(guards[0]["timeout"], 0);
         assert_eq!(guards[0]["rows"][0]["datapath_type"], "netdev");
         let name = plan::desired_tunnels(&cfg)[0].name.clone();
         assert_eq!(guards[1]["rows"], serde_json::json!([{ "name": name }]));
+        assert_eq!(guards[2]["table"], "Interface");
+        assert_eq!(guards[2]["rows"][0]["name"], name.as_str());
+        assert_eq!(
+            guards[2]["rows"][0]["bfd"],
+            serde_json::json!([
+                "map",
+                [["enable", "true"], ["min_rx", "1000"], ["min_tx", "1000"]]
+            ])
+        );
     }
 }

@@ -24,10 +24,20 @@ pub struct Tunnel {
     pub vni: u32,
     pub local_ip: Option<IpAddr>,
     pub dst_port: u16,
+    pub bfd: bool,
     pub external_ids: BTreeMap<String, String>,
 }
 
+/// BFD transmit and receive intervals of the tunnels, in milliseconds: one control packet a
+/// second each way, and a peer silent for three intervals (3 s) is declared down.
+pub const BFD_INTERVAL_MS: u32 = 1000;
+
 impl Tunnel {
+    /// The `Interface.bfd` of the tunnel: empty when BFD is off.
+    pub fn bfd_config(&self) -> BTreeMap<String, String> {
+        bfd_config(self.bfd)
+    }
+
     /// The `Interface.options` of the tunnel.
     pub fn options(&self) -> BTreeMap<String, String> {
         let mut options = BTreeMap::new();
@@ -41,6 +51,22 @@ impl Tunnel {
         }
         options
     }
+}
+
+/// The `Interface.bfd` column for a tunnel with BFD `enabled` or not.
+pub fn bfd_config(enabled: bool) -> BTreeMap<String, String> {
+    if !enabled {
+        return BTreeMap::new();
+    }
+    let interval = BFD_INTERVAL_MS.to_string();
+    [
+        ("enable", "true"),
+        ("min_rx", interval.as_str()),
+        ("min_tx", interval.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// The network's gateway port on this host: an OVS internal port holding the subnets' gateway
@@ -88,6 +114,11 @@ pub enum Change {
     RemovePorts { bridge: String, ports: Vec<String> },
     /// Owned tunnel ports that lost `protected=true`.
     ProtectPorts { ports: Vec<String> },
+    /// Tunnel interfaces (by UUID) whose `bfd` column differs from the network's setting.
+    SetBfd {
+        interfaces: Vec<String>,
+        bfd: BTreeMap<String, String>,
+    },
     /// An owned bridge of the same network under another name (an earlier create of it).
     RemoveBridge { uuid: String },
 }
@@ -143,6 +174,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
                 vni: cfg.vni,
                 local_ip: cfg.local_ip,
                 dst_port: cfg.dst_port,
+                bfd: cfg.bfd,
                 external_ids,
             }
         })
@@ -309,28 +341,36 @@ fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) 
     if !unprotected.is_empty() {
         changes.push(Change::ProtectPorts { ports: unprotected });
     }
+
+    // BFD is one setting for the whole network, so one change covers every stray tunnel.
+    if let Some(first) = wanted.first() {
+        let bfd = first.bfd_config();
+        let stray: Vec<String> = present
+            .iter()
+            .filter(|p| wanted.iter().any(|t| t.name == p.name))
+            .filter_map(|p| observed.interface(&p.name))
+            .filter(|i| i.bfd != bfd)
+            .map(|i| i.uuid.clone())
+            .collect();
+        if !stray.is_empty() {
+            changes.push(Change::SetBfd {
+                interfaces: stray,
+                bfd,
+            });
+        }
+    }
     changes
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ovs::state::PortRow;
+    use crate::ovs::state::{InterfaceRow, PortRow};
 
     fn cfg(peers: &[&str]) -> NetworkConfig {
         NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
             peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
-            internal: true,
-            subnets: vec!["192.168.120.0/24".parse().unwrap()],
-            gateways: vec![],
+            ..crate::options::sample_config()
         }
     }
 
@@ -352,6 +392,14 @@ mod tests {
                     name: t.name.clone(),
                     external_ids: t.external_ids.clone(),
                     protected: true,
+                })
+                .collect(),
+            interfaces: tunnels
+                .iter()
+                .map(|t| InterfaceRow {
+                    uuid: format!("i-{}", t.name),
+                    name: t.name.clone(),
+                    bfd: t.bfd_config(),
                 })
                 .collect(),
         }
@@ -378,6 +426,26 @@ mod tests {
         assert_eq!(tunnels[0].options()["remote_ip"], "10.99.0.2");
         assert_eq!(tunnels[0].options()["key"], "5001");
         assert!(!tunnels[0].options().contains_key("dst_port"));
+        assert_eq!(tunnels[0].bfd_config()["enable"], "true");
+    }
+
+    #[test]
+    fn bfd_setting_is_reconciled() {
+        let on = cfg(&["10.99.0.2", "10.99.0.3"]);
+        let mut off = on.clone();
+        off.bfd = false;
+        let changes = plan(&off, &built(&on), false).unwrap();
+        let [Change::SetBfd { interfaces, bfd }] = changes.as_slice() else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(interfaces.len(), 2);
+        assert!(bfd.is_empty());
+        let changes = plan(&on, &built(&off), false).unwrap();
+        let [Change::SetBfd { bfd, .. }] = changes.as_slice() else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(bfd, &bfd_config(true));
+        assert_eq!(plan(&off, &built(&off), false).unwrap(), vec![]);
     }
 
     #[test]
@@ -480,18 +548,9 @@ mod gateway_tests {
 
     fn cfg() -> NetworkConfig {
         NetworkConfig {
-            name: "net1".into(),
-            id: "id1".into(),
-            vni: 5001,
-            bridge: "gnv5001".into(),
-            peers: vec![],
-            mtu: 1450,
-            datapath: Datapath::Netdev,
-            dst_port: 6081,
-            local_ip: None,
             internal: false,
-            subnets: vec!["192.168.120.0/24".parse().unwrap()],
             gateways: vec!["192.168.120.1/24".parse().unwrap()],
+            ..crate::options::sample_config()
         }
     }
 
@@ -514,6 +573,7 @@ mod gateway_tests {
                 ports: ports.iter().map(|p| p.uuid.clone()).collect(),
             }],
             ports,
+            interfaces: Vec::new(),
         }
     }
 

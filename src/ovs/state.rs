@@ -49,11 +49,20 @@ impl PortRow {
     }
 }
 
+/// A row of the Interface table that the plugin owns, with what the plan compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceRow {
+    pub uuid: String,
+    pub name: String,
+    pub bfd: BTreeMap<String, String>,
+}
+
 /// The part of the database the plugin plans against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub bridges: Vec<BridgeRow>,
     pub ports: Vec<PortRow>,
+    pub interfaces: Vec<InterfaceRow>,
 }
 
 impl Observed {
@@ -67,6 +76,11 @@ impl Observed {
         self.ports
             .iter()
             .filter(move |p| bridge.ports.contains(&p.uuid))
+    }
+
+    /// The owned interface of this name.
+    pub fn interface(&self, name: &str) -> Option<&InterfaceRow> {
+        self.interfaces.iter().find(|i| i.name == name)
     }
 
     /// The bridge an owned port is attached to.
@@ -110,14 +124,19 @@ pub fn read_ops() -> Vec<Value> {
             vec![owned_condition()],
             Some(&["_uuid", "name", "external_ids", "protected"]),
         ),
+        ops::select(
+            "Interface",
+            vec![owned_condition()],
+            Some(&["_uuid", "name", "bfd"]),
+        ),
     ]
 }
 
 /// Decodes the results of [`read_ops`].
 pub fn decode(results: &[Value]) -> Result<Observed> {
-    let [bridges, ports] = results else {
+    let [bridges, ports, interfaces] = results else {
         anyhow::bail!(
-            "expected 2 results from the OVSDB read, got {}",
+            "expected 3 results from the OVSDB read, got {}",
             results.len()
         );
     };
@@ -131,10 +150,19 @@ pub fn decode(results: &[Value]) -> Result<Observed> {
         .map(decode_port)
         .collect::<Result<Vec<_>>>()
         .context("cannot decode the Port table")?;
-    Ok(Observed { bridges, ports })
+    let interfaces = value::rows(interfaces)?
+        .iter()
+        .map(decode_interface)
+        .collect::<Result<Vec<_>>>()
+        .context("cannot decode the Interface table")?;
+    Ok(Observed {
+        bridges,
+        ports,
+        interfaces,
+    })
 }
 
-fn decode_bridge(row: &Value) -> Result<BridgeRow> {
+pub(super) fn decode_bridge(row: &Value) -> Result<BridgeRow> {
     Ok(BridgeRow {
         uuid: value::uuid_str(value::column(row, "_uuid")?)?.to_string(),
         name: value::string(value::column(row, "name")?)?.to_string(),
@@ -153,6 +181,14 @@ fn decode_port(row: &Value) -> Result<PortRow> {
         name: value::string(value::column(row, "name")?)?.to_string(),
         external_ids: value::string_map(value::column(row, "external_ids")?)?,
         protected: value::column(row, "protected")?.as_bool().unwrap_or(false),
+    })
+}
+
+fn decode_interface(row: &Value) -> Result<InterfaceRow> {
+    Ok(InterfaceRow {
+        uuid: value::uuid_str(value::column(row, "_uuid")?)?.to_string(),
+        name: value::string(value::column(row, "name")?)?.to_string(),
+        bfd: value::string_map(value::column(row, "bfd")?)?,
     })
 }
 
@@ -175,6 +211,10 @@ mod tests {
                 {"_uuid": ["uuid", "p1"], "name": "gt000005abcdef0", "protected": true,
                  "external_ids": ["map", [["geneve-ovs.owner", "geneve-ovs"], ["geneve-ovs.role", "tunnel"]]]}
             ]}),
+            json!({"rows": [
+                {"_uuid": ["uuid", "i1"], "name": "gt000005abcdef0",
+                 "bfd": ["map", [["enable", "true"]]]}
+            ]}),
         ];
         let observed = decode(&results).unwrap();
         let b = observed.bridge("gnv5").unwrap();
@@ -188,11 +228,19 @@ mod tests {
         assert_eq!(ports[0].role(), Some("tunnel"));
         assert!(ports[0].protected);
         assert_eq!(observed.bridge_of(ports[0]).unwrap().name, "gnv5");
+        assert_eq!(
+            observed.interface("gt000005abcdef0").unwrap().bfd["enable"],
+            "true"
+        );
     }
 
     #[test]
     fn malformed_rows_are_errors_not_panics() {
-        let results = vec![json!({"rows": [{"_uuid": "nope"}]}), json!({"rows": []})];
+        let results = vec![
+            json!({"rows": [{"_uuid": "nope"}]}),
+            json!({"rows": []}),
+            json!({"rows": []}),
+        ];
         assert!(decode(&results).is_err());
         assert!(decode(&[json!({})]).is_err());
     }

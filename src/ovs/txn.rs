@@ -98,11 +98,41 @@ impl Txn {
         self.insert("Port", "port", port)
     }
 
+    /// References newly inserted rows (their insert's index and uuid-name) from `column` of the
+    /// rows of `table` matching `where_`, and remembers how to drop the references again.
+    fn reference(
+        &mut self,
+        table: &'static str,
+        where_: Vec<Value>,
+        column: &'static str,
+        rows: &[(usize, String)],
+    ) -> Result<()> {
+        let uuids = rows
+            .iter()
+            .map(|(_, name)| value::named_uuid(name))
+            .collect::<Result<Vec<_>>>()?;
+        self.ops.push(ops::mutate(
+            table,
+            where_.clone(),
+            vec![ops::mutation(column, "insert", value::set(uuids))],
+        ));
+        for (index, _) in rows {
+            self.undo.push(Undo {
+                op_index: *index,
+                table,
+                where_: where_.clone(),
+                column,
+            });
+        }
+        Ok(())
+    }
+
     fn insert_tunnel(&mut self, tunnel: &Tunnel) -> Result<(usize, String)> {
         let interface = json!({
             "name": tunnel.name,
             "type": "geneve",
             "options": string_map(&tunnel.options()),
+            "bfd": string_map(&tunnel.bfd_config()),
             "external_ids": string_map(&tunnel.external_ids),
         });
         self.insert_port(
@@ -138,22 +168,8 @@ impl Txn {
         external_ids: &BTreeMap<String, String>,
     ) -> Result<()> {
         let interface = json!({"name": name, "external_ids": string_map(external_ids)});
-        let (index, port) = self.insert_port(name, interface, &[], external_ids)?;
-        self.ops.push(ops::mutate(
-            "Bridge",
-            bridge_where.clone(),
-            vec![ops::mutation(
-                "ports",
-                "insert",
-                value::set(vec![value::named_uuid(&port)?]),
-            )],
-        ));
-        self.undo.push(Undo {
-            op_index: index,
-            table: "Bridge",
-            where_: bridge_where,
-            column: "ports",
-        });
+        let port = self.insert_port(name, interface, &[], external_ids)?;
+        self.reference("Bridge", bridge_where, "ports", &[port])?;
         Ok(())
     }
 
@@ -185,22 +201,8 @@ impl Txn {
                     "ports": value::set(ports),
                     "external_ids": string_map(external_ids),
                 });
-                let (index, bridge) = self.insert("Bridge", "bridge", bridge)?;
-                self.ops.push(ops::mutate(
-                    "Open_vSwitch",
-                    vec![],
-                    vec![ops::mutation(
-                        "bridges",
-                        "insert",
-                        value::set(vec![value::named_uuid(&bridge)?]),
-                    )],
-                ));
-                self.undo.push(Undo {
-                    op_index: index,
-                    table: "Open_vSwitch",
-                    where_: vec![],
-                    column: "bridges",
-                });
+                let bridge = self.insert("Bridge", "bridge", bridge)?;
+                self.reference("Open_vSwitch", vec![], "bridges", &[bridge])?;
             }
             Change::UpdateBridge {
                 uuid,
@@ -214,40 +216,15 @@ impl Txn {
                 ));
             }
             Change::AddTunnels { bridge, tunnels } => {
-                let mut ports = Vec::new();
-                for tunnel in tunnels {
-                    let (index, port) = self.insert_tunnel(tunnel)?;
-                    ports.push(value::named_uuid(&port)?);
-                    self.undo.push(Undo {
-                        op_index: index,
-                        table: "Bridge",
-                        where_: by_uuid(bridge),
-                        column: "ports",
-                    });
-                }
-                self.ops.push(ops::mutate(
-                    "Bridge",
-                    by_uuid(bridge),
-                    vec![ops::mutation("ports", "insert", value::set(ports))],
-                ));
+                let ports = tunnels
+                    .iter()
+                    .map(|t| self.insert_tunnel(t))
+                    .collect::<Result<Vec<_>>>()?;
+                self.reference("Bridge", by_uuid(bridge), "ports", &ports)?;
             }
             Change::AddGateway { bridge, gateway } => {
-                let (index, port) = self.insert_gateway(gateway)?;
-                self.ops.push(ops::mutate(
-                    "Bridge",
-                    by_uuid(bridge),
-                    vec![ops::mutation(
-                        "ports",
-                        "insert",
-                        value::set(vec![value::named_uuid(&port)?]),
-                    )],
-                ));
-                self.undo.push(Undo {
-                    op_index: index,
-                    table: "Bridge",
-                    where_: by_uuid(bridge),
-                    column: "ports",
-                });
+                let port = self.insert_gateway(gateway)?;
+                self.reference("Bridge", by_uuid(bridge), "ports", &[port])?;
             }
             Change::RemovePorts { bridge, ports } => {
                 let uuids = ports.iter().map(|u| value::uuid(u)).collect();
@@ -263,6 +240,15 @@ impl Txn {
                         "Port",
                         by_uuid(port),
                         json!({"protected": true}),
+                    ));
+                }
+            }
+            Change::SetBfd { interfaces, bfd } => {
+                for interface in interfaces {
+                    self.ops.push(ops::update(
+                        "Interface",
+                        by_uuid(interface),
+                        json!({"bfd": string_map(bfd)}),
                     ));
                 }
             }

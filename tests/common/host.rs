@@ -167,6 +167,34 @@ impl Host {
     pub fn ping(&self, ip: &str) -> bool {
         super::ping_in(&self.netns, ip)
     }
+
+    /// Names of the host's network interfaces.
+    pub fn links(&self) -> Result<Vec<String>> {
+        let out = self.exec_ok("ip", &["-j", "link", "show"])?;
+        let links: serde_json::Value = serde_json::from_str(&out).context("ip -j link show")?;
+        Ok(links
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Names of the plugin's container ports in the host's OVS, sorted.
+    pub fn container_ports(&self) -> Result<Vec<String>> {
+        let out = self.vsctl(&[
+            "--bare",
+            "--columns=name",
+            "find",
+            "Port",
+            "external_ids:geneve-ovs.role=container",
+        ])?;
+        let mut names: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 fn as_strs<S: AsRef<str>>(args: &[S]) -> Vec<&str> {

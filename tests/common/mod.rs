@@ -33,6 +33,7 @@ pub mod host;
 pub mod lab;
 pub mod manual;
 pub mod netns;
+pub mod operate;
 pub mod ovs;
 pub mod podman;
 pub mod process;

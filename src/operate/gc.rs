@@ -1,0 +1,301 @@
+//! `gc`: what to remove, decided from the database, the live host and podman's saved networks.
+//! Pure; the command applies the plan.
+//!
+//! The rules, each limited to what the plugin owns (rows with `geneve-ovs.owner=geneve-ovs`,
+//! links named `gv` + 13 hex digits):
+//!
+//! 1. A **container port** is stale when the network namespace it was set up for is gone, or
+//!    when its host veth is gone (a reboot, a crash between the two halves of `teardown`).
+//!    Such a port can never carry traffic again: `setup` makes a new one. When its namespace
+//!    is gone but its veth is not, the veth goes too (unless its peer sits in a namespace a
+//!    running container holds, see 2).
+//! 2. A **host veth** (a `veth` named like ours) is leaked when no Interface row of OVS has its
+//!    name (owned or not) and its peer is not in a container's namespace: either in the host's
+//!    own namespace, or in one that is mounted in none of the namespace directories
+//!    (`/run/netns`, where rootful podman mounts the namespace of every running container,
+//!    and the directories of the namespaces ports were set up for). A veth whose peer is in a
+//!    mounted namespace belongs to a running container, so it is left alone and reported;
+//!    that container's `teardown` removes it. `gc` holds the host lock exclusively, so a veth
+//!    that `setup` made a moment ago and has not yet added to OVS is never taken for a leak.
+//! 3. A **gateway port** (of a non-internal network) is stale when no container of its network
+//!    is left on this host once the stale container ports are gone: `setup` adds it with the
+//!    network's first container and `teardown` removes it with the last one.
+//! 4. A **bridge** (with its tunnels) is stale when no geneve-ovs network of its name is in
+//!    podman's network directory. It is kept when the directory cannot be read, when a file
+//!    there that cannot be parsed may be that network, when it still has container ports that
+//!    are not stale, or when it holds ports the plugin did not create. A network of the same
+//!    name with another id (removed and created again) keeps the bridge: the next `create` or
+//!    `setup` of that network takes the bridge over.
+//!
+//! Removing anything of a non-internal network changes what the plugin's nftables table must
+//! hold (it is rendered from the database); [`Step::firewall`] says so, and the command then
+//! renders the table again.
+
+use serde::Serialize;
+
+use super::host::{HostView, PeerPlace};
+use super::status::stale_reason;
+use crate::naming::keys;
+use crate::netconf::SavedNetworks;
+use crate::ovs::inventory::Inventory;
+use crate::ovs::state::BridgeRow;
+
+/// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
+/// before networks could be non-internal carry no flag: they are internal.
+fn has_firewall_rules(bridge: &BridgeRow) -> bool {
+    bridge.external_ids.get(keys::INTERNAL).map(String::as_str) == Some("false")
+}
+
+/// One thing removed (or to be removed, or kept), as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GcItem {
+    /// `port`, `veth` or `bridge`.
+    pub kind: &'static str,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    pub reason: String,
+}
+
+/// How one removal is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Drop an owned port from an owned bridge.
+    RemovePort { bridge: String, port: String },
+    /// Delete a host link (the veth pair goes with it).
+    DeleteVeth,
+    /// Drop an owned bridge, provided it still holds exactly `ports`.
+    RemoveBridge { uuid: String, ports: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub item: GcItem,
+    pub action: Action,
+    /// The removal belongs to a non-internal network: the firewall table must follow.
+    pub firewall: bool,
+}
+
+/// What `gc` removes, in order (ports, then veths, then bridges), and what it leaves alone
+/// although it looked stale, with the reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcPlan {
+    pub steps: Vec<Step>,
+    pub kept: Vec<GcItem>,
+}
+
+/// Works out the plan. `saved` is podman's network directory, or why it could not be read.
+pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks, &str>) -> GcPlan {
+    let mut plan = GcPlan::default();
+    let mut removed_ports: Vec<String> = Vec::new();
+    let mut veths_done: Vec<String> = Vec::new();
+
+    // 1. Container ports.
+    for port in inventory
+        .ports
+        .iter()
+        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+    {
+        let Some(reason) = stale_reason(port, host) else {
+            continue;
+        };
+        let network = port.id(keys::NETWORK).map(str::to_string);
+        let container_id = port.id(keys::CONTAINER_ID).map(str::to_string);
+        let item = |kind, reason: String| GcItem {
+            kind,
+            name: port.name.clone(),
+            network: network.clone(),
+            container_id: container_id.clone(),
+            reason,
+        };
+        match inventory.bridge_of(port) {
+            Some(bridge) => {
+                plan.steps.push(Step {
+                    item: item("port", reason.clone()),
+                    action: Action::RemovePort {
+                        bridge: bridge.uuid.clone(),
+                        port: port.uuid.clone(),
+                    },
+                    firewall: has_firewall_rules(bridge),
+                });
+                removed_ports.push(port.uuid.clone());
+            }
+            None => plan.kept.push(item(
+                "port",
+                format!("{reason}, but it is not on a bridge geneve-ovs created"),
+            )),
+        }
+        if host.has_link(&port.name) {
+            veths_done.push(port.name.clone());
+            match host.peers.get(&port.name) {
+                Some(PeerPlace::Mounted(path)) => plan.kept.push(item(
+                    "veth",
+                    format!(
+                        "its port is stale, but its peer is in {}, the namespace of a \
+                         running container",
+                        path.display()
+                    ),
+                )),
+                _ => plan.steps.push(Step {
+                    item: item("veth", format!("the veth of a stale port: {reason}")),
+                    action: Action::DeleteVeth,
+                    firewall: false,
+                }),
+            }
+        }
+    }
+
+    // 2. Leaked host veths.
+    for (name, place) in &host.peers {
+        if veths_done.contains(name) || inventory.has_interface(name) {
+            continue;
+        }
+        let item = |reason: String| GcItem {
+            kind: "veth",
+            name: name.clone(),
+            network: None,
+            container_id: None,
+            reason,
+        };
+        match place {
+            PeerPlace::Mounted(path) => plan.kept.push(item(format!(
+                "no OVS port, but its peer is in {}, the namespace of a running container \
+                 (its teardown removes it)",
+                path.display()
+            ))),
+            PeerPlace::HostNamespace => plan.steps.push(Step {
+                item: item("no OVS port, and its peer is in the host's namespace".into()),
+                action: Action::DeleteVeth,
+                firewall: false,
+            }),
+            PeerPlace::Unmounted => plan.steps.push(Step {
+                item: item("no OVS port, and its peer is in no container's namespace".into()),
+                action: Action::DeleteVeth,
+                firewall: false,
+            }),
+        }
+    }
+
+    // 3. Gateway ports of networks without containers.
+    for bridge in &inventory.bridges {
+        let live = inventory
+            .ports_of(bridge)
+            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .any(|p| !removed_ports.contains(&p.uuid));
+        if live {
+            continue;
+        }
+        let network = bridge.network().unwrap_or_default().to_string();
+        for gateway in inventory
+            .ports_of(bridge)
+            .filter(|p| p.role() == Some(keys::ROLE_GATEWAY))
+        {
+            plan.steps.push(Step {
+                item: GcItem {
+                    kind: "port",
+                    name: gateway.name.clone(),
+                    network: Some(network.clone()),
+                    container_id: None,
+                    reason: format!(
+                        "the gateway port of network {network:?}, which has no container left \
+                         on this host"
+                    ),
+                },
+                action: Action::RemovePort {
+                    bridge: bridge.uuid.clone(),
+                    port: gateway.uuid.clone(),
+                },
+                firewall: has_firewall_rules(bridge),
+            });
+            removed_ports.push(gateway.uuid.clone());
+        }
+    }
+
+    // 4. Bridges of removed networks.
+    for bridge in &inventory.bridges {
+        let network = bridge.network().unwrap_or_default().to_string();
+        let item = |reason: String| GcItem {
+            kind: "bridge",
+            name: bridge.name.clone(),
+            network: Some(network.clone()),
+            container_id: None,
+            reason,
+        };
+        let saved = match saved {
+            Ok(saved) => saved,
+            Err(why) => {
+                plan.kept.push(item(format!(
+                    "cannot tell whether network {network:?} still exists: {why}"
+                )));
+                continue;
+            }
+        };
+        if let Some(config) = saved.named(&network) {
+            if bridge.external_ids.get(keys::NETWORK_ID) != Some(&config.id) {
+                plan.kept.push(item(format!(
+                    "podman's network {network:?} ({}) has another id than the bridge: the \
+                     next create or setup of it takes the bridge over",
+                    config.file.display()
+                )));
+            }
+            continue;
+        }
+        if saved.maybe_unreadable(&network) {
+            plan.kept.push(item(format!(
+                "podman's file for network {network:?} in {} cannot be read",
+                saved.dir.display()
+            )));
+            continue;
+        }
+        let live: Vec<&str> = inventory
+            .ports_of(bridge)
+            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .filter(|p| !removed_ports.contains(&p.uuid))
+            .map(|p| p.name.as_str())
+            .collect();
+        if !live.is_empty() {
+            plan.kept.push(item(format!(
+                "network {network:?} is gone from {}, but containers are still attached \
+                 ({})",
+                saved.dir.display(),
+                live.join(", ")
+            )));
+            continue;
+        }
+        let foreign = bridge
+            .ports
+            .iter()
+            .filter(|u| !inventory.ports.iter().any(|p| &p.uuid == *u))
+            .count();
+        if foreign > 0 {
+            plan.kept.push(item(format!(
+                "network {network:?} is gone from {}, but the bridge holds {foreign} port(s) \
+                 geneve-ovs did not create",
+                saved.dir.display(),
+            )));
+            continue;
+        }
+        plan.steps.push(Step {
+            item: item(format!(
+                "no geneve-ovs network {network:?} in {}",
+                saved.dir.display()
+            )),
+            action: Action::RemoveBridge {
+                uuid: bridge.uuid.clone(),
+                ports: bridge
+                    .ports
+                    .iter()
+                    .filter(|u| !removed_ports.contains(u))
+                    .cloned()
+                    .collect(),
+            },
+            firewall: has_firewall_rules(bridge),
+        });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests;

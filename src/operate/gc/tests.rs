@@ -1,0 +1,226 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::operate::fixture::Fix;
+
+const NS: &str = "/run/netns/netns-1";
+
+fn kinds(plan: &GcPlan) -> Vec<(&str, &str)> {
+    plan.steps
+        .iter()
+        .map(|s| (s.item.kind, s.item.name.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_healthy_host_needs_nothing() {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &["10.99.0.2"])
+        .tunnel("gnv5", "10.99.0.2", Some("up"), None)
+        .container("gnv5", "gv0000000000001", NS, true, true);
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(p, GcPlan::default());
+}
+
+#[test]
+fn ports_whose_netns_or_veth_is_gone() {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &[])
+        .container("gnv5", "gv0000000000001", NS, true, true)
+        // Reboot: the namespace and the veth are gone.
+        .container("gnv5", "gv0000000000002", "/run/netns/gone", false, false)
+        // A crashed teardown: the namespace is gone, the veth is not (its peer namespace is
+        // held by a process but unmounted).
+        .container("gnv5", "gv0000000000003", "/run/netns/gone3", false, true)
+        // The veth is gone, the namespace is not.
+        .container("gnv5", "gv0000000000004", NS, true, false);
+    f.host
+        .peers
+        .insert("gv0000000000003".into(), PeerPlace::Unmounted);
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(
+        kinds(&p),
+        [
+            ("port", "gv0000000000002"),
+            ("port", "gv0000000000003"),
+            ("veth", "gv0000000000003"),
+            ("port", "gv0000000000004"),
+        ]
+    );
+    assert!(p.steps[0].item.reason.contains("/run/netns/gone"));
+    assert!(p.steps[3].item.reason.contains("veth"));
+    assert_eq!(
+        p.steps[0].item.container_id.as_deref(),
+        Some("gv0000000000002-container-id-0123456789")
+    );
+    let Action::RemovePort { bridge, port } = &p.steps[0].action else {
+        panic!()
+    };
+    assert_eq!(bridge, &f.inv.bridges[0].uuid);
+    assert_eq!(port, &f.inv.ports[1].uuid);
+    assert!(p.kept.is_empty());
+}
+
+#[test]
+fn the_veth_of_a_stale_port_stays_when_a_running_container_holds_its_peer() {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &[]).container(
+        "gnv5",
+        "gv0000000000003",
+        "/run/netns/gone3",
+        false,
+        true,
+    );
+    // The fixture says its peer is in the (now unmounted) path; make it a mounted one.
+    f.host.peers.insert(
+        "gv0000000000003".into(),
+        PeerPlace::Mounted(PathBuf::from("/run/netns/other")),
+    );
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(kinds(&p), [("port", "gv0000000000003")]);
+    assert_eq!(p.kept[0].kind, "veth");
+    assert!(p.kept[0].reason.contains("/run/netns/other"));
+}
+
+#[test]
+fn leaked_veths_only_when_no_container_holds_them() {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &[])
+        .container("gnv5", "gv0000000000001", NS, true, true)
+        .link("gv00000000000a1", Some(PeerPlace::HostNamespace))
+        .link("gv00000000000a2", Some(PeerPlace::Unmounted))
+        .link(
+            "gv00000000000a3",
+            Some(PeerPlace::Mounted(PathBuf::from("/run/netns/c3"))),
+        )
+        // Not ours by name: never looked at.
+        .link("gvx", Some(PeerPlace::HostNamespace))
+        .link("veth1234", Some(PeerPlace::Unmounted))
+        .link("eth0", None);
+    // Named like ours but OVS has an interface of that name: left alone.
+    f.link("gv00000000000a4", Some(PeerPlace::Unmounted));
+    f.inv
+        .interfaces
+        .push(crate::ovs::inventory::InterfaceState {
+            name: "gv00000000000a4".into(),
+            ..Default::default()
+        });
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(
+        kinds(&p),
+        [("veth", "gv00000000000a1"), ("veth", "gv00000000000a2")]
+    );
+    assert_eq!(p.kept.len(), 1);
+    assert_eq!(p.kept[0].name, "gv00000000000a3");
+}
+
+#[test]
+fn bridges_of_removed_networks() {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &["10.99.0.2"])
+        .tunnel("gnv5", "10.99.0.2", Some("up"), None)
+        .network("old", "gnv6", 6, &["10.99.0.2"])
+        .tunnel("gnv6", "10.99.0.2", Some("up"), None)
+        // Its containers were stopped by a crash: stale ports, removed first.
+        .container("gnv6", "gv0000000000002", "/run/netns/gone", false, false)
+        .forget("old");
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(kinds(&p), [("port", "gv0000000000002"), ("bridge", "gnv6")]);
+    let Action::RemoveBridge { uuid, ports } = &p.steps[1].action else {
+        panic!()
+    };
+    assert_eq!(uuid, &f.inv.bridges[1].uuid);
+    // The bridge must hold its tunnel and nothing else once the stale port is gone.
+    assert_eq!(ports.len(), 1);
+    assert!(p.steps[1]
+        .item
+        .reason
+        .contains("no geneve-ovs network \"old\""));
+}
+
+#[test]
+fn bridges_kept_when_in_doubt() {
+    let mut f = Fix::new();
+    f.network("live", "gnv1", 1, &[])
+        .container("gnv1", "gv0000000000001", NS, true, true)
+        .forget("live")
+        .network("foreign", "gnv2", 2, &[])
+        .foreign_port("gnv2", "eth9")
+        .forget("foreign")
+        .network("recreated", "gnv3", 3, &[])
+        .network("unreadable", "gnv4", 4, &[])
+        .forget("unreadable");
+    f.saved.networks[0].id = "another-id".into();
+    f.saved.unreadable.push((
+        PathBuf::from("/etc/containers/networks/unreadable.json"),
+        "not JSON".into(),
+    ));
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    let reasons: Vec<(&str, &str)> = p
+        .kept
+        .iter()
+        .map(|k| (k.name.as_str(), k.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[0].1.contains("containers are still attached"));
+    assert!(reasons[1].1.contains("did not create"));
+    assert!(reasons[2].1.contains("another id"));
+    assert!(reasons[3].1.contains("cannot be read"));
+
+    let p = plan(&f.inv, &f.host, Err("no such directory"));
+    assert!(p.steps.is_empty());
+    assert_eq!(p.kept.len(), 4);
+    assert!(p.kept[0].reason.contains("no such directory"));
+}
+
+#[test]
+fn gateway_goes_with_the_last_container_and_the_firewall_follows() {
+    let mut f = Fix::new();
+    f.network("out1", "gnv5", 5, &[])
+        .gateway("gnv5", "gw5")
+        .container("gnv5", "gv0000000000001", NS, true, true)
+        .container("gnv5", "gv0000000000002", "/run/netns/gone", false, false)
+        .network("out2", "gnv6", 6, &[])
+        .gateway("gnv6", "gw6")
+        .container("gnv6", "gv0000000000003", "/run/netns/gone", false, false)
+        .network("internal", "gnv7", 7, &[])
+        .container("gnv7", "gv0000000000004", "/run/netns/gone", false, false);
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(
+        kinds(&p),
+        [
+            ("port", "gv0000000000002"),
+            ("port", "gv0000000000003"),
+            ("port", "gv0000000000004"),
+            // out1 keeps a container, so its gateway stays; out2 has none left.
+            ("port", "gw6"),
+        ]
+    );
+    let firewall: Vec<bool> = p.steps.iter().map(|s| s.firewall).collect();
+    assert_eq!(firewall, [true, true, false, true]);
+    assert!(p.steps[3].item.reason.contains("no container left"));
+}
+
+#[test]
+fn a_removed_network_takes_its_gateway_and_bridge() {
+    let mut f = Fix::new();
+    f.network("out", "gnv5", 5, &[])
+        .gateway("gnv5", "gw5")
+        .container("gnv5", "gv0000000000002", "/run/netns/gone", false, false)
+        .forget("out");
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(
+        kinds(&p),
+        [
+            ("port", "gv0000000000002"),
+            ("port", "gw5"),
+            ("bridge", "gnv5")
+        ]
+    );
+    let Action::RemoveBridge { ports, .. } = &p.steps[2].action else {
+        panic!()
+    };
+    assert!(ports.is_empty());
+    assert!(p.steps.iter().all(|s| s.firewall));
+}

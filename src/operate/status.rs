@@ -1,0 +1,528 @@
+//! `status`: every geneve-ovs network of this host with its tunnels and containers, from the
+//! database, the live host and podman's saved networks. Pure; [`render`] makes the table.
+//!
+//! The JSON form (`--json`) is [`StatusReport`] serialised; its fields are documented in
+//! `docs/operations.md` and only ever added to (`version` changes otherwise).
+
+use std::collections::BTreeSet;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use super::host::{HostView, Vswitchd};
+use crate::naming::keys;
+use crate::netconf::{SavedNetwork, SavedNetworks};
+use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
+use crate::ovs::state::BridgeRow;
+
+/// The version of the JSON document.
+pub const VERSION: u32 = 1;
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    pub version: u32,
+    pub vswitchd: VswitchdStatus,
+    pub networks: Vec<NetworkStatus>,
+    /// How many of the listed tunnels are down.
+    pub tunnels_down: usize,
+}
+
+impl StatusReport {
+    /// Whether everything that can be up is: ovs-vswitchd runs and no tunnel is down.
+    pub fn healthy(&self) -> bool {
+        self.vswitchd.running && self.tunnels_down == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VswitchdStatus {
+    pub running: bool,
+    pub pid: Option<i32>,
+    /// Why it is taken for not running.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkStatus {
+    pub name: String,
+    pub id: Option<String>,
+    pub bridge: Option<String>,
+    /// Whether the bridge exists in OVS (`false`: podman knows the network, OVS does not have
+    /// it; the next `setup` on it rebuilds it).
+    pub bridge_present: bool,
+    pub vni: Option<u32>,
+    pub mtu: Option<u32>,
+    pub datapath: Option<String>,
+    /// `found`, `missing` (podman no longer has the network: `gc` removes it), `id-mismatch`
+    /// (podman's network of that name has another id) or `unknown` (the directory could not
+    /// be read).
+    pub podman_config: &'static str,
+    pub tunnels: Vec<TunnelStatus>,
+    pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelStatus {
+    pub peer: String,
+    /// The OVS port, `None` when the tunnel is missing.
+    pub port: Option<String>,
+    /// `up`, `down`, or `unknown` (BFD disabled and nothing wrong).
+    pub state: &'static str,
+    /// BFD's own state: `up`, `down`, `init`, `admin_down`, `pending` (no state yet),
+    /// `disabled`, `unknown` (ovs-vswitchd not running) or `none` (no tunnel).
+    pub bfd: String,
+    /// BFD's diagnostic, when it has one to give.
+    pub bfd_diagnostic: Option<String>,
+    /// What OVS reports wrong with the tunnel, or why it is missing.
+    pub error: Option<String>,
+    pub rx_packets: Option<u64>,
+    pub tx_packets: Option<u64>,
+    pub rx_bytes: Option<u64>,
+    pub tx_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerStatus {
+    pub name: Option<String>,
+    pub id: Option<String>,
+    pub interface: Option<String>,
+    pub mac: Option<String>,
+    /// The OVS port, which is also the host end of the container's veth.
+    pub port: String,
+    pub netns: Option<String>,
+    /// `ok`, `stale` (netns or veth gone: `gc` removes the port) or `error` (OVS reports one).
+    pub state: &'static str,
+    pub problem: Option<String>,
+}
+
+/// Builds the report; `only` limits it to one network (by network or bridge name).
+pub fn build(
+    inventory: &Inventory,
+    host: &HostView,
+    saved: Option<&SavedNetworks>,
+    only: Option<&str>,
+) -> Result<StatusReport> {
+    let running = host.vswitchd.as_ref().is_some_and(Vswitchd::is_running);
+    let vswitchd = match &host.vswitchd {
+        Some(Vswitchd::Running { pid }) => VswitchdStatus {
+            running: true,
+            pid: Some(*pid),
+            detail: None,
+        },
+        Some(Vswitchd::NotRunning { why }) => VswitchdStatus {
+            running: false,
+            pid: None,
+            detail: Some(why.clone()),
+        },
+        None => VswitchdStatus {
+            running: false,
+            pid: None,
+            detail: Some("not checked".to_string()),
+        },
+    };
+
+    let mut networks: Vec<NetworkStatus> = inventory
+        .bridges
+        .iter()
+        .map(|b| network_of_bridge(inventory, host, saved, b, running))
+        .collect();
+    if let Some(saved) = saved {
+        let present: BTreeSet<String> = networks.iter().map(|n| n.name.clone()).collect();
+        networks.extend(
+            saved
+                .networks
+                .iter()
+                .filter(|n| !present.contains(&n.name))
+                .map(network_without_bridge),
+        );
+    }
+    networks.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(only) = only {
+        networks.retain(|n| n.name == only || n.bridge.as_deref() == Some(only));
+        if networks.is_empty() {
+            bail!("no geneve-ovs network {only:?} on this host");
+        }
+    }
+    let tunnels_down = networks
+        .iter()
+        .flat_map(|n| &n.tunnels)
+        .filter(|t| t.state == "down")
+        .count();
+    Ok(StatusReport {
+        version: VERSION,
+        vswitchd,
+        networks,
+        tunnels_down,
+    })
+}
+
+fn parse_option<T: std::str::FromStr>(saved: Option<&SavedNetwork>, key: &str) -> Option<T> {
+    saved?.options.get(key)?.parse().ok()
+}
+
+fn saved_peers(saved: Option<&SavedNetwork>) -> Vec<String> {
+    saved
+        .and_then(|n| n.options.get("peers"))
+        .map(|p| {
+            p.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn network_of_bridge(
+    inventory: &Inventory,
+    host: &HostView,
+    saved: Option<&SavedNetworks>,
+    bridge: &BridgeRow,
+    running: bool,
+) -> NetworkStatus {
+    let name = bridge.network().unwrap_or(bridge.name.as_str()).to_string();
+    let id = bridge.external_ids.get(keys::NETWORK_ID).cloned();
+    let config = saved.and_then(|s| s.named(&name));
+    let podman_config = match (saved, config) {
+        (None, _) => "unknown",
+        (Some(_), None) => "missing",
+        (Some(_), Some(c)) if Some(&c.id) == id.as_ref() => "found",
+        (Some(_), Some(_)) => "id-mismatch",
+    };
+
+    let mut tunnels: Vec<TunnelStatus> = inventory
+        .ports_of(bridge)
+        .filter(|p| p.role() == Some(keys::ROLE_TUNNEL))
+        .map(|p| tunnel_status(p, inventory.interface_of(p), running))
+        .collect();
+    for peer in saved_peers(config) {
+        if !tunnels.iter().any(|t| t.peer == peer) {
+            tunnels.push(missing_tunnel(peer));
+        }
+    }
+    tunnels.sort_by(|a, b| a.peer.cmp(&b.peer));
+
+    let container_ports: Vec<&OwnedPort> = inventory
+        .ports_of(bridge)
+        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+        .collect();
+    let mut containers: Vec<ContainerStatus> = container_ports
+        .iter()
+        .map(|p| container_status(p, inventory.interface_of(p), host))
+        .collect();
+    containers.sort_by(|a, b| (&a.name, &a.port).cmp(&(&b.name, &b.port)));
+
+    let mtu = parse_option(config, "mtu").or_else(|| {
+        container_ports
+            .iter()
+            .filter_map(|p| inventory.interface_of(p)?.mtu)
+            .find_map(|m| u32::try_from(m).ok())
+    });
+    NetworkStatus {
+        name,
+        id,
+        bridge: Some(bridge.name.clone()),
+        bridge_present: true,
+        vni: bridge
+            .external_ids
+            .get(keys::VNI)
+            .and_then(|v| v.parse().ok()),
+        mtu,
+        datapath: Some(bridge.datapath_type.clone()),
+        podman_config,
+        tunnels,
+        containers,
+    }
+}
+
+fn network_without_bridge(saved: &SavedNetwork) -> NetworkStatus {
+    let vni: Option<u32> = parse_option(Some(saved), "vni");
+    NetworkStatus {
+        name: saved.name.clone(),
+        id: Some(saved.id.clone()),
+        bridge: saved
+            .network_interface
+            .clone()
+            .or_else(|| vni.map(crate::naming::default_bridge_name)),
+        bridge_present: false,
+        vni,
+        mtu: parse_option(Some(saved), "mtu"),
+        datapath: saved.options.get("datapath").cloned(),
+        podman_config: "found",
+        tunnels: saved_peers(Some(saved))
+            .into_iter()
+            .map(missing_tunnel)
+            .collect(),
+        containers: Vec::new(),
+    }
+}
+
+fn missing_tunnel(peer: String) -> TunnelStatus {
+    TunnelStatus {
+        peer,
+        port: None,
+        state: "down",
+        bfd: "none".to_string(),
+        bfd_diagnostic: None,
+        error: Some(
+            "no tunnel port in OVS: the next setup (or podman network create) on this \
+             network adds it"
+                .to_string(),
+        ),
+        rx_packets: None,
+        tx_packets: None,
+        rx_bytes: None,
+        tx_bytes: None,
+    }
+}
+
+fn counter(iface: Option<&InterfaceState>, key: &str) -> Option<u64> {
+    iface?
+        .statistics
+        .get(key)
+        .and_then(|v| u64::try_from(*v).ok())
+}
+
+fn tunnel_status(port: &OwnedPort, iface: Option<&InterfaceState>, running: bool) -> TunnelStatus {
+    let peer = port
+        .id(keys::PEER)
+        .map(str::to_string)
+        .or_else(|| iface.and_then(|i| i.options.get("remote_ip").cloned()))
+        .unwrap_or_else(|| "?".to_string());
+    let enabled = iface.is_some_and(InterfaceState::bfd_enabled);
+    let bfd = match iface {
+        _ if !enabled => "disabled".to_string(),
+        _ if !running => "unknown".to_string(),
+        Some(i) => i
+            .bfd_status
+            .get("state")
+            .cloned()
+            .unwrap_or_else(|| "pending".to_string()),
+        None => "unknown".to_string(),
+    };
+    let bfd_diagnostic = iface
+        .and_then(|i| i.bfd_status.get("diagnostic"))
+        .filter(|d| enabled && running && d.as_str() != "No Diagnostic")
+        .cloned();
+    let error = match iface {
+        None => Some("the port has no interface row".to_string()),
+        Some(i) => i.problem(),
+    };
+    let state = if error.is_some() || !running {
+        "down"
+    } else if enabled {
+        if bfd == "up" {
+            "up"
+        } else {
+            "down"
+        }
+    } else {
+        "unknown"
+    };
+    TunnelStatus {
+        peer,
+        port: Some(port.name.clone()),
+        state,
+        bfd,
+        bfd_diagnostic,
+        error,
+        rx_packets: counter(iface, "rx_packets"),
+        tx_packets: counter(iface, "tx_packets"),
+        rx_bytes: counter(iface, "rx_bytes"),
+        tx_bytes: counter(iface, "tx_bytes"),
+    }
+}
+
+/// Whether a container port can never work again (its namespace or its veth is gone), and
+/// why. `gc` removes exactly these.
+pub fn stale_reason(port: &OwnedPort, host: &HostView) -> Option<String> {
+    if let Some(netns) = port.id(keys::NETNS) {
+        if !host.netns_alive(netns) {
+            return Some(format!("its network namespace {netns} is gone"));
+        }
+    }
+    if !host.has_link(&port.name) {
+        return Some(format!("its veth {} is gone", port.name));
+    }
+    None
+}
+
+fn container_status(
+    port: &OwnedPort,
+    iface: Option<&InterfaceState>,
+    host: &HostView,
+) -> ContainerStatus {
+    let (state, problem) = match stale_reason(port, host) {
+        Some(why) => ("stale", Some(why)),
+        None => match iface.and_then(InterfaceState::problem) {
+            Some(error) => ("error", Some(error)),
+            None => ("ok", None),
+        },
+    };
+    let id = |key| port.id(key).map(str::to_string);
+    ContainerStatus {
+        name: id(keys::CONTAINER_NAME),
+        id: id(keys::CONTAINER_ID),
+        interface: id(keys::INTERFACE),
+        mac: id(keys::MAC),
+        port: port.name.clone(),
+        netns: id(keys::NETNS),
+        state,
+        problem,
+    }
+}
+
+/// Lays out rows under headers, columns two spaces apart, indented by two.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::from(" ");
+        for (cell, w) in cells.iter().zip(&widths) {
+            out.push(' ');
+            out.push_str(cell);
+            out.push_str(&" ".repeat(w.saturating_sub(cell.chars().count()) + 1));
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = vec![line(headers.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
+}
+
+fn or_dash<T: ToString>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+fn short_id(id: &Option<String>) -> String {
+    id.as_ref()
+        .map_or_else(|| "-".to_string(), |i| i.chars().take(12).collect())
+}
+
+/// The human-readable form of the report.
+pub fn render(report: &StatusReport) -> String {
+    let mut out = Vec::new();
+    out.push(match (&report.vswitchd.pid, &report.vswitchd.detail) {
+        (Some(pid), _) if report.vswitchd.running => format!("ovs-vswitchd: running (pid {pid})"),
+        (_, detail) => format!(
+            "ovs-vswitchd: NOT RUNNING ({}): no traffic flows and every tunnel counts as down",
+            detail.as_deref().unwrap_or("unknown")
+        ),
+    });
+    for net in &report.networks {
+        out.push(String::new());
+        let bridge = match (&net.bridge, net.bridge_present) {
+            (Some(b), true) => b.clone(),
+            (Some(b), false) => format!("{b} (MISSING in OVS)"),
+            (None, _) => "-".to_string(),
+        };
+        out.push(format!(
+            "network {} (id {}): bridge {bridge}, VNI {}, MTU {}, datapath {}, podman config {}",
+            net.name,
+            short_id(&net.id),
+            or_dash(&net.vni),
+            or_dash(&net.mtu),
+            or_dash(&net.datapath),
+            net.podman_config,
+        ));
+        if net.tunnels.is_empty() {
+            out.push("  no peers".to_string());
+        } else {
+            let rows: Vec<Vec<String>> = net
+                .tunnels
+                .iter()
+                .map(|t| {
+                    let mut problem = t.error.clone().unwrap_or_default();
+                    if let Some(d) = &t.bfd_diagnostic {
+                        if problem.is_empty() {
+                            problem = format!("BFD: {d}");
+                        }
+                    }
+                    vec![
+                        t.peer.clone(),
+                        t.state.to_string(),
+                        t.bfd.clone(),
+                        or_dash(&t.rx_packets),
+                        or_dash(&t.tx_packets),
+                        or_dash(&t.rx_bytes),
+                        or_dash(&t.tx_bytes),
+                        or_dash(&t.port),
+                        problem,
+                    ]
+                })
+                .collect();
+            out.push(table(
+                &[
+                    "PEER", "STATE", "BFD", "RX PKTS", "TX PKTS", "RX BYTES", "TX BYTES", "PORT",
+                    "ERROR",
+                ],
+                &rows,
+            ));
+        }
+        if net.containers.is_empty() {
+            out.push("  no containers".to_string());
+        } else {
+            let rows: Vec<Vec<String>> = net
+                .containers
+                .iter()
+                .map(|c| {
+                    vec![
+                        or_dash(&c.name),
+                        short_id(&c.id),
+                        or_dash(&c.interface),
+                        or_dash(&c.mac),
+                        c.port.clone(),
+                        c.state.to_string(),
+                        c.problem.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push(table(
+                &[
+                    "CONTAINER",
+                    "ID",
+                    "INTERFACE",
+                    "MAC",
+                    "PORT",
+                    "STATE",
+                    "PROBLEM",
+                ],
+                &rows,
+            ));
+        }
+    }
+    out.push(String::new());
+    let total: usize = report.networks.iter().map(|n| n.tunnels.len()).sum();
+    let stale = report
+        .networks
+        .iter()
+        .flat_map(|n| &n.containers)
+        .filter(|c| c.state == "stale")
+        .count();
+    out.push(if report.networks.is_empty() {
+        "no geneve-ovs networks on this host".to_string()
+    } else if report.tunnels_down == 0 {
+        format!("{total} tunnel(s), none down")
+    } else {
+        format!("{} of {total} tunnel(s) DOWN", report.tunnels_down)
+    });
+    if stale > 0 {
+        out.push(format!(
+            "{stale} stale container port(s): `geneve-ovs gc` removes them"
+        ));
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+use super::*;
+use crate::operate::fixture::Fix;
+
+const NS: &str = "/run/netns/netns-1";
+
+fn healthy() -> Fix {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &["10.99.0.2", "10.99.0.3"])
+        .tunnel("gnv5", "10.99.0.2", Some("up"), None)
+        .tunnel("gnv5", "10.99.0.3", Some("up"), None)
+        .container("gnv5", "gv0000000000001", NS, true, true);
+    f
+}
+
+#[test]
+fn a_healthy_network() {
+    let f = healthy();
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    assert!(r.healthy());
+    let net = &r.networks[0];
+    assert_eq!(net.name, "net1");
+    assert_eq!(net.bridge.as_deref(), Some("gnv5"));
+    assert_eq!(net.vni, Some(5));
+    assert_eq!(net.mtu, Some(1450));
+    assert_eq!(net.podman_config, "found");
+    assert_eq!(net.tunnels.len(), 2);
+    assert_eq!(net.tunnels[0].state, "up");
+    assert_eq!(net.tunnels[0].rx_packets, Some(10));
+    let c = &net.containers[0];
+    assert_eq!(c.state, "ok");
+    assert_eq!(c.name.as_deref(), Some("ctr-gv0000000000001"));
+    assert_eq!(c.mac.as_deref(), Some("0a:58:c0:a8:78:05"));
+    let text = render(&r);
+    assert!(text.contains("ovs-vswitchd: running (pid 42)"), "{text}");
+    assert!(text.contains("2 tunnel(s), none down"), "{text}");
+    assert!(text.contains("ctr-gv0000000000001"), "{text}");
+}
+
+#[test]
+fn down_disabled_missing_and_broken_tunnels() {
+    let mut f = Fix::new();
+    f.network(
+        "net1",
+        "gnv5",
+        5,
+        &[
+            "10.99.0.2",
+            "10.99.0.3",
+            "10.99.0.4",
+            "10.99.0.5",
+            "10.99.0.6",
+        ],
+    )
+    .tunnel("gnv5", "10.99.0.2", Some("down"), None)
+    .tunnel("gnv5", "10.99.0.3", None, None)
+    .tunnel(
+        "gnv5",
+        "10.99.0.4",
+        Some("up"),
+        Some("could not set up tunnel"),
+    )
+    .tunnel("gnv5", "10.99.0.5", Some(""), None);
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    let t = &r.networks[0].tunnels;
+    let by_peer = |p: &str| t.iter().find(|x| x.peer == p).unwrap();
+    assert_eq!(
+        (
+            by_peer("10.99.0.2").state,
+            by_peer("10.99.0.2").bfd.as_str()
+        ),
+        ("down", "down")
+    );
+    assert_eq!(
+        (
+            by_peer("10.99.0.3").state,
+            by_peer("10.99.0.3").bfd.as_str()
+        ),
+        ("unknown", "disabled")
+    );
+    assert_eq!(by_peer("10.99.0.4").state, "down");
+    assert_eq!(
+        by_peer("10.99.0.4").error.as_deref(),
+        Some("could not set up tunnel")
+    );
+    assert_eq!(
+        (
+            by_peer("10.99.0.5").state,
+            by_peer("10.99.0.5").bfd.as_str()
+        ),
+        ("down", "pending")
+    );
+    let missing = by_peer("10.99.0.6");
+    assert_eq!((missing.state, missing.port.as_deref()), ("down", None));
+    assert_eq!(r.tunnels_down, 4);
+    assert!(!r.healthy());
+    assert!(render(&r).contains("4 of 5 tunnel(s) DOWN"));
+}
+
+#[test]
+fn vswitchd_down_makes_every_tunnel_down_whatever_ovsdb_remembers() {
+    let mut f = healthy();
+    f.host.vswitchd = Some(Vswitchd::NotRunning {
+        why: "no pidfile".into(),
+    });
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    assert!(!r.vswitchd.running);
+    assert_eq!(r.tunnels_down, 2);
+    assert_eq!(r.networks[0].tunnels[0].bfd, "unknown");
+    assert!(render(&r).contains("NOT RUNNING (no pidfile)"));
+}
+
+#[test]
+fn stale_and_broken_containers() {
+    let mut f = healthy();
+    f.container("gnv5", "gv0000000000002", "/run/netns/gone", false, false)
+        .container("gnv5", "gv0000000000003", NS, true, false);
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    let c = &r.networks[0].containers;
+    let by_port = |p: &str| c.iter().find(|x| x.port == p).unwrap();
+    assert_eq!(by_port("gv0000000000002").state, "stale");
+    assert!(by_port("gv0000000000002")
+        .problem
+        .as_ref()
+        .unwrap()
+        .contains("/run/netns/gone"));
+    assert_eq!(by_port("gv0000000000003").state, "stale");
+    assert!(by_port("gv0000000000003")
+        .problem
+        .as_ref()
+        .unwrap()
+        .contains("veth"));
+    // Containers do not make the exit code fail: tunnels do.
+    assert!(r.healthy());
+    assert!(render(&r).contains("2 stale container port(s)"));
+}
+
+#[test]
+fn networks_podman_forgot_or_ovs_lost() {
+    let mut f = healthy();
+    f.network("old", "gnv6", 6, &[]).forget("old");
+    f.saved.networks.push(crate::netconf::SavedNetwork {
+        name: "lost".into(),
+        id: "net-lost".into(),
+        network_interface: Some("gnv7".into()),
+        options: [
+            ("peers".to_string(), "10.99.0.9".to_string()),
+            ("vni".to_string(), "7".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        file: "/etc/containers/networks/lost.json".into(),
+    });
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    let names: Vec<&str> = r.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["lost", "net1", "old"]);
+    assert_eq!(r.networks[2].podman_config, "missing");
+    let lost = &r.networks[0];
+    assert!(!lost.bridge_present);
+    assert_eq!(lost.vni, Some(7));
+    assert_eq!(lost.tunnels[0].state, "down");
+    assert!(render(&r).contains("gnv7 (MISSING in OVS)"));
+
+    let unknown = build(&f.inv, &f.host, None, None).unwrap();
+    assert!(unknown
+        .networks
+        .iter()
+        .all(|n| n.podman_config == "unknown"));
+}
+
+#[test]
+fn one_network_by_name_or_bridge() {
+    let mut f = healthy();
+    f.network("net2", "gnv9", 9, &[]);
+    let r = build(&f.inv, &f.host, Some(&f.saved), Some("net2")).unwrap();
+    assert_eq!(r.networks.len(), 1);
+    let r = build(&f.inv, &f.host, Some(&f.saved), Some("gnv5")).unwrap();
+    assert_eq!(r.networks[0].name, "net1");
+    let e = build(&f.inv, &f.host, Some(&f.saved), Some("nope")).unwrap_err();
+    assert!(e.to_string().contains("no geneve-ovs network \"nope\""));
+}
+
+#[test]
+fn json_shape() {
+    let f = healthy();
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["vswitchd"]["running"], true);
+    assert_eq!(v["networks"][0]["tunnels"][0]["state"], "up");
+    assert_eq!(v["networks"][0]["containers"][0]["interface"], "eth0");
+    assert_eq!(v["tunnels_down"], 0);
+}
+
+#[test]
+fn empty_host() {
+    let f = Fix::new();
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    assert!(r.networks.is_empty());
+    assert!(render(&r).contains("no geneve-ovs networks on this host"));
+}
