@@ -45,6 +45,13 @@ control_plane() {
 		# shellcheck disable=SC2086 # one word per argument
 		host 1 podman network create $args "$name" >/dev/null
 	done < <(control_networks)
+	if ((DAD)); then
+		# What a network gets without the options: create writes the resolved values back.
+		meta dad_defaults "$(host 1 podman network inspect bench-int |
+			jq -r '.[0].options | "`dad=\(.dad)`, `dad_timeout_ms=\(.dad_timeout_ms)`"')"
+	else
+		meta dad_defaults "none"
+	fi
 
 	# The plugin alone: chunks of each configuration in turn, so drift spreads over all.
 	local -a labels=(internal:bench-int nat:bench-nat)
@@ -87,5 +94,5 @@ control_plane() {
 
 	while read -r name _; do
 		host 1 podman network rm -f "$name" >/dev/null
-	done < <(control_networks | grep -v '^bench-int ')
+	done < <(control_networks | grep -Ev '^bench-(int|dadoff) ')
 }

@@ -180,11 +180,13 @@ pub fn create_peers<W: Write>(
 
 /// `count` networks on this host, one after the other: each is created and gets one container,
 /// so the n-th `create` and `setup` run with n-1 networks present. Series `networks.create_ms`
-/// and `networks.setup_ms`, rep = the network's number. Everything is removed at the end.
+/// and `networks.setup_ms`, rep = the network's number; `options` are extra `--opt K=V`.
+/// Everything is removed at the end.
 pub fn networks<W: Write>(
     plugin: &Plugin,
     count: usize,
     peer: Ipv4Addr,
+    options: &[(&str, &str)],
     samples: &mut Samples<W>,
 ) -> Result<()> {
     let mut namespaces = Namespaces::new();
@@ -193,7 +195,7 @@ pub fn networks<W: Write>(
     for i in 0..count {
         let name = format!("bench-n{i}");
         let subnet = format!("10.125.{i}.0/24");
-        let network = requests::network(&name, &subnet, &[peer]);
+        let network = requests::network_with(&name, &subnet, &[peer], options);
         let run = plugin
             .run(&["create"], &network.to_string())
             .with_context(|| format!("create of network {i}"))?;

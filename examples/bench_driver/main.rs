@@ -8,7 +8,7 @@
 //! bench_driver cycle PLUGIN NETWORK.json RUNS LABEL [FIRST_REP]   setup+teardown pairs
 //! bench_driver fill PLUGIN NETWORK.json COUNT         COUNT containers on one network
 //! bench_driver create-peers PLUGIN RUNS FIRST_PEER N,N,...   create with N peers
-//! bench_driver networks PLUGIN COUNT PEER             COUNT networks, one container each
+//! bench_driver networks PLUGIN COUNT PEER [K=V...]     COUNT networks, one container each
 //! bench_driver ovs-ports NETWORK.json COUNT           ovs-vsctl add-port alone, for reference
 //! bench_driver report SAMPLES.tsv META.tsv OUTDIR     results.md and plot data
 //! ```
@@ -81,10 +81,17 @@ fn run(args: &[String]) -> Result<()> {
                 .context("the network has no datapath option")?;
             loops::ovs_ports(datapath, number(count)?, &mut samples)
         }
-        ["networks", plugin, count, peer] => loops::networks(
+        ["networks", plugin, count, peer, options @ ..] => loops::networks(
             &plugin_at(plugin),
             number(count)?,
             address(peer)?,
+            &options
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .with_context(|| format!("option {kv:?} is not KEY=VALUE"))
+                })
+                .collect::<Result<Vec<_>>>()?,
             &mut samples,
         ),
         ["report", samples_tsv, meta_tsv, dir] => {

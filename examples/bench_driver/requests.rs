@@ -43,7 +43,17 @@ pub fn exec(network: &Value, label: &str, ip: IpAddr) -> Value {
 /// What `podman network create -d geneve-ovs --internal --subnet SUBNET --opt peers=PEERS
 /// NAME` sends to `create`.
 pub fn network(name: &str, subnet: &str, peers: &[Ipv4Addr]) -> Value {
+    network_with(name, subnet, peers, &[])
+}
+
+/// [`network`] with more `--opt K=V`.
+pub fn network_with(name: &str, subnet: &str, peers: &[Ipv4Addr], extra: &[(&str, &str)]) -> Value {
     let peers: Vec<String> = peers.iter().map(Ipv4Addr::to_string).collect();
+    let mut options = serde_json::Map::new();
+    options.insert("peers".into(), Value::String(peers.join(",")));
+    for (k, v) in extra {
+        options.insert((*k).into(), Value::String((*v).into()));
+    }
     json!({
         "name": name,
         "id": id(&format!("bench network {name}")),
@@ -53,7 +63,7 @@ pub fn network(name: &str, subnet: &str, peers: &[Ipv4Addr]) -> Value {
         "ipv6_enabled": false,
         "internal": true,
         "dns_enabled": true,
-        "options": { "peers": peers.join(",") },
+        "options": options,
     })
 }
 
