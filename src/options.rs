@@ -147,15 +147,16 @@ pub const OPTIONS: &[OptionSpec] = &[
             min: 1,
             max: MAX_DAD_TIMEOUT_MS,
         },
-        default: OptionDefault::Value("100"),
+        default: OptionDefault::Value("50"),
         help: "how long setup listens for an answer to the address probes, in milliseconds",
     },
 ];
 
 /// The longest wait for answers to address probes: it is paid on every `podman run`.
 pub const MAX_DAD_TIMEOUT_MS: u64 = 1000;
-/// The default wait: many round trips on any overlay, with room for a busy host.
-pub const DEFAULT_DAD_TIMEOUT_MS: u64 = 100;
+/// The default wait: tens of round trips on any overlay, and two rounds of probes (the second
+/// halfway), for a cost every `podman run` pays (see the benchmarks).
+pub const DEFAULT_DAD_TIMEOUT_MS: u64 = 50;
 
 /// The Open vSwitch datapath a bridge uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -301,7 +301,7 @@ fn an_address_in_use_on_another_host_is_refused() -> Result<()> {
     let lab = PodmanLab::up("dad", 2)?;
     for h in lab.hosts() {
         // The longest probe window the option allows: this shared test machine is busy, and a
-        // late answer is a missed conflict. The default (100 ms) is for quiet hosts.
+        // late answer is a missed conflict. The default (50 ms) is for quiet hosts.
         let peers = format!("peers={}", h.other_peers());
         h.create_network("net1", &["--opt", &peers, "--opt", "dad_timeout_ms=1000"])?;
     }

@@ -95,7 +95,7 @@ fn defaults_when_nothing_is_given() {
             local_ip: None,
             bfd: true,
             dad: true,
-            dad_timeout_ms: 100,
+            dad_timeout_ms: 50,
         }
     );
 }
@@ -434,7 +434,7 @@ fn resolved_options_are_written_back() {
             ("local_ip", "10.99.0.1"),
             ("bfd", "true"),
             ("dad", "true"),
-            ("dad_timeout_ms", "100"),
+            ("dad_timeout_ms", "50"),
         ])
     );
 }
