@@ -76,15 +76,15 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     };
     let mut port_added = false;
     let attached = (|| -> Result<AttachedLink> {
-        ovs.add_container_port(&cfg, &port).with_context(|| {
+        let applied = ovs.add_container_port(&cfg, &port).with_context(|| {
             format!(
                 "cannot add container {} to OVS bridge {}",
                 exec.container_name, cfg.bridge
             )
         })?;
         port_added = true;
-        if spec.disable_tx_checksum {
-            keep_offloads_if_ovs_completes_them(&mut ovs, &link, &spec);
+        if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
+            keep_offloads(&link, &spec);
         }
         if let Some(timeout) = cfg.dad {
             // The port is on the bridge and the link up for the probe only: an address in use
@@ -156,28 +156,16 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
 /// On the userspace datapath the container end starts with TX checksum offload off, because
 /// OVS normally reads the host end without offload metadata and would forward partial
 /// checksums as they are. With `userspace-tso-enable`, OVS reads it with that metadata and
-/// completes checksums and segments itself (it says so in the port's status): the container end
-/// then gets its offloads back, and sends TSO frames instead of MTU-sized ones. Best effort:
-/// when either step fails the container keeps the slower, always-correct setting.
-fn keep_offloads_if_ovs_completes_them(
-    ovs: &mut Ovs,
-    link: &container_link::PendingLink,
-    spec: &ContainerLinkSpec,
-) {
-    match ovs.port_completes_checksums(&spec.host_name) {
-        Ok(true) => {
-            if let Err(err) = link.enable_tx_checksum(spec) {
-                log::warn!(
-                    "keeping TX checksum offload off on {}: {err:#}",
-                    spec.interface_name
-                );
-            }
-        }
-        Ok(false) => {}
-        Err(err) => log::warn!(
-            "cannot read the offload status of OVS port {}: {err:#}",
-            spec.host_name
-        ),
+/// completes checksums and segments itself (it says so in the port's status, read with the
+/// wait for ovs-vswitchd): the container end then gets its offloads back, and sends TSO frames
+/// instead of MTU-sized ones. Best effort: on failure the container keeps the slower,
+/// always-correct setting.
+fn keep_offloads(link: &container_link::PendingLink, spec: &ContainerLinkSpec) {
+    if let Err(err) = link.enable_tx_checksum(spec) {
+        log::warn!(
+            "keeping TX checksum offload off on {}: {err:#}",
+            spec.interface_name
+        );
     }
 }
 

@@ -29,6 +29,7 @@ use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value, Client, Until};
 use crate::types::PortMapping;
 use state::Observed;
+pub use txn::Applied;
 use txn::{is_conflict, Txn, DB};
 
 /// How often a change is planned again when a concurrent plugin run changed the database
@@ -148,7 +149,7 @@ impl Ovs {
 
     /// Makes the database hold the network's bridge and exactly its tunnels (`create`).
     pub fn ensure_network(&mut self, cfg: &NetworkConfig) -> Result<()> {
-        self.reconcile(cfg, None)
+        self.reconcile(cfg, None).map(|_| ())
     }
 
     /// Adds a container's port to the network's bridge (`setup`).
@@ -157,7 +158,11 @@ impl Ovs {
     /// guarded by `wait` operations that check exactly that, plus one wait for ovs-vswitchd.
     /// When a guard fails (the database was wiped, a tunnel removed by hand), the network is
     /// reconciled in the same transaction that adds the port.
-    pub fn add_container_port(&mut self, cfg: &NetworkConfig, port: &ContainerPort) -> Result<()> {
+    pub fn add_container_port(
+        &mut self,
+        cfg: &NetworkConfig,
+        port: &ContainerPort,
+    ) -> Result<Applied> {
         let mut txn = Txn::new();
         for guard in network_guards(cfg) {
             txn.push(guard);
@@ -165,7 +170,7 @@ impl Ovs {
         let bridge = vec![ops::cond("name", "==", cfg.bridge.as_str())];
         txn.add_system_port(bridge, &port.name, &port.external_ids(cfg))?;
         match self.apply(txn) {
-            Ok(()) => Ok(()),
+            Ok(applied) => Ok(applied),
             Err(err) if is_conflict(&err) => {
                 log::info!(
                     "network {} needs repair before adding {}: {err:#}",
@@ -176,27 +181,6 @@ impl Ovs {
             }
             Err(err) => Err(err),
         }
-    }
-
-    /// Whether ovs-vswitchd reads and writes the port `name` with offload metadata, completing
-    /// checksums and segmenting itself: what its `Interface.status` says once the port is
-    /// applied. On the userspace datapath that is the case only with `userspace-tso-enable`;
-    /// then the container end may keep its own offloads.
-    pub fn port_completes_checksums(&mut self, name: &str) -> Result<bool> {
-        let results = self.client.transact(
-            DB,
-            vec![ops::select(
-                "Interface",
-                vec![ops::cond("name", "==", name)],
-                Some(&["status"]),
-            )],
-        )?;
-        let Some(row) = value::rows(&results[0])?.first() else {
-            return Ok(false);
-        };
-        let status = value::string_map(value::column(row, "status")?)?;
-        let on = |key: &str| status.get(key).is_some_and(|v| v == "true");
-        Ok(on("tx_tcp_csum_offload") && on("tx_tcp_seg_offload"))
     }
 
     /// Removes a container's port (`teardown`). Returns whether there was one.
@@ -241,7 +225,7 @@ impl Ovs {
 
     /// Reads, plans and applies until the database converges (another plugin run may change
     /// it between our read and our write; OVSDB then refuses our transaction and we plan again).
-    fn reconcile(&mut self, cfg: &NetworkConfig, port: Option<&ContainerPort>) -> Result<()> {
+    fn reconcile(&mut self, cfg: &NetworkConfig, port: Option<&ContainerPort>) -> Result<Applied> {
         let mut last_conflict = None;
         for _ in 0..ATTEMPTS {
             let observed = self.read()?;
@@ -266,10 +250,10 @@ impl Ovs {
                 let bridge = vec![ops::cond("name", "==", cfg.bridge.as_str())];
                 txn.add_system_port(bridge, &port.name, &port.external_ids(cfg))?;
             } else if changes.is_empty() {
-                return Ok(());
+                return Ok(Applied::default());
             }
             match self.apply(txn) {
-                Ok(()) => return Ok(()),
+                Ok(applied) => return Ok(applied),
                 Err(err) if is_conflict(&err) => last_conflict = Some(err),
                 Err(err) => return Err(err),
             }
@@ -282,13 +266,11 @@ impl Ovs {
     }
 
     /// Commits, waits for ovs-vswitchd, and undoes the transaction if vswitchd fails it.
-    fn apply(&mut self, txn: Txn) -> Result<()> {
+    fn apply(&mut self, txn: Txn) -> Result<Applied> {
         let committed = txn.commit(&mut self.client)?;
-        if let Err(err) = committed.wait_applied(&mut self.client) {
+        committed.wait_applied(&mut self.client).inspect_err(|_| {
             committed.undo(&mut self.client);
-            return Err(err);
-        }
-        Ok(())
+        })
     }
 }
 

@@ -306,10 +306,33 @@ impl Txn {
     }
 }
 
+/// What ovs-vswitchd reported, once it applied a transaction, for the interfaces the
+/// transaction created: their `Interface.status`, read in the same round trip as the wait.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    statuses: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Applied {
+    /// Whether ovs-vswitchd reads and writes interface `name` with offload metadata, completing
+    /// checksums and segmenting itself. On the userspace datapath that is the case only with
+    /// `userspace-tso-enable`; then the container end may keep its own offloads.
+    pub fn completes_checksums(&self, name: &str) -> bool {
+        let on = |key: &str| {
+            self.statuses
+                .get(name)
+                .and_then(|status| status.get(key))
+                .is_some_and(|v| v == "true")
+        };
+        on("tx_tcp_csum_offload") && on("tx_tcp_seg_offload")
+    }
+}
+
 impl Committed {
     /// Waits until ovs-vswitchd has applied the transaction, then checks that every interface
-    /// it created works (`ofport` -1 means vswitchd could not add it; `error` says why).
-    pub fn wait_applied(&self, client: &mut Client) -> Result<()> {
+    /// it created works (`ofport` -1 means vswitchd could not add it; `error` says why) and
+    /// returns what it reports about them.
+    pub fn wait_applied(&self, client: &mut Client) -> Result<Applied> {
         let mut ops = vec![ops::wait(
             "Open_vSwitch",
             vec![ops::cond("cur_cfg", ">=", self.next_cfg)],
@@ -322,7 +345,7 @@ impl Committed {
             ops.push(ops::select(
                 "Interface",
                 vec![ops::cond("name", "==", name.as_str())],
-                Some(&["name", "ofport", "error"]),
+                Some(&["name", "ofport", "error", "status"]),
             ));
         }
         let results = client.transact(DB, ops).map_err(|err| {
@@ -341,8 +364,11 @@ impl Committed {
             }
         })?;
         let mut failures = Vec::new();
+        let mut applied = Applied::default();
         for (name, result) in self.new_interfaces.iter().zip(&results[1..]) {
             for row in value::rows(result)? {
+                let status = value::string_map(value::column(row, "status")?)?;
+                applied.statuses.insert(name.clone(), status);
                 let ofport = value::optional(value::column(row, "ofport")?)?
                     .map(|v| value::integer(&v))
                     .transpose()?;
@@ -360,7 +386,7 @@ impl Committed {
         if !failures.is_empty() {
             bail!("Open vSwitch could not add {}", failures.join("; "));
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// Removes every row the transaction inserted (best effort: it runs after another error,
@@ -404,4 +430,35 @@ pub fn is_conflict(err: &anyhow::Error) -> bool {
                 || t.is(crate::ovsdb::REFERENTIAL_INTEGRITY_VIOLATION)))
             || (t.op == "wait" && t.is(crate::ovsdb::TIMED_OUT))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(status: &[(&str, &str)]) -> Applied {
+        let status = status
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Applied {
+            statuses: BTreeMap::from([("gvx".to_string(), status)]),
+        }
+    }
+
+    #[test]
+    fn offloads_are_kept_only_when_ovs_completes_both() {
+        let both = applied(&[
+            ("tx_tcp_csum_offload", "true"),
+            ("tx_tcp_seg_offload", "true"),
+        ]);
+        assert!(both.completes_checksums("gvx"));
+        assert!(!both.completes_checksums("gvother"));
+        let csum_only = applied(&[
+            ("tx_tcp_csum_offload", "true"),
+            ("tx_tcp_seg_offload", "false"),
+        ]);
+        assert!(!csum_only.completes_checksums("gvx"));
+        assert!(!applied(&[]).completes_checksums("gvx"));
+    }
 }
