@@ -176,21 +176,10 @@ mod tests {
     use super::*;
 
     /// `create` input captured from podman 5.4.2.
-    const CREATE_IN: &str = r#"{"name":"gnet","id":"2bfb02a84e40f8d1fdaf291c93cb2597f337b867afc9b49d521617fa4834e062",
- "driver":"geneve-ovs","network_interface":"gnvtest","created":"2026-11-26T06:42:40.598345136Z",
- "subnets":[{"subnet":"192.168.121.0/24","lease_range":{"start_ip":"192.168.121.1","end_ip":"192.168.121.126"}}],
- "ipv6_enabled":false,"internal":true,"dns_enabled":false,"options":{"mtu":"1450","peers":"10.99.0.2"}}"#;
+    const CREATE_IN: &str = include_str!("../tests/fixtures/podman-create.json");
 
     /// `setup` input captured from podman 5.4.2 (nulls included).
-    const SETUP_IN: &str = r#"{"container_id":"27a4e485ba920b7aa9c839436558f15c594cfb5704a6347f989710f8a5c501f8",
- "container_name":"sharp_mendel","port_mappings":null,
- "network":{"dns_enabled":false,"driver":"geneve-ovs","id":"2bfb02a84e40f8d1fdaf291c93cb2597f337b867afc9b49d521617fa4834e062","internal":true,
-   "ipv6_enabled":false,"name":"gnet","network_interface":"gnvtest",
-   "options":{"mtu":"1450","peers":"10.99.0.2"},"ipam_options":null,
-   "subnets":[{"gateway":null,"lease_range":{"end_ip":"192.168.121.126","start_ip":"192.168.121.1"},
-     "subnet":"192.168.121.0/24"}],"routes":null,"network_dns_servers":null},
- "network_options":{"aliases":["27a4e485ba92"],"interface_name":"eth0",
-   "static_ips":["192.168.121.1"],"static_mac":null,"options":null}}"#;
+    const SETUP_IN: &str = include_str!("../tests/fixtures/podman-setup.json");
 
     #[test]
     fn create_input_round_trips() {
