@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 
-use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
+use super::{connect_ovs, parse_input, refresh_underlay, LiveHost};
 use crate::options::{self, Datapath, Stage};
 use crate::types::Network;
 
@@ -24,8 +24,8 @@ pub fn run(input: &str) -> Result<String> {
     if cfg.datapath == Datapath::System {
         // The underlay filter (GENEVE only from the peers) is defence in depth: OVS itself
         // only accepts tunnel packets from a configured remote_ip. A host without nftables
-        // still gets a working network.
-        if let Err(err) = sync_firewall(&mut ovs) {
+        // still gets a working network. From now on the filter covers this network's peers.
+        if let Err(err) = refresh_underlay(&mut ovs) {
             log::warn!("GENEVE underlay filter not installed: {err:#}");
         }
     }

@@ -11,7 +11,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::flags;
-use super::{connect_ovs, lock_host, ovs_rundir, sync_firewall, Reply};
+use super::{connect_ovs, lock_firewall, lock_host, ovs_rundir, Reply};
+use crate::firewall;
 use crate::lock::Mode;
 use crate::netconf;
 use crate::netlink::Netlink;
@@ -24,8 +25,11 @@ pub const USAGE: &str =
 Removes what geneve-ovs created and can no longer serve: OVS ports of containers whose network
 namespace or veth is gone, host veths (gv...) that no OVS port uses and no running container
 holds, gateway ports of networks without containers, and the bridges and tunnels of networks
-that are no longer in podman's network directory; then the nftables rules follow. Never touches an OVS row without external_ids:geneve-ovs.owner=geneve-ovs, nor a
-link not named gv + 13 hex digits. Exit code 0 on success, 1 if anything could not be removed.
+that are no longer in podman's network directory. Then it rebuilds the plugin's nftables table
+(inet geneve_ovs) from what OVS holds: NAT of the non-internal networks, the published ports of
+the containers it kept, the underlay filter of the kernel-datapath networks (run at boot, before
+containers start, this is what puts them back). Never touches an OVS row without
+external_ids:geneve-ovs.owner=geneve-ovs, nor a link not named gv + 13 hex digits. Exit code 0 on success, 1 if anything could not be removed.
 
   --dry-run                  list what would be removed, remove nothing
   --json                     print the result as JSON (see docs/operations.md)
@@ -85,7 +89,15 @@ pub fn run(args: &[&str]) -> Result<Reply> {
     } else {
         None
     };
-    let mut firewall_changed = false;
+    // The container ports gc judged stale publish nothing, even if their removal failed.
+    let stale: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::RemovePort { .. } => Some(s.item.name.clone()),
+            _ => None,
+        })
+        .collect();
     for step in plan.steps {
         let done = if flags.dry_run {
             Ok(())
@@ -104,26 +116,25 @@ pub fn run(args: &[&str]) -> Result<Reply> {
             }
         };
         match done {
-            Ok(()) => {
-                firewall_changed |= step.firewall;
-                report.removed.push(step.item);
-            }
+            Ok(()) => report.removed.push(step.item),
             Err(err) => report.failed.push(Failure {
                 item: step.item,
                 error: format!("{err:#}"),
             }),
         }
     }
-    // The nftables table is rendered from the database: render it again without what went.
-    if firewall_changed && !flags.dry_run {
-        if let Err(err) = sync_firewall(&mut ovs) {
+    // The full reconcile of the nftables table, from what OVS holds after the removals.
+    if !flags.dry_run {
+        if let Err(err) = reconcile_firewall(&mut ovs, &stale) {
             report.failed.push(Failure {
                 item: GcItem {
                     kind: "firewall",
-                    name: format!("inet {}", crate::firewall::TABLE),
+                    name: format!("inet {}", firewall::TABLE),
                     network: None,
                     container_id: None,
-                    reason: "the table must follow the removals".to_string(),
+                    reason: "the table must hold exactly what the live containers and the \
+                             networks need"
+                        .to_string(),
                 },
                 error: format!("{err:#}"),
             });
@@ -176,4 +187,14 @@ fn render(report: &GcReport) -> String {
         lines.push("nothing to remove".to_string());
     }
     lines.join("\n")
+}
+
+/// Empties the table's sets and maps and fills them from OVS: the gateway ports of the
+/// non-internal networks, the published ports of every container port gc did not judge stale,
+/// the underlay filter. The table goes when no network needs it.
+fn reconcile_firewall(ovs: &mut crate::ovs::Ovs, stale: &[String]) -> Result<()> {
+    let _lock = lock_firewall()?;
+    let observed = ovs.read()?;
+    let desired = firewall::elements::desired(&observed, |row| !stale.contains(&row.name));
+    firewall::reconcile(&desired)
 }

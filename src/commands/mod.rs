@@ -42,6 +42,8 @@ operator commands (see `geneve-ovs <command> --help`):
 
 Environment:
   OVS_RUNDIR            directory of ovsdb-server's db.sock (default /var/run/openvswitch)
+  GENEVE_OVS_RUNDIR     the plugin's own root-only directory for its lock files (default
+                        /run/geneve-ovs; created with mode 0700 when missing)
   RUST_LOG              log level on stderr (default warn)
   GENEVE_OVS_NETWORK_CONFIG_DIR  podman's network directory for status and gc
                         (default /etc/containers/networks)";
@@ -121,8 +123,22 @@ fn ovs_rundir() -> PathBuf {
 
 /// Takes the host lock ([`crate::lock`]) of this host's Open vSwitch.
 fn lock_host(mode: lock::Mode) -> Result<lock::HostLock> {
-    let path = lock::path_for(&Client::default_socket());
-    lock::acquire(&path, mode, lock::DEFAULT_WAIT)
+    lock::acquire_for(
+        lock::Kind::Host,
+        &Client::default_socket(),
+        mode,
+        lock::DEFAULT_WAIT,
+    )
+}
+
+/// Takes the firewall lock ([`crate::lock`]) for a rewrite of the underlay filter.
+fn lock_firewall() -> Result<lock::HostLock> {
+    lock::acquire_for(
+        lock::Kind::Firewall,
+        &Client::default_socket(),
+        lock::Mode::Exclusive,
+        lock::DEFAULT_WAIT,
+    )
 }
 
 /// Takes the host lock shared for `setup` and `teardown`. Only a `gc` that keeps it is an
@@ -180,8 +196,11 @@ impl HostFacts for LiveHost<'_> {
     }
 }
 
-/// Rebuilds the plugin's nftables table from what OVS now holds.
-fn sync_firewall(ovs: &mut Ovs) -> Result<()> {
-    let observed = ovs.read()?;
-    firewall::apply(&firewall::Rules::from_observed(&observed))
+/// Replaces the underlay filter (GENEVE only from the peers of kernel-datapath networks) with
+/// what OVS now holds, under the firewall lock so that two runs cannot each apply a set that
+/// lacks the other's peers.
+fn refresh_underlay(ovs: &mut Ovs) -> Result<()> {
+    let _lock = lock_firewall()?;
+    let underlay = firewall::Underlay::from_observed(&ovs.read()?);
+    firewall::replace_underlay(&underlay)
 }

@@ -11,10 +11,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
-use super::{connect_ovs, parse_input, sync_firewall, LiveHost};
+use super::{connect_ovs, lock_firewall, parse_input, refresh_underlay, LiveHost};
 use crate::container_link::{self, AttachedLink, ContainerLinkSpec, ContainerRoute};
+use crate::firewall::{self, PortTaken, Published};
 use crate::gateway;
-use crate::naming;
+use crate::naming::{self, keys};
 use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::{ContainerPort, Ovs};
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
@@ -34,6 +35,15 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     };
     let static_ips = exec.network_options.static_ips.clone().unwrap_or_default();
     let addresses = container_addresses(network, &static_ips)?;
+    // A port mapping that cannot be rendered fails here, before anything exists. Internal
+    // networks publish nothing (no gateway, no NAT).
+    let port_mappings = exec.port_mappings.clone().unwrap_or_default();
+    let published = if network.internal {
+        Vec::new()
+    } else {
+        firewall::published_ports(&static_ips, &port_mappings)
+            .with_context(|| format!("container {}", exec.container_name))?
+    };
 
     // Connect before building anything, so that OVS being down leaves nothing behind.
     let mut ovs = connect_ovs()?;
@@ -72,7 +82,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         mac: naming::format_mac(&link.mac()),
         netns: netns.display().to_string(),
         addresses: static_ips,
-        port_mappings: exec.port_mappings.clone().unwrap_or_default(),
+        port_mappings,
     };
     let mut port_added = false;
     let attached = (|| -> Result<AttachedLink> {
@@ -102,7 +112,12 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         }
         link.configure(&spec)?;
         if !cfg.internal {
-            connect_outside(&mut ovs, &cfg)?;
+            connect_outside(&mut ovs, &cfg, &port.addresses, &published)?;
+        } else if cfg.datapath == Datapath::System {
+            // As in `create`: defence in depth, not a condition for the network to work.
+            if let Err(err) = refresh_underlay(&mut ovs) {
+                log::warn!("GENEVE underlay filter not refreshed: {err:#}");
+            }
         }
         Ok(link.attached())
     })();
@@ -112,7 +127,8 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
             // Undo this container entirely: its port (and with it, if it was the only one, the
             // gateway and the network's rules) and its veth.
             if port_added {
-                if let Err(cleanup) = detach_from_ovs(&mut ovs, network, &port.name) {
+                if let Err(cleanup) = detach_from_ovs(&mut ovs, network, &port.name, &port.addresses)
+                {
                     log::error!("could not remove OVS port {}: {cleanup:#}", port.name);
                 }
             }
@@ -170,22 +186,75 @@ fn keep_offloads(link: &container_link::PendingLink, spec: &ContainerLinkSpec) {
 }
 
 /// Removes a container's port, and for a non-internal network whatever its departure makes
-/// idle (the gateway port, firewall rules). Also what `teardown` does.
-pub(super) fn detach_from_ovs(ovs: &mut Ovs, network: &Network, port: &str) -> Result<bool> {
+/// idle (the gateway port) and every published port that targets one of its `addresses`.
+/// Also what `teardown` does.
+pub(super) fn detach_from_ovs(
+    ovs: &mut Ovs,
+    network: &Network,
+    port: &str,
+    addresses: &[IpAddr],
+) -> Result<bool> {
     let removed = ovs.remove_container_port(port)?;
     if !network.internal {
         let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
         ovs.ensure_network(&cfg)?;
-        sync_firewall(ovs)?;
+        firewall::detach_container(addresses)?;
     }
     Ok(removed)
 }
 
 /// The part of a non-internal network beyond the overlay: the gateway addresses on this host's
-/// gateway port, and the NAT and port-mapping rules.
-fn connect_outside(ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
-    gateway::configure(&naming::gateway_port_name(cfg.vni), &cfg.gateways)?;
-    sync_firewall(ovs)
+/// gateway port, and the network's and the container's elements in the nftables table (with
+/// the underlay filter on the kernel datapath).
+fn connect_outside(
+    ovs: &mut Ovs,
+    cfg: &NetworkConfig,
+    addresses: &[IpAddr],
+    published: &[Published],
+) -> Result<()> {
+    let gateway = naming::gateway_port_name(cfg.vni);
+    gateway::configure(&gateway, &cfg.gateways)?;
+    let (_lock, underlay) = if cfg.datapath == Datapath::System {
+        let lock = lock_firewall()?;
+        let underlay = firewall::Underlay::from_observed(&ovs.read()?);
+        (Some(lock), Some(underlay))
+    } else {
+        (None, None)
+    };
+    match firewall::attach_container(&gateway, addresses, published, underlay.as_ref()) {
+        Ok(()) => Ok(()),
+        Err(err) => match err.downcast_ref::<PortTaken>() {
+            Some(taken) => Err(anyhow::anyhow!(
+                "{taken}{}; choose another host port, or, if that container is gone, run \
+                 `geneve-ovs gc` to remove what it left",
+                holder_of(ovs, taken.holder)
+            )),
+            None => Err(err),
+        },
+    }
+}
+
+/// ": container NAME (ID) on network NET" for the container port that has `address`, if OVS
+/// knows one.
+fn holder_of(ovs: &mut Ovs, address: IpAddr) -> String {
+    let Ok(observed) = ovs.read() else {
+        return String::new();
+    };
+    observed
+        .ports
+        .iter()
+        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+        .find(|p| firewall::elements::row_addresses(p).contains(&address))
+        .map(|p| {
+            let get = |k: &str| p.external_ids.get(k).map(String::as_str).unwrap_or("?");
+            format!(
+                ": container {} ({}) on network {}",
+                get(keys::CONTAINER_NAME),
+                get(keys::CONTAINER_ID).chars().take(12).collect::<String>(),
+                get(keys::NETWORK)
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Each static IP with the prefix length of the network subnet that contains it.

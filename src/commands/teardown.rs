@@ -26,8 +26,10 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
-    let port = connect_ovs()
-        .and_then(|mut ovs| setup::detach_from_ovs(&mut ovs, &exec.network, &host_name));
+    let addresses = exec.network_options.static_ips.clone().unwrap_or_default();
+    let port = connect_ovs().and_then(|mut ovs| {
+        setup::detach_from_ovs(&mut ovs, &exec.network, &host_name, &addresses)
+    });
     let veth = container_link::detach(&host_name);
     let removed_port = port?;
     let removed_veth = veth?;

@@ -1,0 +1,431 @@
+//! The nft JSON of the plugin's table: a fixed skeleton (chains, named sets and maps, rules
+//! that only reference them) and element changes. Pure: every transaction the plugin sends is
+//! built here, and unit-tested to parse with the `nftables` crate.
+//!
+//! Every transaction starts with the whole skeleton: `add table`, `add chain`, `add set`/`add
+//! map` are no-ops on what exists, `flush chain` + `add rule` rewrite the rules with the same
+//! constant rules. So concurrent transactions agree on it, a table left by an older version is
+//! upgraded by the first run, and the element changes that follow always find their sets.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::elements::{ContainerChange, Current, PortKey, Published, Underlay};
+use super::TABLE;
+
+/// The set of gateway ports (type ifname) of the non-internal networks.
+pub const GATEWAYS: &str = "gateways";
+/// (gateway . gateway) for every gateway: traffic routed within one network.
+pub const SAME_GATEWAY: &str = "same_gateway";
+/// The UDP ports GENEVE is filtered on.
+pub const UNDERLAY_PORTS: &str = "underlay_ports";
+/// (peer . UDP port) GENEVE is accepted from, per family.
+pub const UNDERLAY_PEERS4: &str = "underlay_peers4";
+pub const UNDERLAY_PEERS6: &str = "underlay_peers6";
+
+/// The name of a DNAT map: `dnat{4,6}[_host]_{addr,port}`.
+pub fn dnat_map(ipv4: bool, host_ip: bool, addr: bool) -> String {
+    format!(
+        "dnat{}{}_{}",
+        if ipv4 { "4" } else { "6" },
+        if host_ip { "_host" } else { "" },
+        if addr { "addr" } else { "port" }
+    )
+}
+
+/// Every DNAT map name with what it is: (name, ipv4, keyed by host address, holds addresses).
+pub fn dnat_maps() -> Vec<(String, bool, bool, bool)> {
+    let mut maps = Vec::new();
+    for ipv4 in [true, false] {
+        for host_ip in [true, false] {
+            for addr in [true, false] {
+                maps.push((dnat_map(ipv4, host_ip, addr), ipv4, host_ip, addr));
+            }
+        }
+    }
+    maps
+}
+
+fn table() -> Value {
+    json!({ "family": "inet", "name": TABLE })
+}
+
+fn chain(name: &str, kind: &str, hook: &str, prio: i32) -> Value {
+    json!({"add": {"chain": {
+        "family": "inet", "table": TABLE, "name": name,
+        "type": kind, "hook": hook, "prio": prio, "policy": "accept"
+    }}})
+}
+
+/// The plain sets and their types.
+fn sets() -> [(&'static str, Value); 5] {
+    [
+        (GATEWAYS, json!("ifname")),
+        (SAME_GATEWAY, json!(["ifname", "ifname"])),
+        (UNDERLAY_PORTS, json!("inet_service")),
+        (UNDERLAY_PEERS4, json!(["ipv4_addr", "inet_service"])),
+        (UNDERLAY_PEERS6, json!(["ipv6_addr", "inet_service"])),
+    ]
+}
+
+/// A set as nft JSON names it (with its type: the `nftables` crate wants it everywhere).
+fn set_object(name: &str) -> Value {
+    let kind = sets()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| k)
+        .unwrap_or(Value::Null);
+    json!({"family": "inet", "table": TABLE, "name": name, "type": kind})
+}
+
+/// A DNAT map as nft JSON names it, with its key and value types.
+fn map_object(ipv4: bool, host_ip: bool, addr: bool) -> Value {
+    let mut key = Vec::new();
+    if host_ip {
+        key.push(addr_type(ipv4));
+    }
+    key.extend(["inet_proto", "inet_service"]);
+    let data = if addr { addr_type(ipv4) } else { "inet_service" };
+    json!({
+        "family": "inet", "table": TABLE, "name": dnat_map(ipv4, host_ip, addr),
+        "type": key, "map": data
+    })
+}
+
+fn rule(chain: &str, expr: Vec<Value>) -> Value {
+    json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": chain, "expr": expr}}})
+}
+
+fn matches(left: Value, op: &str, right: Value) -> Value {
+    json!({"match": {"op": op, "left": left, "right": right}})
+}
+
+fn payload(protocol: &str, field: &str) -> Value {
+    json!({"payload": {"protocol": protocol, "field": field}})
+}
+
+fn meta(key: &str) -> Value {
+    json!({"meta": {"key": key}})
+}
+
+fn set_ref(name: &str) -> Value {
+    Value::String(format!("@{name}"))
+}
+
+fn nfproto(ipv4: bool) -> Value {
+    matches(
+        meta("nfproto"),
+        "==",
+        json!(if ipv4 { "ipv4" } else { "ipv6" }),
+    )
+}
+
+fn addr_type(ipv4: bool) -> &'static str {
+    if ipv4 {
+        "ipv4_addr"
+    } else {
+        "ipv6_addr"
+    }
+}
+
+fn ip_proto(ipv4: bool) -> &'static str {
+    if ipv4 {
+        "ip"
+    } else {
+        "ip6"
+    }
+}
+
+/// The DNAT rules of one family, for the prerouting and output chains: traffic addressed to
+/// this host (`fib daddr type local`: its addresses, 127.0.0.0/8 from the host itself, the
+/// gateway addresses) on a published port goes to its container; the maps keyed by host
+/// address come first, so `-p HOST_IP:...` wins over a plain `-p` of the same port.
+fn dnat_rules(chain: &str, ipv4: bool) -> Vec<Value> {
+    let mut rules = Vec::new();
+    for host_ip in [true, false] {
+        let mut key = Vec::new();
+        if host_ip {
+            key.push(payload(ip_proto(ipv4), "daddr"));
+        }
+        key.push(meta("l4proto"));
+        key.push(payload("th", "dport"));
+        let lookup = |addr: bool| {
+            json!({"map": {
+                "key": {"concat": key.clone()},
+                "data": set_ref(&dnat_map(ipv4, host_ip, addr)),
+            }})
+        };
+        rules.push(rule(
+            chain,
+            vec![
+                nfproto(ipv4),
+                matches(
+                    json!({"fib": {"result": "type", "flags": ["daddr"]}}),
+                    "==",
+                    json!("local"),
+                ),
+                json!({"dnat": {
+                    "family": ip_proto(ipv4),
+                    "addr": lookup(true),
+                    "port": lookup(false),
+                }}),
+            ],
+        ));
+    }
+    rules
+}
+
+/// The skeleton: table, chains, sets and maps, and the constant rules.
+pub fn skeleton() -> Vec<Value> {
+    let mut cmds = vec![json!({"add": {"table": table()}})];
+    let chains = [
+        ("prerouting", "nat", "prerouting", -100),
+        ("output", "nat", "output", -100),
+        ("postrouting", "nat", "postrouting", 100),
+        ("forward", "filter", "forward", 0),
+        ("input", "filter", "input", -10),
+    ];
+    for (name, kind, hook, prio) in chains {
+        cmds.push(chain(name, kind, hook, prio));
+    }
+    for (name, _) in sets() {
+        cmds.push(json!({"add": {"set": set_object(name)}}));
+    }
+    for (_, ipv4, host_ip, addr) in dnat_maps() {
+        cmds.push(json!({"add": {"map": map_object(ipv4, host_ip, addr)}}));
+    }
+    for (name, ..) in chains {
+        cmds.push(json!({"flush": {"chain": {"family": "inet", "table": TABLE, "name": name}}}));
+    }
+
+    for ipv4 in [true, false] {
+        cmds.extend(dnat_rules("prerouting", ipv4));
+        cmds.extend(dnat_rules("output", ipv4));
+    }
+    let gateways = set_ref(GATEWAYS);
+    // Outbound NAT: from a network out of anything but a network.
+    cmds.push(rule(
+        "postrouting",
+        vec![
+            matches(meta("iifname"), "==", gateways.clone()),
+            matches(meta("oifname"), "!=", gateways.clone()),
+            json!({"masquerade": null}),
+        ],
+    ));
+    // Hairpin: a container reaching a published port of this host from the same network; the
+    // answer must come back through the host, not straight from the target.
+    cmds.push(rule(
+        "postrouting",
+        vec![
+            matches(meta("iifname"), "==", gateways.clone()),
+            matches(meta("oifname"), "==", gateways.clone()),
+            matches(json!({"ct": {"key": "status"}}), "in", json!("dnat")),
+            json!({"masquerade": null}),
+        ],
+    ));
+    // The host itself through 127.0.0.1 (route_localnet is on for the gateway ports): the
+    // container must see a source it can answer.
+    cmds.push(rule(
+        "postrouting",
+        vec![
+            nfproto(true),
+            matches(
+                payload("ip", "saddr"),
+                "==",
+                json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
+            ),
+            matches(meta("oifname"), "==", gateways.clone()),
+            json!({"masquerade": null}),
+        ],
+    ));
+    // Isolation: no routing through the host from one network into another.
+    cmds.push(rule(
+        "forward",
+        vec![
+            matches(meta("iifname"), "==", gateways.clone()),
+            matches(meta("oifname"), "==", gateways.clone()),
+            matches(
+                json!({"concat": [meta("iifname"), meta("oifname")]}),
+                "!=",
+                set_ref(SAME_GATEWAY),
+            ),
+            json!({"drop": null}),
+        ],
+    ));
+    // route_localnet lets 127.0.0.0/8 be routed on the gateway ports; a container must not
+    // use that to reach the host's loopback services.
+    cmds.push(rule(
+        "input",
+        vec![
+            nfproto(true),
+            matches(meta("iifname"), "==", gateways),
+            matches(
+                payload("ip", "daddr"),
+                "==",
+                json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
+            ),
+            json!({"drop": null}),
+        ],
+    ));
+    // GENEVE only from the peers.
+    for (ipv4, peers) in [(true, UNDERLAY_PEERS4), (false, UNDERLAY_PEERS6)] {
+        cmds.push(rule(
+            "input",
+            vec![
+                nfproto(ipv4),
+                matches(payload("udp", "dport"), "==", set_ref(UNDERLAY_PORTS)),
+                matches(
+                    json!({"concat": [payload(ip_proto(ipv4), "saddr"), payload("udp", "dport")]}),
+                    "!=",
+                    set_ref(peers),
+                ),
+                json!({"drop": null}),
+            ],
+        ));
+    }
+    cmds
+}
+
+fn element(verb: &str, set: &str, elem: Vec<Value>) -> Value {
+    json!({ verb: {"element": {"family": "inet", "table": TABLE, "name": set, "elem": elem}}})
+}
+
+fn flush_set(name: &str) -> Value {
+    json!({"flush": {"set": set_object(name)}})
+}
+
+fn key_value(key: &PortKey) -> Value {
+    let mut parts = Vec::new();
+    if let Some(ip) = key.host_ip {
+        parts.push(json!(ip.to_string()));
+    }
+    parts.push(json!(key.protocol.name()));
+    parts.push(json!(key.host_port));
+    json!({ "concat": parts })
+}
+
+/// The network-level elements of non-internal networks' gateway ports (idempotent adds).
+pub fn add_gateways<'a>(gateways: impl IntoIterator<Item = &'a String>) -> Vec<Value> {
+    let names: Vec<&String> = gateways.into_iter().collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        element("add", GATEWAYS, names.iter().map(|g| json!(g)).collect()),
+        element(
+            "add",
+            SAME_GATEWAY,
+            names
+                .iter()
+                .map(|g| json!({"concat": [g, g]}))
+                .collect(),
+        ),
+    ]
+}
+
+/// One container's element changes: deletes first, then adds.
+pub fn container_change(change: &ContainerChange) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for (key, current) in &change.delete {
+        let host = key.host_ip.is_some();
+        let Current { addr, port } = current;
+        if addr.is_some() {
+            cmds.push(element(
+                "delete",
+                &dnat_map(key.ipv4, host, true),
+                vec![key_value(key)],
+            ));
+        }
+        if port.is_some() {
+            cmds.push(element(
+                "delete",
+                &dnat_map(key.ipv4, host, false),
+                vec![key_value(key)],
+            ));
+        }
+    }
+    cmds.extend(add_published(&change.add));
+    cmds
+}
+
+fn add_published(elements: &[Published]) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for (_, ipv4, host, addr) in dnat_maps() {
+        let elem: Vec<Value> = elements
+            .iter()
+            .filter(|e| e.key.ipv4 == ipv4 && e.key.host_ip.is_some() == host)
+            .map(|e| {
+                let data = if addr {
+                    json!(e.target.addr.to_string())
+                } else {
+                    json!(e.target.port)
+                };
+                json!([key_value(&e.key), data])
+            })
+            .collect();
+        if !elem.is_empty() {
+            cmds.push(element("add", &dnat_map(ipv4, host, addr), elem));
+        }
+    }
+    cmds
+}
+
+/// Replaces the underlay filter's contents.
+pub fn replace_underlay(underlay: &Underlay) -> Vec<Value> {
+    let mut cmds = vec![
+        flush_set(UNDERLAY_PORTS),
+        flush_set(UNDERLAY_PEERS4),
+        flush_set(UNDERLAY_PEERS6),
+    ];
+    if !underlay.ports.is_empty() {
+        cmds.push(element(
+            "add",
+            UNDERLAY_PORTS,
+            underlay.ports.iter().map(|p| json!(p)).collect(),
+        ));
+    }
+    for (ipv4, name) in [(true, UNDERLAY_PEERS4), (false, UNDERLAY_PEERS6)] {
+        let elem: Vec<Value> = underlay
+            .peers
+            .iter()
+            .filter(|(ip, _)| ip.is_ipv4() == ipv4)
+            .map(|(ip, port): &(IpAddr, u16)| json!({"concat": [ip.to_string(), port]}))
+            .collect();
+        if !elem.is_empty() {
+            cmds.push(element("add", name, elem));
+        }
+    }
+    cmds
+}
+
+/// Empties every set and map but the underlay's: the start of a full reconcile.
+pub fn flush_all_but_underlay() -> Vec<Value> {
+    let mut cmds = vec![flush_set(GATEWAYS), flush_set(SAME_GATEWAY)];
+    for (_, ipv4, host_ip, addr) in dnat_maps() {
+        cmds.push(json!({"flush": {"map": map_object(ipv4, host_ip, addr)}}));
+    }
+    cmds
+}
+
+/// The full reconcile's element part: everything `desired` holds, into emptied sets.
+pub fn refill(desired: &super::elements::Desired) -> Vec<Value> {
+    let mut cmds = flush_all_but_underlay();
+    cmds.extend(add_gateways(&desired.gateways));
+    cmds.extend(add_published(&desired.dnat));
+    cmds.extend(replace_underlay(&desired.underlay));
+    cmds
+}
+
+/// Removes the table (adding it first makes the deletion safe when it does not exist).
+pub fn remove_table() -> Vec<Value> {
+    vec![
+        json!({"add": {"table": table()}}),
+        json!({"delete": {"table": table()}}),
+    ]
+}
+
+/// Wraps commands into one nft JSON document (one transaction).
+pub fn document(cmds: Vec<Value>) -> Value {
+    json!({ "nftables": cmds })
+}

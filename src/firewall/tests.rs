@@ -1,0 +1,167 @@
+//! The rendered transactions parse as nft JSON (the `nftables` crate's schema).
+
+use serde_json::{json, Value};
+
+use super::elements::{self, Current, Desired, Listing, PortKey, Protocol, Published, Target};
+use super::render;
+
+fn parses(cmds: Vec<Value>) -> String {
+    let document = render::document(cmds);
+    let parsed: nftables::schema::Nftables = serde_json::from_value(document.clone())
+        .unwrap_or_else(|e| panic!("does not parse: {e}\n{document:#}"));
+    assert!(!parsed.objects.is_empty());
+    document.to_string()
+}
+
+fn element(host_ip: Option<&str>, port: u16, addr: &str, to: u16) -> Published {
+    let addr: std::net::IpAddr = addr.parse().unwrap();
+    Published {
+        key: PortKey {
+            ipv4: addr.is_ipv4(),
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            protocol: Protocol::Tcp,
+            host_port: port,
+        },
+        target: Target { addr, port: to },
+    }
+}
+
+#[test]
+fn skeleton_is_constant_and_only_references_sets() {
+    let text = parses(render::skeleton());
+    assert_eq!(render::skeleton(), render::skeleton());
+    // Rules name no address, port or interface of their own: only sets and maps.
+    for needle in ["@gateways", "@same_gateway", "@dnat4_addr", "@dnat6_host_port"] {
+        assert!(text.contains(needle), "{needle} missing: {text}");
+    }
+    assert!(!text.contains("192.168."), "{text}");
+    assert!(text.contains(r#""fib":{"flags":["daddr"],"result":"type"}"#), "{text}");
+    assert!(text.contains(r#""flush":{"chain""#), "{text}");
+    // No command deletes the table: elements of other runs survive.
+    assert!(!text.contains(r#""delete":{"table""#), "{text}");
+}
+
+#[test]
+fn a_container_change_renders_deletes_before_adds() {
+    let key = element(None, 8080, "192.168.120.5", 80).key;
+    let change = elements::ContainerChange {
+        delete: vec![(
+            key,
+            Current {
+                addr: Some("192.168.120.5".parse().unwrap()),
+                port: Some(80),
+            },
+        )],
+        add: vec![
+            element(None, 8080, "192.168.120.5", 80),
+            element(Some("10.99.0.1"), 9090, "192.168.120.5", 90),
+            element(None, 8080, "fd12::5", 80),
+        ],
+    };
+    let cmds = render::container_change(&change);
+    let text = parses(cmds.clone());
+    assert!(cmds[0].get("delete").is_some() && cmds[1].get("delete").is_some());
+    assert!(cmds[2..].iter().all(|c| c.get("add").is_some()));
+    assert!(
+        text.contains(r#"[{"concat":["tcp",8080]},"192.168.120.5"]"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"[{"concat":["tcp",8080]},80]"#), "{text}");
+    assert!(
+        text.contains(r#"[{"concat":["10.99.0.1","tcp",9090]},"192.168.120.5"]"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""name":"dnat6_addr""#), "{text}");
+}
+
+#[test]
+fn the_reconcile_empties_and_refills_everything() {
+    let mut desired = Desired {
+        needed: true,
+        ..Desired::default()
+    };
+    desired.gateways.insert("gw7".into());
+    desired.dnat.push(element(None, 8080, "192.168.120.5", 80));
+    desired.underlay.ports.insert(6081);
+    desired
+        .underlay
+        .peers
+        .insert(("10.99.0.2".parse().unwrap(), 6081));
+    desired.underlay.peers.insert(("fd99::2".parse().unwrap(), 6081));
+    let mut cmds = render::skeleton();
+    cmds.extend(render::refill(&desired));
+    let text = parses(cmds);
+    for map in render::dnat_maps() {
+        assert!(
+            text.contains(&format!(r#"{{"flush":{{"map":{{"family":"inet","map":"#))
+                && text.contains(&format!(r#""name":"{}""#, map.0)),
+            "{} not flushed: {text}",
+            map.0
+        );
+    }
+    assert!(text.contains(r#"{"concat":["gw7","gw7"]}"#), "{text}");
+    assert!(text.contains(r#"{"concat":["10.99.0.2",6081]}"#), "{text}");
+    assert!(text.contains(r#"{"concat":["fd99::2",6081]}"#), "{text}");
+}
+
+#[test]
+fn listing_reads_what_the_plugin_writes() {
+    // As `nft -j list table inet geneve_ovs` prints it (nft 1.0.6).
+    let listed = json!({"nftables": [
+        {"metainfo": {"version": "1.0.6"}},
+        {"table": {"family": "inet", "name": "geneve_ovs", "handle": 1}},
+        {"map": {"family": "inet", "name": "dnat4_addr", "table": "geneve_ovs",
+                 "type": ["inet_proto", "inet_service"], "map": "ipv4_addr",
+                 "elem": [[{"concat": ["tcp", 8080]}, "192.168.120.10"],
+                          [{"concat": ["udp", 53]}, "192.168.120.11"]]}},
+        {"map": {"family": "inet", "name": "dnat4_port", "table": "geneve_ovs",
+                 "type": ["inet_proto", "inet_service"], "map": "inet_service",
+                 "elem": [[{"concat": ["tcp", 8080]}, 80]]}},
+        {"map": {"family": "inet", "name": "dnat6_host_addr", "table": "geneve_ovs",
+                 "type": ["ipv6_addr", "inet_proto", "inet_service"], "map": "ipv6_addr",
+                 "elem": [[{"concat": ["fd99::1", "sctp", 9]}, "fd12::5"]]}},
+        {"map": {"family": "inet", "name": "unrelated", "table": "geneve_ovs",
+                 "elem": [[{"concat": ["tcp", 1]}, "10.0.0.1"]]}},
+        {"set": {"family": "inet", "name": "gateways", "table": "geneve_ovs", "elem": ["gw1"]}}
+    ]});
+    let listing = super::listing::parse(&listed);
+    assert!(listing.exists);
+    assert_eq!(listing.dnat.len(), 3, "{listing:?}");
+    let tcp = PortKey {
+        ipv4: true,
+        host_ip: None,
+        protocol: Protocol::Tcp,
+        host_port: 8080,
+    };
+    assert_eq!(
+        listing.dnat[&tcp],
+        Current {
+            addr: Some("192.168.120.10".parse().unwrap()),
+            port: Some(80)
+        }
+    );
+    let udp = PortKey {
+        protocol: Protocol::Udp,
+        host_port: 53,
+        ..tcp
+    };
+    assert_eq!(listing.dnat[&udp].port, None);
+    let sctp = PortKey {
+        ipv4: false,
+        host_ip: Some("fd99::1".parse().unwrap()),
+        protocol: Protocol::Sctp,
+        host_port: 9,
+    };
+    assert_eq!(
+        listing.dnat[&sctp].addr,
+        Some("fd12::5".parse().unwrap())
+    );
+}
+
+#[test]
+fn removing_the_table_is_safe_when_it_does_not_exist() {
+    let cmds = render::remove_table();
+    assert_eq!(cmds.len(), 2);
+    parses(cmds);
+    let _ = Listing::default();
+}
