@@ -45,8 +45,7 @@ pub fn configure(name: &str, addresses: &[IpNet]) -> Result<()> {
 fn enable(path: &str) -> Result<()> {
     let current = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     if current.trim() != "1" {
-        std::fs::write(path, "1")
-            .with_context(|| format!("writing 1 to {path}"))?;
+        std::fs::write(path, "1").with_context(|| format!("writing 1 to {path}"))?;
     }
     Ok(())
 }

@@ -264,7 +264,11 @@ mod tests {
         let dir = Path::new("/run/geneve-ovs");
         let a = path_for(dir, Kind::Host, Path::new("/var/run/openvswitch/db.sock"));
         let b = path_for(dir, Kind::Host, Path::new("/tmp/lab/h2/db.sock"));
-        let c = path_for(dir, Kind::Firewall, Path::new("/var/run/openvswitch/db.sock"));
+        let c = path_for(
+            dir,
+            Kind::Firewall,
+            Path::new("/var/run/openvswitch/db.sock"),
+        );
         assert_eq!(a.parent(), Some(dir));
         assert_ne!(a, b);
         assert_ne!(a, c);

@@ -127,7 +127,8 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
             // Undo this container entirely: its port (and with it, if it was the only one, the
             // gateway and the network's rules) and its veth.
             if port_added {
-                if let Err(cleanup) = detach_from_ovs(&mut ovs, network, &port.name, &port.addresses)
+                if let Err(cleanup) =
+                    detach_from_ovs(&mut ovs, network, &port.name, &port.addresses)
                 {
                     log::error!("could not remove OVS port {}: {cleanup:#}", port.name);
                 }

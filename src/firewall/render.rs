@@ -86,7 +86,11 @@ fn map_object(ipv4: bool, host_ip: bool, addr: bool) -> Value {
         key.push(addr_type(ipv4));
     }
     key.extend(["inet_proto", "inet_service"]);
-    let data = if addr { addr_type(ipv4) } else { "inet_service" };
+    let data = if addr {
+        addr_type(ipv4)
+    } else {
+        "inet_service"
+    };
     json!({
         "family": "inet", "table": TABLE, "name": dnat_map(ipv4, host_ip, addr),
         "type": key, "map": data
@@ -254,7 +258,9 @@ pub fn skeleton() -> Vec<Value> {
         ],
     ));
     // route_localnet lets 127.0.0.0/8 be routed on the gateway ports; a container must not
-    // use that to reach the host's loopback services.
+    // use that to reach the host's loopback services. (The answers to the host's own
+    // connections through 127.0.0.1 arrive here too, un-NATed back to 127.0.0.1: they are
+    // the reply direction and pass.)
     cmds.push(rule(
         "input",
         vec![
@@ -265,6 +271,7 @@ pub fn skeleton() -> Vec<Value> {
                 "==",
                 json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
             ),
+            matches(json!({"ct": {"key": "direction"}}), "==", json!("original")),
             json!({"drop": null}),
         ],
     ));
@@ -316,10 +323,7 @@ pub fn add_gateways<'a>(gateways: impl IntoIterator<Item = &'a String>) -> Vec<V
         element(
             "add",
             SAME_GATEWAY,
-            names
-                .iter()
-                .map(|g| json!({"concat": [g, g]}))
-                .collect(),
+            names.iter().map(|g| json!({"concat": [g, g]})).collect(),
         ),
     ]
 }

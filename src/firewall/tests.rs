@@ -31,11 +31,19 @@ fn skeleton_is_constant_and_only_references_sets() {
     let text = parses(render::skeleton());
     assert_eq!(render::skeleton(), render::skeleton());
     // Rules name no address, port or interface of their own: only sets and maps.
-    for needle in ["@gateways", "@same_gateway", "@dnat4_addr", "@dnat6_host_port"] {
+    for needle in [
+        "@gateways",
+        "@same_gateway",
+        "@dnat4_addr",
+        "@dnat6_host_port",
+    ] {
         assert!(text.contains(needle), "{needle} missing: {text}");
     }
     assert!(!text.contains("192.168."), "{text}");
-    assert!(text.contains(r#""fib":{"flags":["daddr"],"result":"type"}"#), "{text}");
+    assert!(
+        text.contains(r#""fib":{"flags":["daddr"],"result":"type"}"#),
+        "{text}"
+    );
     assert!(text.contains(r#""flush":{"chain""#), "{text}");
     // No command deletes the table: elements of other runs survive.
     assert!(!text.contains(r#""delete":{"table""#), "{text}");
@@ -87,7 +95,10 @@ fn the_reconcile_empties_and_refills_everything() {
         .underlay
         .peers
         .insert(("10.99.0.2".parse().unwrap(), 6081));
-    desired.underlay.peers.insert(("fd99::2".parse().unwrap(), 6081));
+    desired
+        .underlay
+        .peers
+        .insert(("fd99::2".parse().unwrap(), 6081));
     let mut cmds = render::skeleton();
     cmds.extend(render::refill(&desired));
     let text = parses(cmds);
@@ -152,10 +163,7 @@ fn listing_reads_what_the_plugin_writes() {
         protocol: Protocol::Sctp,
         host_port: 9,
     };
-    assert_eq!(
-        listing.dnat[&sctp].addr,
-        Some("fd12::5".parse().unwrap())
-    );
+    assert_eq!(listing.dnat[&sctp].addr, Some("fd12::5".parse().unwrap()));
 }
 
 #[test]

@@ -54,7 +54,10 @@ fn host_ip_restricts_the_family_and_keys_the_address() {
     let own = [ip("192.168.120.5"), ip("fd12::5")];
     let got = published_ports(&own, &[mapping("10.99.0.1", 8080, 80, "tcp", 1)]).unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].key, key(true, Some("10.99.0.1"), Protocol::Tcp, 8080));
+    assert_eq!(
+        got[0].key,
+        key(true, Some("10.99.0.1"), Protocol::Tcp, 8080)
+    );
     // 0.0.0.0 and :: mean every address of their family, with no address to match.
     let any4 = published_ports(&own, &[mapping("0.0.0.0", 8080, 80, "tcp", 1)]).unwrap();
     assert_eq!(any4.len(), 1);
@@ -77,24 +80,43 @@ fn host_ip_restricts_the_family_and_keys_the_address() {
 fn mappings_that_cannot_be_rendered_are_refused_naming_them() {
     let v4 = [ip("192.168.120.5")];
     let cases: Vec<(PortMapping, &[IpAddr], &str)> = vec![
-        (mapping("", 8080, 80, "icmp", 1), &v4, "unknown protocol \"icmp\""),
-        (mapping("10.99.0.x", 8080, 80, "tcp", 1), &v4, "not an IP address"),
+        (
+            mapping("", 8080, 80, "icmp", 1),
+            &v4,
+            "unknown protocol \"icmp\"",
+        ),
+        (
+            mapping("10.99.0.x", 8080, 80, "tcp", 1),
+            &v4,
+            "not an IP address",
+        ),
         (
             mapping("fd99::1", 8080, 80, "tcp", 1),
             &v4,
             "host_ip is an IPv6 address but the container has no IPv6",
         ),
-        (mapping("::1", 8080, 80, "tcp", 1), &v4, "::1 cannot be published"),
+        (
+            mapping("::1", 8080, 80, "tcp", 1),
+            &v4,
+            "::1 cannot be published",
+        ),
         (mapping("224.0.0.1", 8080, 80, "tcp", 1), &v4, "multicast"),
         (mapping("", 65535, 80, "tcp", 2), &v4, "beyond port 65535"),
         (mapping("", 8080, 65535, "udp", 2), &v4, "beyond port 65535"),
         (mapping("", 0, 80, "tcp", 1), &v4, "port 0"),
-        (mapping("", 8080, 80, "tcp", 1), &[], "no address to publish to"),
+        (
+            mapping("", 8080, 80, "tcp", 1),
+            &[],
+            "no address to publish to",
+        ),
     ];
     for (m, own, expected) in cases {
         let err = published_ports(own, &[m.clone()]).unwrap_err().to_string();
         assert!(err.contains(expected), "{m:?}: {err}");
-        assert!(err.contains(&describe(&m)), "{m:?}: {err} does not name the mapping");
+        assert!(
+            err.contains(&describe(&m)),
+            "{m:?}: {err} does not name the mapping"
+        );
     }
     let twice = published_ports(
         &v4,
@@ -283,14 +305,20 @@ fn observed() -> Observed {
                 keys::ROLE_CONTAINER,
                 &[
                     (keys::ADDRESSES, "192.168.120.6"),
-                    (keys::PORT_MAPPINGS, r#"[{"container_port":22,"host_port":2222}]"#),
+                    (
+                        keys::PORT_MAPPINGS,
+                        r#"[{"container_port":22,"host_port":2222}]"#,
+                    ),
                 ],
             ),
             port(
                 "c3",
                 "gvdup",
                 keys::ROLE_CONTAINER,
-                &[(keys::ADDRESSES, "192.168.120.7"), (keys::PORT_MAPPINGS, dup)],
+                &[
+                    (keys::ADDRESSES, "192.168.120.7"),
+                    (keys::PORT_MAPPINGS, dup),
+                ],
             ),
         ],
         interfaces: Vec::new(),
@@ -309,7 +337,10 @@ fn the_reconcile_publishes_only_live_containers_of_non_internal_networks() {
         .iter()
         .all(|e| e.target.addr == ip("192.168.120.5") || e.target.addr == ip("fd12::5")));
     // Only the kernel-datapath network's tunnel is in the underlay filter.
-    assert_eq!(desired.underlay.ports.iter().collect::<Vec<_>>(), vec![&6081]);
+    assert_eq!(
+        desired.underlay.ports.iter().collect::<Vec<_>>(),
+        vec![&6081]
+    );
     assert_eq!(
         desired.underlay.peers.iter().collect::<Vec<_>>(),
         vec![&(ip("10.99.0.2"), 6081)]
