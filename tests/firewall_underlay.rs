@@ -1,17 +1,20 @@
 //! The underlay filter of the plugin's nftables table, on the kernel's own receive path (what
 //! hosts on the kernel datapath use): GENEVE's UDP port accepts datagrams from the configured
-//! peers only. Two namespaces stand for the host and the underlay; the rules are the ones
-//! `create` renders, applied with the plugin's own code.
+//! peers only. First with the plugin's library on two bare namespaces, then with the plugin's
+//! `gc` (the boot unit) on a simulated host after a reboot.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use common::cmd::Cmd;
-use geneve_ovs::firewall::{self, Rules};
+use common::operate::{gc_json, network_dir, save_network};
+use common::podman;
+use common::{Host, Lab, Underlay as LabUnderlay};
+use geneve_ovs::firewall::{self, Desired, Underlay};
 use geneve_ovs::netns::Netns;
 
 /// A namespace of this test, deleted on drop (also when the test fails).
@@ -37,19 +40,23 @@ impl Drop for Ns {
     }
 }
 
-/// Sends one datagram from `from` (an address of the underlay namespace) to the host's
-/// 10.88.0.1:6081 and says whether the host's socket got it.
-fn delivered(underlay: &Ns, receiver: &UdpSocket, from: &str) -> Result<bool> {
-    underlay.enter(|| {
+/// Sends one datagram from `from` (an address of namespace `sender`) to `to` and says whether
+/// `receiver` got it.
+fn delivered(sender: &str, receiver: &UdpSocket, from: &str, to: &str) -> Result<bool> {
+    Netns::open(&common::netns::path(sender))?.enter(|| {
         let socket =
             UdpSocket::bind(format!("{from}:0")).with_context(|| format!("bind {from}"))?;
-        socket.send_to(b"geneve?", "10.88.0.1:6081")?;
+        socket.send_to(b"geneve?", to)?;
         Ok(())
     })?;
     let mut buf = [0u8; 64];
-    match receiver.recv_from(&mut buf) {
-        Ok((_, peer)) => Ok(peer.ip().to_string() == from),
-        Err(_) => Ok(false),
+    loop {
+        match receiver.recv_from(&mut buf) {
+            Ok((_, peer)) if peer.ip().to_string() == from => return Ok(true),
+            // A late datagram of an earlier probe.
+            Ok(_) => continue,
+            Err(_) => return Ok(false),
+        }
     }
 }
 
@@ -81,30 +88,101 @@ fn geneve_is_accepted_only_from_peers() -> Result<()> {
 
     let receiver = host.enter(|| Ok(UdpSocket::bind("10.88.0.1:6081")?))?;
     receiver.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let to = "10.88.0.1:6081";
     // Without the table both senders get through (the filter is what makes the difference).
-    assert!(delivered(&underlay, &receiver, "10.88.0.2")?);
-    assert!(delivered(&underlay, &receiver, "10.88.0.3")?);
+    assert!(delivered(&underlay.0, &receiver, "10.88.0.2", to)?);
+    assert!(delivered(&underlay.0, &receiver, "10.88.0.3", to)?);
 
-    let rules = Rules {
-        underlay: BTreeMap::from([(6081, BTreeSet::from(["10.88.0.2".parse()?]))]),
-        ..Default::default()
+    let filter = Underlay {
+        ports: BTreeSet::from([6081]),
+        peers: BTreeSet::from([("10.88.0.2".parse()?, 6081)]),
     };
-    host.enter(|| firewall::apply(&rules))?;
+    host.enter(|| firewall::replace_underlay(&filter))?;
     assert!(
-        delivered(&underlay, &receiver, "10.88.0.2")?,
+        delivered(&underlay.0, &receiver, "10.88.0.2", to)?,
         "a peer's GENEVE was dropped"
     );
     assert!(
-        !delivered(&underlay, &receiver, "10.88.0.3")?,
+        !delivered(&underlay.0, &receiver, "10.88.0.3", to)?,
         "a stranger's GENEVE got through"
     );
 
-    // An empty rule set removes the table: everything gets through again.
-    host.enter(|| firewall::apply(&Rules::default()))?;
-    assert!(delivered(&underlay, &receiver, "10.88.0.3")?);
+    // With no network left the table goes: everything gets through again.
+    host.enter(|| firewall::reconcile(&Desired::default()))?;
+    assert!(delivered(&underlay.0, &receiver, "10.88.0.3", to)?);
     let tables = Cmd::new("ip")
         .args(["netns", "exec", &host.0, "nft", "list", "tables"])
         .run()?;
     assert!(!tables.contains(firewall::TABLE), "{tables}");
+    Ok(())
+}
+
+/// The OVS rows `create` makes for an internal network on the kernel datapath with peer
+/// 10.99.0.2, written by hand: the lab's ovs-vswitchd has no kernel datapath, so it cannot
+/// realise them, but the database is all the firewall and `gc` read.
+fn kernel_datapath_rows(host: &Host, network: &serde_json::Value) -> Result<()> {
+    let name = network["name"].as_str().context("name")?;
+    let id = network["id"].as_str().context("id")?;
+    let common = format!(
+        "external_ids:geneve-ovs.owner=geneve-ovs external_ids:geneve-ovs.network={name} \
+         external_ids:geneve-ovs.network-id={id}"
+    );
+    let bridge = format!(
+        "--no-wait add-br gnvk1 -- set Bridge gnvk1 datapath_type=system {common} \
+         external_ids:geneve-ovs.role=bridge external_ids:geneve-ovs.vni=77 \
+         external_ids:geneve-ovs.datapath=system external_ids:geneve-ovs.internal=true \
+         -- set Port gnvk1 {common} external_ids:geneve-ovs.role=bridge \
+         -- add-port gnvk1 gtk1 -- set Interface gtk1 type=geneve options:remote_ip=10.99.0.2 \
+         options:key=77 {common} external_ids:geneve-ovs.role=tunnel \
+         -- set Port gtk1 {common} external_ids:geneve-ovs.role=tunnel \
+         external_ids:geneve-ovs.peer=10.99.0.2 external_ids:geneve-ovs.dst-port=6081"
+    );
+    let args: Vec<&str> = bridge.split_whitespace().collect();
+    host.vsctl(&args)?;
+    Ok(())
+}
+
+#[test]
+fn after_a_reboot_gc_puts_the_underlay_filter_back_before_any_container() -> Result<()> {
+    let lab = Lab::new(3, LabUnderlay::V4)?;
+    let h1 = lab.host(1);
+    let dir = network_dir(&lab, 1)?;
+    let network = podman::network("kern", "192.168.120.0/24", None, &[("peers", "10.99.0.2")]);
+    save_network(&dir, &network)?;
+    kernel_datapath_rows(h1, &network)?;
+
+    // The reboot: the kernel's nftables state is gone, Open vSwitch comes back with its
+    // database; no container of the (internal) network starts.
+    h1.exec_ok("nft", &["flush", "ruleset"])?;
+    h1.stop_vswitchd()?;
+    h1.start_vswitchd()?;
+
+    let receiver =
+        Netns::open(&h1.netns_path())?.enter(|| Ok(UdpSocket::bind("10.99.0.1:6081")?))?;
+    receiver.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let (peer, stranger) = (lab.host(2).name(), lab.host(3).name());
+    let to = "10.99.0.1:6081";
+    // Without the filter anyone's GENEVE reaches the host (what the boot unit must close).
+    assert!(delivered(stranger, &receiver, "10.99.0.3", to)?);
+
+    // The boot unit: `geneve-ovs gc`.
+    let gc = gc_json(h1, &dir, &[])?;
+    assert!(gc["failed"].as_array().is_some_and(Vec::is_empty), "{gc:#}");
+    assert!(
+        !delivered(stranger, &receiver, "10.99.0.3", to)?,
+        "a stranger's GENEVE got through after gc"
+    );
+    assert!(
+        delivered(peer, &receiver, "10.99.0.2", to)?,
+        "the peer's GENEVE was dropped"
+    );
+
+    // The network removed (podman network rm), gc takes its bridge and the table with it.
+    std::fs::remove_file(dir.join("kern.json"))?;
+    let gc = gc_json(h1, &dir, &[])?;
+    assert!(gc["failed"].as_array().is_some_and(Vec::is_empty), "{gc:#}");
+    let tables = h1.exec_ok("nft", &["list", "tables"])?;
+    assert!(!tables.contains(firewall::TABLE), "{tables}\n{gc:#}");
+    assert!(delivered(stranger, &receiver, "10.99.0.3", to)?);
     Ok(())
 }

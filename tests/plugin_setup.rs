@@ -291,18 +291,33 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn measure_setup_and_teardown() -> Result<()> {
     for dad in ["false", "true"] {
-        measure_one(dad)?;
+        measure_one(dad, false)?;
     }
     Ok(())
 }
 
-fn measure_one(dad: &str) -> Result<()> {
+/// The same on a non-internal network (gateway, NAT) with one published port (`-p 8080:80`),
+/// `dad=false`: the figure the nftables work of `setup` and `teardown` adds to.
+#[test]
+#[ignore = "measurement: run with --ignored --nocapture"]
+fn measure_setup_and_teardown_open_with_published_port() -> Result<()> {
+    measure_one("false", true)
+}
+
+fn measure_one(dad: &str, open: bool) -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let h1 = lab.host(1);
-    let saved = create(h1, &podman::network("net1", SUBNET, None, &[("dad", dad)]))?;
+    let mut network = podman::network("net1", SUBNET, None, &[("dad", dad)]);
+    network["internal"] = (!open).into();
+    let saved = create(h1, &network)?;
     let c = h1.container("c1")?;
     let netns = c.netns_path().to_str().unwrap().to_string();
-    let exec = podman::exec(&saved, "c1", &["192.168.120.9"], None).to_string();
+    let mut exec = podman::exec(&saved, "c1", &["192.168.120.9"], None);
+    if open {
+        exec["port_mappings"] = serde_json::json!([{"container_port": 80, "host_ip": "",
+            "host_port": 8080, "protocol": "tcp", "range": 1}]);
+    }
+    let exec = exec.to_string();
     // Spawn the plugin from a thread inside the host's netns (the child inherits it), so
     // that the figure is the plugin's own and not `ip netns exec`'s.
     let run = |args: &[&str]| -> Result<Duration> {
@@ -337,7 +352,7 @@ fn measure_one(dad: &str) -> Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "dad={dad}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
+        "dad={dad} open={open}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
         median(&mut setups),
         setups[0],
         setups[setups.len() - 1],
