@@ -104,7 +104,7 @@ fn the_reconcile_empties_and_refills_everything() {
     let text = parses(cmds);
     for map in render::dnat_maps() {
         assert!(
-            text.contains(&format!(r#"{{"flush":{{"map":{{"family":"inet","map":"#))
+            text.contains(r#"{"flush":{"map":{"family":"inet","map":"#)
                 && text.contains(&format!(r#""name":"{}""#, map.0)),
             "{} not flushed: {text}",
             map.0

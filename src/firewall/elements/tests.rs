@@ -111,7 +111,9 @@ fn mappings_that_cannot_be_rendered_are_refused_naming_them() {
         ),
     ];
     for (m, own, expected) in cases {
-        let err = published_ports(own, &[m.clone()]).unwrap_err().to_string();
+        let err = published_ports(own, std::slice::from_ref(&m))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(expected), "{m:?}: {err}");
         assert!(
             err.contains(&describe(&m)),
