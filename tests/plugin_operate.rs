@@ -694,12 +694,18 @@ fn gc_of_a_non_internal_network_takes_gateway_and_firewall_rules_along() -> Resu
     assert!(h1.vsctl(&["list-ports", &bridge])?.contains(&gateway));
     let table = nft()?;
     assert!(
-        table.contains("masquerade") && table.contains("dnat"),
+        table.contains("masquerade") && table.contains(&format!("\"{gateway}\"")),
         "{table}"
+    );
+    assert!(
+        table.contains("tcp . 8080 : 192.168.120.10"),
+        "no DNAT element for -p 8080:80: {table}"
     );
 
     // The container goes without a teardown (a crash): gc takes its port, the now idle
-    // gateway, and their rules.
+    // gateway, and the container's published port. The network's own elements (its gateway
+    // in the NAT and isolation sets) stay while the network exists: the next container's
+    // setup must not race the last one's teardown over them.
     drop(c);
     let done = gc_json(h1, &dir, &[])?;
     let removed = gc_items(&done, "removed");
@@ -711,8 +717,8 @@ fn gc_of_a_non_internal_network_takes_gateway_and_firewall_rules_along() -> Resu
     assert!(!h1.vsctl(&["list-ports", &bridge])?.contains(&gateway));
     let table = nft()?;
     assert!(
-        !table.contains("masquerade") && !table.contains("dnat"),
-        "{table}"
+        !table.contains("8080") && !table.contains("192.168.120.10"),
+        "the crashed container's published port survived gc: {table}"
     );
 
     // podman network rm: the bridge goes too.
@@ -724,5 +730,8 @@ fn gc_of_a_non_internal_network_takes_gateway_and_firewall_rules_along() -> Resu
         "{done:#}"
     );
     assert!(!h1.vsctl(&["list-br"])?.contains(&bridge));
+    // With no network left that needs it, the table goes, NAT rules and all.
+    let tables = h1.exec_ok("nft", &["list", "tables"])?;
+    assert!(!tables.contains("geneve_ovs"), "{tables}\n{}", nft()?);
     Ok(())
 }
