@@ -1,7 +1,8 @@
 //! The underlay filter of the plugin's nftables table, on the kernel's own receive path (what
 //! hosts on the kernel datapath use): GENEVE's UDP port accepts datagrams from the configured
 //! peers only. First with the plugin's library on two bare namespaces, then with the plugin's
-//! `gc` (the boot unit) on a simulated host after a reboot.
+//! `gc` (the boot unit) on a simulated host after a reboot, and with the plugin's `create` of an
+//! internal network on a simulated host whose Open vSwitch offers the kernel datapath.
 
 mod common;
 
@@ -184,5 +185,49 @@ fn after_a_reboot_gc_puts_the_underlay_filter_back_before_any_container() -> Res
     let tables = h1.exec_ok("nft", &["list", "tables"])?;
     assert!(!tables.contains(firewall::TABLE), "{tables}\n{gc:#}");
     assert!(delivered(stranger, &receiver, "10.99.0.3", to)?);
+    Ok(())
+}
+
+#[test]
+fn right_after_create_of_an_internal_kernel_network_only_peers_get_through() -> Result<()> {
+    let lab = Lab::new(3, LabUnderlay::V4)?;
+    let h1 = lab.host(1);
+    // An Open vSwitch that offers the kernel datapath, so that `create` picks it.
+    h1.stop_vswitchd()?;
+    h1.start_vswitchd_offering_system()?;
+    let types = h1.vsctl(&["get", "Open_vSwitch", ".", "datapath_types"])?;
+    assert!(types.contains("system"), "datapath_types = {types}");
+
+    let receiver =
+        Netns::open(&h1.netns_path())?.enter(|| Ok(UdpSocket::bind("10.99.0.1:6081")?))?;
+    receiver.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let (peer, stranger) = (lab.host(2).name(), lab.host(3).name());
+    let to = "10.99.0.1:6081";
+    // Before the network exists anyone's datagrams reach the port (the filter makes the
+    // difference below).
+    assert!(delivered(stranger, &receiver, "10.99.0.3", to)?);
+
+    // podman network create --internal, on the kernel datapath; no container ever starts.
+    let network = podman::network(
+        "kern",
+        "192.168.120.0/24",
+        None,
+        &[("peers", "10.99.0.2"), ("datapath", "system")],
+    );
+    let created = podman::create(h1, &network)?;
+    assert_eq!(created["options"]["datapath"], "system", "{created:#}");
+    assert_eq!(created["internal"], true, "{created:#}");
+    assert!(
+        h1.container_ports()?.is_empty(),
+        "a container port exists before any container"
+    );
+    assert!(
+        !delivered(stranger, &receiver, "10.99.0.3", to)?,
+        "a stranger's GENEVE got through right after create"
+    );
+    assert!(
+        delivered(peer, &receiver, "10.99.0.2", to)?,
+        "the peer's GENEVE was dropped"
+    );
     Ok(())
 }

@@ -117,6 +117,11 @@ impl Host {
         self.ovs.start_vswitchd()
     }
 
+    /// See [`super::ovs::Ovs::start_vswitchd_offering_system`].
+    pub fn start_vswitchd_offering_system(&self) -> Result<()> {
+        self.ovs.start_vswitchd_offering_system()
+    }
+
     pub fn stop_ovsdb(&self) -> Result<()> {
         self.ovs.stop_ovsdb()
     }

@@ -126,6 +126,17 @@ impl Ovs {
         self.require_running("ovs-vswitchd")
     }
 
+    /// ovs-vswitchd without `--disable-system`: it then offers the kernel datapath too
+    /// (`Open_vSwitch.datapath_types` lists `system`), though this machine's kernel cannot
+    /// realise a bridge of that type. Enough for what reads the database (`create`'s
+    /// choices, the firewall), not for traffic on such a bridge.
+    pub fn start_vswitchd_offering_system(&self) -> Result<()> {
+        self.daemon("ovs-vswitchd", vec![self.db_remote()])
+            .run()
+            .with_context(|| self.log_tail("ovs-vswitchd"))?;
+        self.require_running("ovs-vswitchd")
+    }
+
     pub fn stop_vswitchd(&self) -> Result<()> {
         process::stop_by_pidfile(&self.file("ovs-vswitchd.pid"), &self.marker())
     }
