@@ -6,6 +6,9 @@
 //!   every host);
 //! * a container reaches an address outside the overlay with its source NAT'ed to its host;
 //! * `podman run -p 8080:80` serves a client outside the hosts via the host's address;
+//! * ten `podman run -p` at once: each port answers from its host (127.0.0.1 and the host's
+//!   address) and from another host, the DNAT maps hold exactly their elements, and after
+//!   `podman rm -f` of all of them not one element is left;
 //! * a second geneve-ovs network on the same host cannot reach the first through the host;
 //! * `podman network create -d geneve-ovs --opt peers=<the other hosts> net1` on 2 and on 3
 //!   hosts: one subnet, disjoint per-host ranges, containers that reach each other.
@@ -15,10 +18,11 @@
 
 mod podman_lab;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use podman_lab::{netns, ok, stdout, wait, Container, Host, PodmanLab};
 use serde_json::Value;
 
@@ -214,6 +218,160 @@ fn open_network_port_mapping_and_isolation() -> Result<()> {
     }
     let forward = h1.exec_ok(&["nft", "list", "chain", "inet", "geneve_ovs", "forward"])?;
     assert!(forward.contains("drop"), "{forward}");
+    Ok(())
+}
+
+/// The DNAT maps of the plugin's table on `h` (`dnat4_addr`, `dnat4_port`, ... the maps of
+/// `-p` and of `-p HOST_IP:...`, both families) with their elements, as `nft -j` lists them.
+/// Fails when the table or one of these maps does not exist.
+fn dnat_maps(h: Host) -> Result<BTreeMap<String, Vec<Value>>> {
+    let text = h.exec_ok(&["nft", "-j", "list", "table", "inet", "geneve_ovs"])?;
+    let listing: Value = serde_json::from_str(&text).context("nft -j output")?;
+    let mut maps = BTreeMap::new();
+    for object in listing["nftables"].as_array().into_iter().flatten() {
+        let Some(map) = object.get("map") else {
+            continue;
+        };
+        if let Some(name) = map["name"].as_str().filter(|n| n.starts_with("dnat")) {
+            let elements = map["elem"].as_array().cloned().unwrap_or_default();
+            maps.insert(name.to_string(), elements);
+        }
+    }
+    for family in ["4", "6"] {
+        for host_ip in ["", "_host"] {
+            for value in ["addr", "port"] {
+                let name = format!("dnat{family}{host_ip}_{value}");
+                ensure!(
+                    maps.contains_key(&name),
+                    "h{}: no DNAT map {name} in the table:\n{text}",
+                    h.index()
+                );
+            }
+        }
+    }
+    Ok(maps)
+}
+
+/// busybox wget of `url` on host `h`, retried until `timeout`; returns the body.
+fn host_fetch(h: Host, url: &str, timeout: Duration) -> Result<String> {
+    wait::until_some(&format!("h{} to fetch {url}", h.index()), timeout, || {
+        let out = h.exec(&["busybox", "wget", "-q", "-T", "2", "-O", "-", url]);
+        Ok(ok(&out).then(|| stdout(&out)))
+    })
+}
+
+#[test]
+fn ten_parallel_runs_with_published_ports_answer_and_leave_nothing_behind() -> Result<()> {
+    const N: u16 = 10;
+    const FIRST_PORT: u16 = 8000;
+    let lab = PodmanLab::up("parallel", 2)?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    for h in lab.hosts() {
+        open_network(h, NET, SUBNET, &peers)?;
+    }
+
+    // Ten `podman run -d -p PORT:80` at once, each serving its own name.
+    let started: Vec<Result<Container>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..N)
+            .map(|i| {
+                scope.spawn(move || {
+                    let publish = format!("{}:80", FIRST_PORT + i);
+                    let serve = format!(
+                        "mkdir -p /w && echo pub{i} > /w/index.html && exec httpd -f -p 80 -h /w"
+                    );
+                    h1.run_detached(
+                        &format!("pub{i}"),
+                        &["--net", NET, "-p", &publish],
+                        &["sh", "-c", &serve],
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err(anyhow!("podman run thread panicked")))
+            })
+            .collect()
+    });
+    let containers: Vec<Container> = started.into_iter().collect::<Result<_>>()?;
+    let addresses: Vec<String> = containers
+        .iter()
+        .map(|c| c.ip(NET))
+        .collect::<Result<_>>()?;
+
+    for (i, address) in (0..N).zip(&addresses) {
+        let port = FIRST_PORT + i;
+        let body = format!("pub{i}");
+        for (h, via) in [(h1, "127.0.0.1".to_string()), (h1, h1.ip()), (h2, h1.ip())] {
+            let url = format!("http://{via}:{port}/index.html");
+            let got = host_fetch(h, &url, SETTLE).with_context(|| {
+                format!("pub{i} ({address}) on port {port}, from h{}", h.index())
+            })?;
+            assert_eq!(got, body, "h{} {url}", h.index());
+        }
+    }
+
+    // The maps hold exactly one element per published port, towards its container.
+    let maps = dnat_maps(h1)?;
+    for (name, elements) in &maps {
+        let expected = if name == "dnat4_addr" || name == "dnat4_port" {
+            usize::from(N)
+        } else {
+            0
+        };
+        assert_eq!(elements.len(), expected, "{name}: {elements:?}");
+    }
+    for (i, address) in (0..N).zip(&addresses) {
+        let key = serde_json::json!({"concat": ["tcp", FIRST_PORT + i]});
+        let to = |name: &str| {
+            maps[name]
+                .iter()
+                .find(|e| e[0] == key)
+                .map(|e| e[1].clone())
+        };
+        assert_eq!(
+            to("dnat4_addr"),
+            Some(Value::from(address.as_str())),
+            "pub{i}"
+        );
+        assert_eq!(to("dnat4_port"), Some(Value::from(80)), "pub{i}");
+    }
+
+    // `podman rm -f` of all of them at once: nothing of theirs stays.
+    let removed: Vec<Result<String>> = std::thread::scope(|scope| {
+        let rms: Vec<_> = containers
+            .iter()
+            .map(|c| scope.spawn(move || h1.podman_ok(&["rm", "-f", c.name()])))
+            .collect();
+        rms.into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err(anyhow!("podman rm thread panicked")))
+            })
+            .collect()
+    });
+    for result in removed {
+        result?;
+    }
+    let ports = h1.find("Port", "name", &["external_ids:geneve-ovs.role=container"])?;
+    ensure!(ports.is_empty(), "container ports stayed in OVS: {ports:?}");
+    let left: Vec<(String, Value)> = dnat_maps(h1)?
+        .into_iter()
+        .flat_map(|(name, elements)| elements.into_iter().map(move |e| (name.clone(), e)))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "elements left after podman rm -f: {left:?}"
+    );
+    let table = h1.exec_ok(&["nft", "list", "table", "inet", "geneve_ovs"])?;
+    for address in &addresses {
+        assert!(
+            !table.contains(address.as_str()),
+            "{address} left in\n{table}"
+        );
+    }
     Ok(())
 }
 
