@@ -345,6 +345,7 @@ mod tests {
                         (keys::SUBNETS, "192.168.120.0/24,fd12::/64"),
                     ]),
                     datapath_type: "system".into(),
+                    fail_mode: None,
                     ports: vec!["t1".into(), "g1".into(), "c1".into()],
                 },
                 BridgeRow {
@@ -355,6 +356,7 @@ mod tests {
                         (keys::SUBNETS, "10.5.0.0/24"),
                     ]),
                     datapath_type: "netdev".into(),
+                    fail_mode: None,
                     ports: vec!["t2".into()],
                 },
                 BridgeRow {
@@ -362,6 +364,7 @@ mod tests {
                     name: "foreign".into(),
                     external_ids: BTreeMap::new(),
                     datapath_type: "system".into(),
+                    fail_mode: None,
                     ports: vec![],
                 },
             ],

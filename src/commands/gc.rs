@@ -15,8 +15,11 @@ use super::{connect_ovs, lock_host, ovs_rundir, sync_firewall, Reply};
 use crate::lock::Mode;
 use crate::netconf;
 use crate::netlink::Netlink;
+use crate::ofctl::Ofctl;
 use crate::operate::gc::{self, Action, GcItem};
-use crate::operate::host;
+use crate::operate::host::{self, Vswitchd};
+use crate::ovs::Ovs;
+use crate::port_security;
 
 pub const USAGE: &str =
     "usage: geneve-ovs gc [--dry-run] [--json] [--network-config-dir DIR] [--netns-dir DIR]...
@@ -24,7 +27,9 @@ pub const USAGE: &str =
 Removes what geneve-ovs created and can no longer serve: OVS ports of containers whose network
 namespace or veth is gone, host veths (gv...) that no OVS port uses and no running container
 holds, gateway ports of networks without containers, and the bridges and tunnels of networks
-that are no longer in podman's network directory; then the nftables rules follow. Never touches an OVS row without external_ids:geneve-ovs.owner=geneve-ovs, nor a
+that are no longer in podman's network directory; then the nftables rules follow, and every
+remaining bridge's OpenFlow table (port security) is restored from the database (what the boot
+unit and contrib/systemd/geneve-ovs-flows.service rely on after an ovs-vswitchd restart). Never touches an OVS row without external_ids:geneve-ovs.owner=geneve-ovs, nor a
 link not named gv + 13 hex digits. Exit code 0 on success, 1 if anything could not be removed.
 
   --dry-run                  list what would be removed, remove nothing
@@ -51,6 +56,8 @@ struct GcReport {
     removed: Vec<GcItem>,
     kept: Vec<GcItem>,
     failed: Vec<Failure>,
+    /// The bridges whose OpenFlow table (port security) was restored from the database.
+    flows_restored: Vec<String>,
 }
 
 pub fn run(args: &[&str]) -> Result<Reply> {
@@ -79,7 +86,9 @@ pub fn run(args: &[&str]) -> Result<Reply> {
         removed: Vec::new(),
         kept: plan.kept,
         failed: Vec::new(),
+        flows_restored: Vec::new(),
     };
+    let vswitchd_running = matches!(host.vswitchd, Some(Vswitchd::Running { .. }));
     let netlink = if plan.steps.iter().any(|s| s.action == Action::DeleteVeth) {
         Some(Netlink::open()?)
     } else {
@@ -129,6 +138,13 @@ pub fn run(args: &[&str]) -> Result<Reply> {
             });
         }
     }
+    // Whatever remains gets its flows back: after a reboot or an ovs-vswitchd restart the
+    // tables are empty and the (fail_mode=secure) bridges drop everything until then.
+    if !flags.dry_run && vswitchd_running {
+        restore_flows(&mut ovs, &mut report);
+    } else if !flags.dry_run {
+        log::warn!("ovs-vswitchd is not running: no OpenFlow tables to restore");
+    }
     let code = if report.failed.is_empty() { 0 } else { 1 };
     let text = if flags.json {
         serde_json::to_string_pretty(&report)?
@@ -139,6 +155,34 @@ pub fn run(args: &[&str]) -> Result<Reply> {
         stdout: Some(text),
         code,
     })
+}
+
+/// Replaces every owned bridge's OpenFlow table with what its rows say (port security).
+fn restore_flows(ovs: &mut Ovs, report: &mut GcReport) {
+    let ofctl = Ofctl::new(&ovs_rundir());
+    let failure = |name: String, error: String| Failure {
+        item: GcItem {
+            kind: "flows",
+            name,
+            network: None,
+            container_id: None,
+            reason: "the bridge's OpenFlow table (port security) must be restored".to_string(),
+        },
+        error,
+    };
+    match port_security::restore_all(&ofctl, || ovs.inventory()) {
+        Ok(outcome) => {
+            for (bridge, result) in outcome {
+                match result {
+                    Ok(_) => report.flows_restored.push(bridge),
+                    Err(error) => report.failed.push(failure(bridge, error)),
+                }
+            }
+        }
+        Err(err) => report
+            .failed
+            .push(failure("(all bridges)".to_string(), format!("{err:#}"))),
+    }
 }
 
 fn describe(item: &GcItem) -> String {
@@ -165,12 +209,10 @@ fn render(report: &GcReport) -> String {
         .iter()
         .map(|i| format!("{verb} {}", describe(i)))
         .collect();
-    lines.extend(
-        report
-            .failed
-            .iter()
-            .map(|f| format!("FAILED to remove {}: {}", describe(&f.item), f.error)),
-    );
+    lines.extend(report.failed.iter().map(|f| match f.item.kind {
+        "flows" => format!("FAILED to restore {}: {}", describe(&f.item), f.error),
+        _ => format!("FAILED to remove {}: {}", describe(&f.item), f.error),
+    }));
     lines.extend(report.kept.iter().map(|i| format!("kept {}", describe(i))));
     if report.removed.is_empty() && report.failed.is_empty() {
         lines.push("nothing to remove".to_string());
