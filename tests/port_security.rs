@@ -62,13 +62,29 @@ fn scene(options: &[(&str, &str)]) -> Result<Scene> {
     ];
     let (h1, h2) = (lab.host(1), lab.host(2));
     let a = h1.container("a")?;
-    let sa = setup(h1, &a, &podman::exec(&nets[0], "a", &["192.168.120.1", "fd12:3456::1"], None))?;
+    let sa = setup(
+        h1,
+        &a,
+        &podman::exec(&nets[0], "a", &["192.168.120.1", "fd12:3456::1"], None),
+    )?;
     let v1 = h1.container("v1")?;
-    setup(h1, &v1, &podman::exec(&nets[0], "v1", &["192.168.120.3", "fd12:3456::3"], None))?;
+    setup(
+        h1,
+        &v1,
+        &podman::exec(&nets[0], "v1", &["192.168.120.3", "fd12:3456::3"], None),
+    )?;
     let v2 = h2.container("v2")?;
-    setup(h2, &v2, &podman::exec(&nets[1], "v2", &["192.168.120.2", "fd12:3456::2"], None))?;
+    setup(
+        h2,
+        &v2,
+        &podman::exec(&nets[1], "v2", &["192.168.120.2", "fd12:3456::2"], None),
+    )?;
     let t = h2.container("t")?;
-    setup(h2, &t, &podman::exec(&nets[1], "t", &["192.168.120.4", "fd12:3456::4"], None))?;
+    setup(
+        h2,
+        &t,
+        &podman::exec(&nets[1], "t", &["192.168.120.4", "fd12:3456::4"], None),
+    )?;
     a.wait_ping("192.168.120.2", SETTLE)?;
     a.wait_ping("192.168.120.3", SETTLE)?;
     Ok(Scene {
@@ -108,7 +124,10 @@ fn send_and_capture(s: &Scene, frames: &[(&str, Vec<u8>)]) -> Result<Outcome> {
     frames::send(&s.a.netns_path(), "eth0", &all)?;
     let mut seen = Vec::new();
     for c in captures {
-        seen.push(c.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))??);
+        seen.push(
+            c.join()
+                .map_err(|_| anyhow::anyhow!("capture thread panicked"))??,
+        );
     }
     let received = frames
         .iter()
@@ -118,7 +137,10 @@ fn send_and_capture(s: &Scene, frames: &[(&str, Vec<u8>)]) -> Result<Outcome> {
                 .then(|| [&frame[..12], &frame[16..]].concat());
             let hit = seen
                 .iter()
-                .map(|got| got.iter().any(|g| g == frame || Some(g) == untagged.as_ref()))
+                .map(|got| {
+                    got.iter()
+                        .any(|g| g == frame || Some(g) == untagged.as_ref())
+                })
                 .collect();
             (name.to_string(), hit)
         })
@@ -146,10 +168,24 @@ fn attacks(s: &Scene) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let victim = ip4("192.168.120.2");
     let other = ip4("192.168.120.4");
     let ll = link_local(mac);
-    let vlan_inner = frames::udp4(frames::BROADCAST, mac, own, victim, 4000, 9999, b"vlan-tagged");
+    let vlan_inner = frames::udp4(
+        frames::BROADCAST,
+        mac,
+        own,
+        victim,
+        4000,
+        9999,
+        b"vlan-tagged",
+    );
     Ok(vec![
-        ("gratuitous ARP reply for another's address", frames::arp(mac, 2, other, other)),
-        ("gratuitous ARP request for another's address", frames::arp(mac, 1, other, other)),
+        (
+            "gratuitous ARP reply for another's address",
+            frames::arp(mac, 2, other, other),
+        ),
+        (
+            "gratuitous ARP request for another's address",
+            frames::arp(mac, 1, other, other),
+        ),
         (
             "unsolicited NA for another's address",
             frames::neighbour_advertisement(mac, ll, ip6("fd12:3456::4")),
@@ -160,7 +196,15 @@ fn attacks(s: &Scene) -> Result<Vec<(&'static str, Vec<u8>)>> {
         ),
         (
             "spoofed source IPv4",
-            frames::udp4(frames::BROADCAST, mac, other, victim, 4000, 9999, b"spoofed-ip"),
+            frames::udp4(
+                frames::BROADCAST,
+                mac,
+                other,
+                victim,
+                4000,
+                9999,
+                b"spoofed-ip",
+            ),
         ),
         (
             "spoofed source IPv6",
@@ -168,15 +212,37 @@ fn attacks(s: &Scene) -> Result<Vec<(&'static str, Vec<u8>)>> {
         ),
         (
             "spoofed source MAC",
-            frames::udp4(frames::BROADCAST, FAKE_MAC, own, victim, 4000, 9999, b"spoofed-mac"),
+            frames::udp4(
+                frames::BROADCAST,
+                FAKE_MAC,
+                own,
+                victim,
+                4000,
+                9999,
+                b"spoofed-mac",
+            ),
         ),
         (
             "the gateway's MAC as source",
-            frames::udp4(frames::BROADCAST, gateway_mac, own, victim, 4000, 9999, b"gw-mac"),
+            frames::udp4(
+                frames::BROADCAST,
+                gateway_mac,
+                own,
+                victim,
+                4000,
+                9999,
+                b"gw-mac",
+            ),
         ),
-        ("router advertisement", frames::router_advertisement(mac, ll)),
+        (
+            "router advertisement",
+            frames::router_advertisement(mac, ll),
+        ),
         ("DHCP offer", frames::dhcp_offer(mac, own, victim)),
-        ("DHCPv6 server reply", frames::udp6(mac, ll, 547, 546, b"dhcpv6-reply")),
+        (
+            "DHCPv6 server reply",
+            frames::udp6(mac, ll, 547, 546, b"dhcpv6-reply"),
+        ),
         ("VLAN-tagged frame", frames::tagged(&vlan_inner, 7)),
         (
             "frame to BFD's MAC",
@@ -200,10 +266,24 @@ fn legitimate(s: &Scene) -> Vec<(&'static str, Vec<u8>)> {
     vec![
         (
             "own IPv4",
-            frames::udp4(frames::BROADCAST, mac, own, ip4("192.168.120.2"), 4000, 9999, b"own-ip"),
+            frames::udp4(
+                frames::BROADCAST,
+                mac,
+                own,
+                ip4("192.168.120.2"),
+                4000,
+                9999,
+                b"own-ip",
+            ),
         ),
-        ("own IPv6", frames::udp6(mac, ip6("fd12:3456::1"), 4000, 9999, b"own-ip6")),
-        ("gratuitous ARP for its own address", frames::arp(mac, 2, own, own)),
+        (
+            "own IPv6",
+            frames::udp6(mac, ip6("fd12:3456::1"), 4000, 9999, b"own-ip6"),
+        ),
+        (
+            "gratuitous ARP for its own address",
+            frames::arp(mac, 2, own, own),
+        ),
         (
             "NA for its own address",
             frames::neighbour_advertisement(mac, link_local(mac), ip6("fd12:3456::1")),
@@ -220,14 +300,18 @@ fn check(s: &Scene, expect_attacks_through: bool) -> Result<()> {
     for (name, _) in legitimate(s) {
         let got = outcome.arrived(name);
         if got != vec![true, true] {
-            wrong.push(format!("legitimate {name:?} reached victims (host 1, host 2): {got:?}"));
+            wrong.push(format!(
+                "legitimate {name:?} reached victims (host 1, host 2): {got:?}"
+            ));
         }
     }
     for (name, _) in &attacks {
         let got = outcome.arrived(name);
         let want = vec![expect_attacks_through; 2];
         if got != want {
-            wrong.push(format!("{name:?} reached victims (host 1, host 2): {got:?}, expected {want:?}"));
+            wrong.push(format!(
+                "{name:?} reached victims (host 1, host 2): {got:?}, expected {want:?}"
+            ));
         }
     }
     if !wrong.is_empty() {
@@ -300,14 +384,28 @@ fn wait_bfd_up(host: &common::Host, dir: &Path) -> Result<()> {
 fn udp_3784_between_containers_crosses_hosts_and_bfd_stays_up() -> Result<()> {
     let lab = Lab::new(2, Underlay::V4)?;
     let opts = [("peers", "10.99.0.1,10.99.0.2")];
-    let n1 = create(lab.host(1), &podman::network("net1", "192.168.120.0/24", None, &opts))?;
-    let n2 = create(lab.host(2), &podman::network("net1", "192.168.120.0/24", None, &opts))?;
+    let n1 = create(
+        lab.host(1),
+        &podman::network("net1", "192.168.120.0/24", None, &opts),
+    )?;
+    let n2 = create(
+        lab.host(2),
+        &podman::network("net1", "192.168.120.0/24", None, &opts),
+    )?;
     let dir1 = network_dir(&lab, 1)?;
     save_network(&dir1, &n1)?;
     let c1 = lab.host(1).container("c1")?;
-    setup(lab.host(1), &c1, &podman::exec(&n1, "c1", &["192.168.120.1"], None))?;
+    setup(
+        lab.host(1),
+        &c1,
+        &podman::exec(&n1, "c1", &["192.168.120.1"], None),
+    )?;
     let c2 = lab.host(2).container("c2")?;
-    setup(lab.host(2), &c2, &podman::exec(&n2, "c2", &["192.168.120.2"], None))?;
+    setup(
+        lab.host(2),
+        &c2,
+        &podman::exec(&n2, "c2", &["192.168.120.2"], None),
+    )?;
     wait_bfd_up(lab.host(1), &dir1)?;
     c1.wait_ping("192.168.120.2", SETTLE)?;
     ensure!(
@@ -345,11 +443,18 @@ fn after_a_vswitchd_restart_nothing_crosses_until_the_restore_and_status_says_so
     save_network(&dir2, &s.nets[1])?;
     wait_bfd_up(h2, &dir2)?;
     let (code, report) = status_json(h2, &dir2)?;
-    assert_eq!(flows_column(&report), vec!["present", "present"], "{report:#}");
+    assert_eq!(
+        flows_column(&report),
+        vec!["present", "present"],
+        "{report:#}"
+    );
     assert_eq!(code, 0, "{report:#}");
 
     // One port's flows gone (deleted by hand): status names it and exits 2, gc puts them back.
-    let bridge = format!("gnv{}", s.nets[1]["options"]["vni"].as_str().context("vni")?);
+    let bridge = format!(
+        "gnv{}",
+        s.nets[1]["options"]["vni"].as_str().context("vni")?
+    );
     let port = report["networks"][0]["containers"][0]["port"]
         .as_str()
         .context("port")?
@@ -357,14 +462,24 @@ fn after_a_vswitchd_restart_nothing_crosses_until_the_restore_and_status_says_so
     common::cmd::Cmd::new("ovs-ofctl")
         .arg("del-flows")
         .arg(format!("unix:{}/{bridge}.mgmt", h2.ovs_rundir().display()))
-        .arg(format!("cookie={:#x}/-1", geneve_ovs::flows::port_cookie(&port)))
+        .arg(format!(
+            "cookie={:#x}/-1",
+            geneve_ovs::flows::port_cookie(&port)
+        ))
         .run()?;
     let (code, report) = status_json(h2, &dir2)?;
-    assert_eq!(flows_column(&report), vec!["missing", "present"], "{report:#}");
+    assert_eq!(
+        flows_column(&report),
+        vec!["missing", "present"],
+        "{report:#}"
+    );
     assert_eq!(report["flows_missing"], 1, "{report:#}");
     assert_eq!(code, 2, "{report:#}");
     let (_, text) = common::operate::operator(h2, &dir2, &["status"]);
-    assert!(text.contains("1 container port(s) WITHOUT their port-security flows"), "{text}");
+    assert!(
+        text.contains("1 container port(s) WITHOUT their port-security flows"),
+        "{text}"
+    );
     gc_json(h2, &dir2, &[])?;
     assert_eq!(status_json(h2, &dir2)?.0, 0);
 
@@ -374,13 +489,23 @@ fn after_a_vswitchd_restart_nothing_crosses_until_the_restore_and_status_says_so
     // frame, and nothing else, crosses it; status reports both ports and exits 2.
     let outcome = send_and_capture(&s, &attacks(&s)?)?;
     for (name, got) in &outcome.received {
-        assert!(!got[1], "{name:?} reached host 2's container before the restore");
+        assert!(
+            !got[1],
+            "{name:?} reached host 2's container before the restore"
+        );
     }
     let (code, report) = status_json(h2, &dir2)?;
-    assert_eq!(flows_column(&report), vec!["missing", "missing"], "{report:#}");
+    assert_eq!(
+        flows_column(&report),
+        vec!["missing", "missing"],
+        "{report:#}"
+    );
     assert_eq!(report["flows_missing"], 2, "{report:#}");
     assert_eq!(code, 2, "{report:#}");
-    ensure!(!s.a.ping("192.168.120.2"), "traffic crossed an unrestored bridge");
+    ensure!(
+        !s.a.ping("192.168.120.2"),
+        "traffic crossed an unrestored bridge"
+    );
 
     // The restore, as contrib/systemd/geneve-ovs-flows.service runs it: `geneve-ovs gc`.
     let started = Instant::now();
@@ -395,7 +520,11 @@ fn after_a_vswitchd_restart_nothing_crosses_until_the_restore_and_status_says_so
         back.as_millis()
     );
     let (_, report) = status_json(h2, &dir2)?;
-    assert_eq!(flows_column(&report), vec!["present", "present"], "{report:#}");
+    assert_eq!(
+        flows_column(&report),
+        vec!["present", "present"],
+        "{report:#}"
+    );
     assert_eq!(report["flows_missing"], 0, "{report:#}");
     // Protected again: the forged frames still reach nobody.
     check(&s, false)
@@ -419,8 +548,15 @@ fn a_static_mac_no_container_may_have_is_refused_before_anything_is_built() -> R
         let exec = podman::exec(&net, "c1", &["192.168.120.5"], Some(mac));
         let err = error_of(&h1.plugin(&["setup", &netns], &exec.to_string()))?;
         assert!(err.contains(mac) && err.contains(why), "{err}");
-        assert_eq!(h1.links()?, links_before, "setup left a link behind for mac={mac}");
-        assert!(h1.container_ports()?.is_empty(), "setup left a port behind for mac={mac}");
+        assert_eq!(
+            h1.links()?,
+            links_before,
+            "setup left a link behind for mac={mac}"
+        );
+        assert!(
+            h1.container_ports()?.is_empty(),
+            "setup left a port behind for mac={mac}"
+        );
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::flags;
@@ -22,7 +22,7 @@ use crate::ovs::Ovs;
 use crate::port_security;
 
 pub const USAGE: &str =
-    "usage: geneve-ovs gc [--dry-run] [--json] [--network-config-dir DIR] [--netns-dir DIR]...
+    "usage: geneve-ovs gc [--dry-run | --flows-only] [--json] [--network-config-dir DIR] [--netns-dir DIR]...
 
 Removes what geneve-ovs created and can no longer serve: OVS ports of containers whose network
 namespace or veth is gone, host veths (gv...) that no OVS port uses and no running container
@@ -33,6 +33,9 @@ unit and contrib/systemd/geneve-ovs-flows.service rely on after an ovs-vswitchd 
 link not named gv + 13 hex digits. Exit code 0 on success, 1 if anything could not be removed.
 
   --dry-run                  list what would be removed, remove nothing
+  --flows-only               remove nothing, only restore the OpenFlow tables (what
+                             contrib/systemd/geneve-ovs-flows.service runs after every
+                             ovs-vswitchd start)
   --json                     print the result as JSON (see docs/operations.md)
   --network-config-dir DIR   podman's network directory (default $GENEVE_OVS_NETWORK_CONFIG_DIR,
                              else /etc/containers/networks)
@@ -63,11 +66,20 @@ struct GcReport {
 pub fn run(args: &[&str]) -> Result<Reply> {
     let flags = flags::parse(
         args,
-        &["--json", "--dry-run", "--network-config-dir", "--netns-dir"],
+        &[
+            "--json",
+            "--dry-run",
+            "--flows-only",
+            "--network-config-dir",
+            "--netns-dir",
+        ],
         0,
     )?;
     if flags.help {
         return Ok(Reply::text(USAGE.to_string()));
+    }
+    if flags.flows_only && flags.dry_run {
+        bail!("--flows-only and --dry-run exclude each other: --flows-only changes nothing but the flows");
     }
     let _lock = lock_host(Mode::Exclusive)?;
     let mut ovs = connect_ovs()?;
@@ -78,7 +90,13 @@ pub fn run(args: &[&str]) -> Result<Reply> {
     let host = host::gather(&ovs_rundir(), &inventory.netns_paths(), &netns_dirs)?;
     let dir = netconf::dir_from(flags.network_config_dir.as_deref());
     let saved = netconf::load(&dir).map_err(|e| format!("{e:#}"));
-    let plan = gc::plan(&inventory, &host, saved.as_ref().map_err(String::as_str));
+    let mut plan = gc::plan(&inventory, &host, saved.as_ref().map_err(String::as_str));
+    if flags.flows_only {
+        // Right after an ovs-vswitchd restart: remove nothing (a `create` may be between
+        // building its bridge and podman saving the network), only put the flows back.
+        plan.steps.clear();
+        plan.kept.clear();
+    }
 
     let mut report = GcReport {
         version: VERSION,

@@ -83,7 +83,15 @@ pub fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
     f
 }
 
-fn ipv6(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, next: u8, hop: u8, payload: &[u8]) -> Vec<u8> {
+fn ipv6(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    hop: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut p = vec![0x60, 0, 0, 0];
     p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
     p.push(next);
@@ -114,7 +122,15 @@ pub fn router_advertisement(src_mac: [u8; 6], src: Ipv6Addr) -> Vec<u8> {
 
 /// An IPv6 UDP datagram to all nodes.
 pub fn udp6(src_mac: [u8; 6], src: Ipv6Addr, src_port: u16, dst_port: u16, data: &[u8]) -> Vec<u8> {
-    ipv6(src_mac, ALL_NODES_MAC, src, ALL_NODES, 17, 64, &udp(src_port, dst_port, data))
+    ipv6(
+        src_mac,
+        ALL_NODES_MAC,
+        src,
+        ALL_NODES,
+        17,
+        64,
+        &udp(src_port, dst_port, data),
+    )
 }
 
 /// A DHCPv4 offer (op 2, BOOTREPLY) from a server at `server` to the broadcast address.
@@ -129,7 +145,15 @@ pub fn dhcp_offer(src_mac: [u8; 6], server: Ipv4Addr, offered: Ipv4Addr) -> Vec<
     bootp.extend_from_slice(&[99, 130, 83, 99, 53, 1, 2, 54, 4]);
     bootp.extend_from_slice(&server.octets());
     bootp.push(255);
-    udp4(BROADCAST, src_mac, server, Ipv4Addr::BROADCAST, 67, 68, &bootp)
+    udp4(
+        BROADCAST,
+        src_mac,
+        server,
+        Ipv4Addr::BROADCAST,
+        67,
+        68,
+        &bootp,
+    )
 }
 
 fn packet_socket(ifname: &str) -> Result<(std::os::fd::OwnedFd, libc::sockaddr_ll)> {
@@ -177,7 +201,10 @@ pub fn send(netns: &Path, ifname: &str, frames: &[Vec<u8>]) -> Result<()> {
                 )
             };
             if sent < 0 {
-                bail!("sending a frame on {ifname}: {}", std::io::Error::last_os_error());
+                bail!(
+                    "sending a frame on {ifname}: {}",
+                    std::io::Error::last_os_error()
+                );
             }
         }
         Ok(())
@@ -186,7 +213,11 @@ pub fn send(netns: &Path, ifname: &str, frames: &[Vec<u8>]) -> Result<()> {
 
 /// Captures every frame `ifname` of the namespace at `netns` receives during `window`, in a
 /// thread; join it for the frames. The socket is open when this returns.
-pub fn capture(netns: &Path, ifname: &str, window: Duration) -> Result<JoinHandle<Result<Vec<Vec<u8>>>>> {
+pub fn capture(
+    netns: &Path,
+    ifname: &str,
+    window: Duration,
+) -> Result<JoinHandle<Result<Vec<Vec<u8>>>>> {
     use std::os::fd::AsRawFd;
     let netns = netns.to_path_buf();
     let ifname = ifname.to_string();
@@ -206,7 +237,10 @@ pub fn capture(netns: &Path, ifname: &str, window: Duration) -> Result<JoinHandl
                 {
                     bail!("bind on {ifname}: {}", std::io::Error::last_os_error());
                 }
-                let tv = libc::timeval { tv_sec: 0, tv_usec: 50_000 };
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 50_000,
+                };
                 libc::setsockopt(
                     fd.as_raw_fd(),
                     libc::SOL_SOCKET,
@@ -220,7 +254,8 @@ pub fn capture(netns: &Path, ifname: &str, window: Duration) -> Result<JoinHandl
             let mut buf = vec![0u8; 65536];
             while Instant::now() < deadline {
                 // SAFETY: receiving into a buffer we own, of the length given.
-                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n > 0 {
                     frames.push(buf[..n as usize].to_vec());
                 }
