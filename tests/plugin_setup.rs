@@ -286,20 +286,22 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
 }
 
 /// The wall time of `setup` and `teardown` as netavark runs them (process start included,
-/// `ip netns exec` excluded), median over 50 runs. A figure to read, not an assertion.
+/// `ip netns exec` excluded), median over 50 runs, with duplicate-address detection and port
+/// security off and on. A figure to read, not an assertion.
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn measure_setup_and_teardown() -> Result<()> {
-    for dad in ["false", "true"] {
-        measure_one(dad)?;
+    for (dad, port_security) in [("false", "false"), ("false", "true"), ("true", "true")] {
+        measure_one(dad, port_security)?;
     }
     Ok(())
 }
 
-fn measure_one(dad: &str) -> Result<()> {
+fn measure_one(dad: &str, port_security: &str) -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let h1 = lab.host(1);
-    let saved = create(h1, &podman::network("net1", SUBNET, None, &[("dad", dad)]))?;
+    let options = [("dad", dad), ("port_security", port_security)];
+    let saved = create(h1, &podman::network("net1", SUBNET, None, &options))?;
     let c = h1.container("c1")?;
     let netns = c.netns_path().to_str().unwrap().to_string();
     let exec = podman::exec(&saved, "c1", &["192.168.120.9"], None).to_string();
@@ -337,7 +339,7 @@ fn measure_one(dad: &str) -> Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "dad={dad}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
+        "dad={dad} port_security={port_security}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
         median(&mut setups),
         setups[0],
         setups[setups.len() - 1],
