@@ -56,6 +56,31 @@ pub fn install(ofctl: &Ofctl, cfg: &NetworkConfig, port: &ContainerPort) -> Resu
     ofctl.apply(&cfg.bridge, &setup_lines(cfg, port)?)
 }
 
+/// Bundle lines that (re)install the flows of every container port of `bridge` the database
+/// has, each under its own cookie, and the base flows. For a `setup` that had to repair the
+/// network on the way: a bridge made `fail_mode=secure` just now (an upgrade from a version
+/// without port security) has lost the table of the containers already running on it. Unlike
+/// [`restore_all`], it replaces cookie by cookie, so the flows of a concurrent `setup` that is
+/// not in `inventory` yet survive.
+pub fn repair_lines(inventory: &Inventory, bridge: &str) -> Result<Vec<String>> {
+    let Some(row) = inventory.bridges.iter().find(|b| b.name == bridge) else {
+        anyhow::bail!("OVS bridge {bridge} is missing");
+    };
+    let table = bridge_table(inventory, row)?;
+    let mut cookies: Vec<u64> = table.iter().map(|f| f.cookie).collect();
+    cookies.dedup();
+    let mut lines = Vec::new();
+    for cookie in cookies {
+        let flows: Vec<Flow> = table
+            .iter()
+            .filter(|f| f.cookie == cookie)
+            .cloned()
+            .collect();
+        lines.extend(flows::replace_cookie(cookie, &flows));
+    }
+    Ok(lines)
+}
+
 /// Deletes the flows of container port `port` on `bridge` (`teardown`).
 pub fn remove(ofctl: &Ofctl, bridge: &str, port: &str) -> Result<()> {
     ofctl.apply(
@@ -156,6 +181,31 @@ pub fn restore_all(
 mod tests {
     use super::*;
     use crate::operate::fixture::Fix;
+
+    #[test]
+    fn repair_replaces_each_cookie_of_the_bridge() {
+        let mut fx = Fix::new();
+        fx.network("blue", "gnv5", 5, &[]).container(
+            "gnv5",
+            "gvaaaaaaaaaaaaa",
+            "/run/netns/a",
+            true,
+            true,
+        );
+        let lines = repair_lines(&fx.inv, "gnv5").unwrap();
+        let deletes: Vec<&String> = lines.iter().filter(|l| l.starts_with("delete")).collect();
+        assert_eq!(
+            deletes,
+            vec![
+                &format!("delete cookie={:#x}/-1", flows::base_cookie(5)),
+                &format!(
+                    "delete cookie={:#x}/-1",
+                    flows::port_cookie("gvaaaaaaaaaaaaa")
+                ),
+            ]
+        );
+        assert!(repair_lines(&fx.inv, "gnv6").is_err());
+    }
 
     #[test]
     fn bridge_table_has_base_and_live_container_ports_only() {

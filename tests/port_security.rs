@@ -560,3 +560,54 @@ fn a_static_mac_no_container_may_have_is_refused_before_anything_is_built() -> R
     }
     Ok(())
 }
+
+#[test]
+fn a_bridge_of_an_older_version_keeps_its_running_containers_when_it_becomes_secure() -> Result<()>
+{
+    let lab = Lab::new(2, Underlay::V4)?;
+    let opts = [("peers", "10.99.0.1,10.99.0.2")];
+    let n1 = create(
+        lab.host(1),
+        &podman::network("net1", "192.168.120.0/24", None, &opts),
+    )?;
+    let n2 = create(
+        lab.host(2),
+        &podman::network("net1", "192.168.120.0/24", None, &opts),
+    )?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let c1 = h1.container("c1")?;
+    setup(h1, &c1, &podman::exec(&n1, "c1", &["192.168.120.1"], None))?;
+    let c2 = h2.container("c2")?;
+    setup(h2, &c2, &podman::exec(&n2, "c2", &["192.168.120.2"], None))?;
+    c1.wait_ping("192.168.120.2", SETTLE)?;
+
+    // Host 1's bridge as a version without port security left it: standalone, one NORMAL flow.
+    let bridge = format!("gnv{}", n1["options"]["vni"].as_str().context("vni")?);
+    let mgmt = format!("unix:{}/{bridge}.mgmt", h1.ovs_rundir().display());
+    h1.vsctl(&["clear", "Bridge", &bridge, "fail_mode"])?;
+    common::cmd::Cmd::new("ovs-ofctl")
+        .args(["replace-flows", mgmt.as_str(), "-"])
+        .stdin("priority=0,actions=NORMAL\n")
+        .run()?;
+    c1.wait_ping("192.168.120.2", SETTLE)?;
+
+    // The next container there makes the bridge secure, which empties its table: the one that
+    // was already running must get its flows back in the same setup.
+    let c3 = h1.container("c3")?;
+    setup(h1, &c3, &podman::exec(&n1, "c3", &["192.168.120.3"], None))?;
+    assert_eq!(
+        h1.vsctl(&["get", "Bridge", &bridge, "fail_mode"])?.trim(),
+        "secure"
+    );
+    c1.wait_ping("192.168.120.2", SETTLE)?;
+    c3.wait_ping("192.168.120.2", SETTLE)?;
+    let dir1 = network_dir(&lab, 1)?;
+    save_network(&dir1, &n1)?;
+    let (_, report) = status_json(h1, &dir1)?;
+    assert_eq!(
+        flows_column(&report),
+        vec!["present", "present"],
+        "{report:#}"
+    );
+    Ok(())
+}

@@ -93,7 +93,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         }
         // The port's flows before anything is sent from it: the bridge drops whatever a port
         // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
-        port_security::install(&Ofctl::new(&ovs_rundir()), &cfg, &port)?;
+        install_flows(&mut ovs, &cfg, &port, applied.repaired)?;
         if let Some(timeout) = cfg.dad {
             // The port is on the bridge and the link up for the probe only: an address in use
             // elsewhere on the overlay is refused before this container ever claims it.
@@ -175,6 +175,35 @@ fn keep_offloads(link: &container_link::PendingLink, spec: &ContainerLinkSpec) {
             spec.interface_name
         );
     }
+}
+
+/// The bridge's base flows and the port's own; the whole bridge's when the network had to be
+/// repaired on the way (an older version's bridge just made `fail_mode=secure` has lost the
+/// flows of the containers already on it). The repair is best effort: the port's own flows are
+/// what this container needs.
+fn install_flows(
+    ovs: &mut Ovs,
+    cfg: &NetworkConfig,
+    port: &ContainerPort,
+    repaired: bool,
+) -> Result<()> {
+    let ofctl = Ofctl::new(&ovs_rundir());
+    if repaired {
+        let lines = ovs.inventory().and_then(|inventory| {
+            let mut lines = port_security::repair_lines(&inventory, &cfg.bridge)?;
+            lines.extend(port_security::setup_lines(cfg, port)?);
+            Ok(lines)
+        });
+        match lines.and_then(|lines| ofctl.apply(&cfg.bridge, &lines)) {
+            Ok(()) => return Ok(()),
+            Err(err) => log::warn!(
+                "could not restore the flows of the other ports of bridge {} ({err:#}): \
+                 `geneve-ovs gc` restores them",
+                cfg.bridge
+            ),
+        }
+    }
+    port_security::install(&ofctl, cfg, port)
 }
 
 /// Refuses a static MAC (`mac=`) no container may have, before anything is built; the

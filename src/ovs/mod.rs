@@ -177,7 +177,9 @@ impl Ovs {
                     cfg.name,
                     port.name
                 );
-                self.reconcile(cfg, Some(port))
+                let mut applied = self.reconcile(cfg, Some(port))?;
+                applied.repaired = true;
+                Ok(applied)
             }
             Err(err) => Err(err),
         }

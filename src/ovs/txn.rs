@@ -324,6 +324,10 @@ impl Txn {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     statuses: BTreeMap<String, BTreeMap<String, String>>,
+    /// The network had to be repaired (reconciled) on the way: its bridge was not as the
+    /// configuration says (rebuilt, made by an older version...), so what else depends on the
+    /// bridge (its OpenFlow table) must be checked as a whole.
+    pub repaired: bool,
 }
 
 impl Applied {
@@ -456,6 +460,7 @@ mod tests {
             .collect();
         Applied {
             statuses: BTreeMap::from([("gvx".to_string(), status)]),
+            repaired: false,
         }
     }
 
