@@ -294,6 +294,10 @@ fn prepare_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
         write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
         write_sysctl(&format!("net/ipv6/conf/{ifname}/autoconf"), "0")?;
         write_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")?;
+    } else if Path::new(&format!("/proc/sys/net/ipv6/conf/{ifname}")).exists() {
+        // An IPv4-only network has no router to advertise anything: a router advertisement
+        // can only come from an impostor, so the interface takes none.
+        write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_ra"), "0")?;
     }
     if spec.disable_tx_checksum {
         ethtool::disable_tx_checksum(ifname)?;

@@ -14,6 +14,8 @@
 //!   plumbing;
 //! * [`dad`]: duplicate-address detection on the overlay, before a container's addresses are set;
 //! * [`firewall`]: the plugin's nftables table (NAT, port mappings, underlay filter);
+//! * [`flows`], [`ofctl`]: port security, the OpenFlow table of each bridge (pure), and
+//!   installing it with `ovs-ofctl`; [`port_security`]: which flows each bridge and port gets;
 //! * [`lock`]: the host lock that keeps `gc` away from containers being attached;
 //! * [`operate`]: the operator views `status` and `gc` (database vs. host vs. podman);
 //! * [`commands`]: one module per subcommand, wiring the above together.
@@ -24,14 +26,17 @@ pub mod container_link;
 pub mod dad;
 pub mod ethtool;
 pub mod firewall;
+pub mod flows;
 pub mod gateway;
 pub mod lock;
 pub mod naming;
 pub mod netconf;
 pub mod netlink;
 pub mod netns;
+pub mod ofctl;
 pub mod operate;
 pub mod options;
 pub mod ovs;
 pub mod ovsdb;
+pub mod port_security;
 pub mod types;

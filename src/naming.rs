@@ -57,6 +57,9 @@ pub mod keys {
     pub const ADDRESSES: &str = "geneve-ovs.addresses";
     /// The container's port mappings as compact JSON (on container ports).
     pub const PORT_MAPPINGS: &str = "geneve-ovs.port-mappings";
+    /// `false` when the network's container ports are plain switch ports (on bridges), so that
+    /// `gc` restores the same flows `setup` installed.
+    pub const PORT_SECURITY: &str = "geneve-ovs.port-security";
 
     pub const ROLE_BRIDGE: &str = "bridge";
     pub const ROLE_TUNNEL: &str = "tunnel";

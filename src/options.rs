@@ -150,6 +150,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::Value("50"),
         help: "how long setup listens for an answer to the address probes, in milliseconds",
     },
+    OptionSpec {
+        name: "port_security",
+        kind: Kind::Bool,
+        default: OptionDefault::Value("true"),
+        help: "OpenFlow rules on every container port: a container sends only from its own MAC \
+               and addresses, and never as a router, DHCP server or the gateway",
+    },
 ];
 
 /// The longest wait for answers to address probes: it is paid on every `podman run`.
@@ -195,6 +202,7 @@ pub struct RequestedOptions {
     pub bfd: bool,
     pub dad: bool,
     pub dad_timeout_ms: u64,
+    pub port_security: bool,
 }
 
 fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
@@ -304,6 +312,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         bfd: true,
         dad: true,
         dad_timeout_ms: DEFAULT_DAD_TIMEOUT_MS,
+        port_security: true,
     };
     for (name, value) in options {
         let Some(spec) = spec(name) else {
@@ -325,6 +334,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
             "bfd" => req.bfd = parse_bool(name, value)?,
             "dad" => req.dad = parse_bool(name, value)?,
             "dad_timeout_ms" => req.dad_timeout_ms = parse_integer(spec, value)?,
+            "port_security" => req.port_security = parse_bool(name, value)?,
             other => bail!("option {other} is listed but not handled"),
         }
     }
@@ -378,6 +388,9 @@ pub struct NetworkConfig {
     pub bfd: bool,
     /// How long `setup` listens for answers to its address probes; `None`: no probes.
     pub dad: Option<Duration>,
+    /// Whether container ports get their anti-spoofing flows ([`crate::flows`]); without it
+    /// they are plain switch ports.
+    pub port_security: bool,
     /// `--internal`: no gateway, no NAT, no port mappings.
     pub internal: bool,
     /// The network's subnets (the same on every host).
@@ -405,6 +418,7 @@ impl NetworkConfig {
             .dad
             .map_or(DEFAULT_DAD_TIMEOUT_MS, |d| d.as_millis() as u64);
         options.insert("dad_timeout_ms".to_string(), timeout.to_string());
+        options.insert("port_security".to_string(), self.port_security.to_string());
         options
     }
 }
@@ -589,6 +603,7 @@ pub fn resolve(
         local_ip: req.local_ip,
         bfd: req.bfd,
         dad: req.dad.then(|| Duration::from_millis(req.dad_timeout_ms)),
+        port_security: req.port_security,
         internal: network.internal,
         subnets,
         gateways,
@@ -775,6 +790,7 @@ pub(crate) fn sample_config() -> NetworkConfig {
         local_ip: None,
         bfd: true,
         dad: Some(Duration::from_millis(DEFAULT_DAD_TIMEOUT_MS)),
+        port_security: true,
         internal: true,
         subnets: vec![IpNet::new_assert(IpAddr::from([192, 168, 120, 0]), 24)],
         gateways: vec![],

@@ -286,12 +286,13 @@ fn setup_with_ovs_down_fails_clearly_and_leaves_no_veth() -> Result<()> {
 }
 
 /// The wall time of `setup` and `teardown` as netavark runs them (process start included,
-/// `ip netns exec` excluded), median over 50 runs. A figure to read, not an assertion.
+/// `ip netns exec` excluded), median over 50 runs, with duplicate-address detection and port
+/// security off and on. A figure to read, not an assertion.
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn measure_setup_and_teardown() -> Result<()> {
-    for dad in ["false", "true"] {
-        measure_one(dad, false)?;
+    for (dad, port_security) in [("false", "false"), ("false", "true"), ("true", "true")] {
+        measure_one(dad, false, port_security)?;
     }
     Ok(())
 }
@@ -301,13 +302,14 @@ fn measure_setup_and_teardown() -> Result<()> {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture"]
 fn measure_setup_and_teardown_open_with_published_port() -> Result<()> {
-    measure_one("false", true)
+    measure_one("false", true, "true")
 }
 
-fn measure_one(dad: &str, open: bool) -> Result<()> {
+fn measure_one(dad: &str, open: bool, port_security: &str) -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let h1 = lab.host(1);
-    let mut network = podman::network("net1", SUBNET, None, &[("dad", dad)]);
+    let options = [("dad", dad), ("port_security", port_security)];
+    let mut network = podman::network("net1", SUBNET, None, &options);
     network["internal"] = (!open).into();
     let saved = create(h1, &network)?;
     let c = h1.container("c1")?;
@@ -352,7 +354,7 @@ fn measure_one(dad: &str, open: bool) -> Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "dad={dad} open={open}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
+        "dad={dad} open={open} port_security={port_security}: setup median {:?} (min {:?}, max {:?}); teardown median {:?} (min {:?}, max {:?})",
         median(&mut setups),
         setups[0],
         setups[setups.len() - 1],

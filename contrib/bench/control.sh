@@ -2,20 +2,24 @@
 # Control plane: the plugin's setup and teardown driven directly (wall time of the plugin process,
 # peak RSS), and `podman run --rm --net X busybox true` end to end, geneve-ovs networks against
 # podman bridge networks on the same host, alternating. With and without duplicate-address
-# detection when the plugin has the `dad` option.
+# detection when the plugin has the `dad` option, and without port security (`port_security`)
+# when it has that one: the default networks have it on.
 
-# Whether the plugin in host 1 accepts the `dad` option: asked of the binary itself (a `create`
-# with dad=false of a network that is then removed), so the answer always matches what is measured.
-dad_available() {
+# option_available NAME: whether the plugin in host 1 accepts boolean option NAME: asked of the
+# binary itself (a `create` with NAME=false of a network that is then removed), so the answer
+# always matches what is measured.
+option_available() {
 	local probe
-	probe=$(jq -nc '{name: "bench-dad-probe", id: ("d" * 64), driver: "geneve-ovs",
+	probe=$(jq -nc --arg o "$1" '{name: "bench-opt-probe", id: ("d" * 64), driver: "geneve-ovs",
 		subnets: [{subnet: "10.128.255.0/24"}], ipv6_enabled: false, internal: true,
-		dns_enabled: false, options: {dad: "false"}}')
+		dns_enabled: false, options: {($o): "false"}}')
 	local answer
 	answer=$(printf '%s' "$probe" | host 1 "$PLUGIN_IN_HOST" create 2>/dev/null) || return 1
 	host 1 ovs-vsctl --if-exists del-br "$(jq -r '.network_interface' <<<"$answer")"
-	jq -e '.options.dad' <<<"$answer" >/dev/null
+	jq -e --arg o "$1" '.options[$o]' <<<"$answer" >/dev/null
 }
+
+dad_available() { option_available dad; }
 
 # Networks on host 1: name, then podman network create arguments.
 control_networks() {
@@ -30,9 +34,15 @@ control_networks() {
 			"bench-dadon -d geneve-ovs --internal --subnet 10.128.1.0/24 $peers --opt=dad=true" \
 			"bench-dadoff -d geneve-ovs --internal --subnet 10.128.2.0/24 $peers --opt=dad=false"
 	fi
+	if ((PORT_SECURITY)); then
+		printf '%s\n' \
+			"bench-psoff -d geneve-ovs --internal --subnet 10.128.3.0/24 $peers --opt=port_security=false"
+	fi
 }
 
 control_plane() {
+	PORT_SECURITY=0
+	option_available port_security && PORT_SECURITY=1
 	DAD=0
 	if dad_available; then
 		DAD=1
@@ -56,6 +66,7 @@ control_plane() {
 	# The plugin alone: chunks of each configuration in turn, so drift spreads over all.
 	local -a labels=(internal:bench-int nat:bench-nat)
 	((DAD)) && labels+=(dad-off:bench-dadoff dad-on:bench-dadon)
+	((PORT_SECURITY)) && labels+=(ps-off:bench-psoff)
 	local per=$((CYCLES / CYCLE_CHUNKS)) c l
 	for ((c = 0; c < CYCLE_CHUNKS; c++)); do
 		for l in "${labels[@]}"; do
@@ -68,6 +79,7 @@ control_plane() {
 	local -a runs=(geneve-internal:bench-int bridge-internal:bench-bint
 		geneve-nat:bench-nat bridge-nat:bench-bnat)
 	((DAD)) && runs+=(geneve-dad-off:bench-dadoff geneve-dad-on:bench-dadon)
+	((PORT_SECURITY)) && runs+=(geneve-ps-off:bench-psoff)
 	# shellcheck disable=SC2016 # expanded by the host's shell
 	host 1 /bin/bash -euc '
 		reps=$1

@@ -2,11 +2,16 @@
 # Data plane between containers on lab hosts 1 and 2: TCP throughput (iperf3) and round-trip
 # time (ping) over (a) a geneve-ovs network, (b) the seed's hand-made topology (podman bridge +
 # veth + OVS + GENEVE, contrib/lab/seed-topology.sh: same userspace datapath, same MTU), and
-# (c) the underlay host to host, the limit. iperf3 and ping are the hosts' own (root fs), run
-# inside the container's network namespace. The three paths alternate within each repetition.
+# (c) the underlay host to host, the limit, and (d) a geneve-ovs network with
+# `port_security=false` (no anti-spoofing flows), when the plugin has that option: what port
+# security costs. iperf3 and ping are the hosts' own (root fs), run inside the container's
+# network namespace. The paths alternate within each repetition.
 
 # Server port of each path's iperf3.
-declare -A IPERF_PORT=([geneve]=5201 [seed]=5202 [underlay]=5203)
+declare -A IPERF_PORT=([geneve]=5201 [seed]=5202 [underlay]=5203 [geneve_open]=5204)
+
+# The paths measured; geneve_open is added by dp_setup when the plugin has port_security.
+DP_PATHS=(geneve seed underlay)
 
 # Network namespace (as nsenter arguments) and address of each path's end on host H.
 declare -A DP_NS DP_IP
@@ -16,6 +21,7 @@ dp_ends() {
 	local path=$1 h=$2 ctr net pid
 	case $path in
 	geneve) ctr=bench-dp net=bench-dp ;;
+	geneve_open) ctr=bench-dpo net=bench-dpo ;;
 	seed) ctr=seed-net1 net=net1 ;;
 	underlay)
 		DP_NS[$path-$h]=""
@@ -52,11 +58,19 @@ dp_setup() {
 			--opt peers=10.99.0.1,10.99.0.2 bench-dp >/dev/null
 		host "$h" podman run -d --name bench-dp --net bench-dp --cap-add NET_RAW \
 			localhost/busybox sleep 1000000 >/dev/null
+		if option_available port_security; then
+			host "$h" podman network create -d geneve-ovs --internal --subnet 192.168.122.0/24 \
+				--ip-range "192.168.122.$((h * 128 - 127))-192.168.122.$((h * 128 - 2))" \
+				--opt peers=10.99.0.1,10.99.0.2 --opt port_security=false bench-dpo >/dev/null
+			host "$h" podman run -d --name bench-dpo --net bench-dpo --cap-add NET_RAW \
+				localhost/busybox sleep 1000000 >/dev/null
+		fi
 	done
+	option_available port_security && DP_PATHS=(geneve seed underlay geneve_open)
 	"$SEED" up 1 2
 	"$SEED" check 1 2 || die "the seed topology does not carry traffic"
 	local path
-	for path in geneve seed underlay; do
+	for path in "${DP_PATHS[@]}"; do
 		for h in 1 2; do dp_ends "$path" "$h"; done
 	done
 	# The overlay must carry traffic before it is measured.
@@ -71,7 +85,7 @@ dp_setup() {
 	meta datapath_geneve "$(host 1 ovs-vsctl get Bridge \
 		"$(host 1 podman network inspect -f '{{.NetworkInterface}}' bench-dp)" datapath_type)"
 	meta datapath_seed "$(host 1 ovs-vsctl get Bridge ovs_net1 datapath_type)"
-	for path in geneve seed underlay; do
+	for path in "${DP_PATHS[@]}"; do
 		in_path "$path" 2 iperf3 -s -D -p "${IPERF_PORT[$path]}" -I "/tmp/bench-iperf3-$path.pid"
 	done
 	sleep 0.5
@@ -79,7 +93,7 @@ dp_setup() {
 
 dp_teardown() {
 	local path
-	for path in geneve seed underlay; do
+	for path in "${DP_PATHS[@]}"; do
 		# shellcheck disable=SC2016 # expanded by the host's shell
 		host 2 /bin/sh -c 'kill "$(cat "$1")"' sh "/tmp/bench-iperf3-$path.pid" || true
 	done
@@ -88,6 +102,10 @@ dp_teardown() {
 	for h in 1 2; do
 		host "$h" podman rm -f -t 0 bench-dp >/dev/null
 		host "$h" podman network rm -f bench-dp >/dev/null
+		if [[ ${DP_PATHS[*]} == *geneve_open* ]]; then
+			host "$h" podman rm -f -t 0 bench-dpo >/dev/null
+			host "$h" podman network rm -f bench-dpo >/dev/null
+		fi
 	done
 }
 
@@ -109,19 +127,19 @@ ping_batch() {
 data_plane() {
 	dp_setup
 	meta iperf_seconds "$IPERF_SECONDS"
-	local -a paths=(geneve seed underlay)
-	local r k path v
+	local -a paths=("${DP_PATHS[@]}")
+	local n=${#paths[@]} r k path v
 	for ((r = 0; r < IPERF_REPS; r++)); do
-		for ((k = 0; k < 3; k++)); do
-			path=${paths[(k + r) % 3]}
+		for ((k = 0; k < n; k++)); do
+			path=${paths[(k + r) % n]}
 			v=$(iperf_once "$path")
 			printf 'tcp.%s_mbps\t%d\t%s\n' "$path" "$r" "$v" >>"$SAMPLES"
 			log "iperf3 $path: $v Mbit/s"
 		done
 	done
 	for ((r = 0; r < PING_BATCHES; r++)); do
-		for ((k = 0; k < 3; k++)); do
-			path=${paths[(k + r) % 3]}
+		for ((k = 0; k < n; k++)); do
+			path=${paths[(k + r) % n]}
 			ping_batch "$path" | awk -v s="rtt.${path}_ms" -v r="$r" '{printf "%s\t%d\t%s\n", s, r, $1}' \
 				>>"$SAMPLES"
 		done

@@ -36,6 +36,7 @@ const CYCLE_LABELS: &[(&str, &str)] = &[
     ("nat", "network with gateway and NAT, default options"),
     ("dad-off", "internal, `dad=false`"),
     ("dad-on", "internal, `dad=true`"),
+    ("ps-off", "internal, `port_security=false`"),
 ];
 /// `podman run` configurations, and the pairs compared.
 const PODMAN_LABELS: &[(&str, &str)] = &[
@@ -48,6 +49,10 @@ const PODMAN_LABELS: &[(&str, &str)] = &[
     ("bridge-nat", "bridge (gateway, NAT)"),
     ("geneve-dad-off", "geneve-ovs `--internal`, `dad=false`"),
     ("geneve-dad-on", "geneve-ovs `--internal`, `dad=true`"),
+    (
+        "geneve-ps-off",
+        "geneve-ovs `--internal`, `port_security=false`",
+    ),
 ];
 const PODMAN_PAIRS: &[(&str, &str, &str)] = &[
     (
@@ -66,11 +71,13 @@ const PODMAN_PAIRS: &[(&str, &str, &str)] = &[
         "geneve-dad-off",
         "`dad=true` / `dad=false`",
     ),
+    ("geneve-internal", "geneve-ps-off", "port security on / off"),
 ];
 const PATHS: &[(&str, &str)] = &[
     ("geneve", "geneve-ovs"),
     ("seed", "seed topology (bridge + veth + OVS + GENEVE)"),
     ("underlay", "underlay, host to host (the limit)"),
+    ("geneve_open", "geneve-ovs, `port_security=false`"),
 ];
 const PEER_COUNTS: &[u32] = &[1, 8, 32, 64];
 
@@ -394,6 +401,9 @@ fn control(d: &Data, md: &mut String) {
             row(md, &format!("ratio {what}"), &r, ratio);
         }
     }
+    if let Some(r) = d.ratio("internal.setup_ms", "ps-off.setup_ms") {
+        row(md, "ratio `setup`, port security on / off", &r, ratio);
+    }
     let _ = writeln!(md);
     let _ = writeln!(
         md,
@@ -467,6 +477,16 @@ fn dataplane(d: &Data, md: &mut String) {
             "rtt.geneve_ms",
             "rtt.underlay_ms",
             "RTT geneve-ovs / underlay",
+        ),
+        (
+            "tcp.geneve_mbps",
+            "tcp.geneve_open_mbps",
+            "TCP port security on / off",
+        ),
+        (
+            "rtt.geneve_ms",
+            "rtt.geneve_open_ms",
+            "RTT port security on / off",
         ),
     ] {
         if let Some(r) = d.ratio(a, b) {

@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 pub struct Flags {
     pub json: bool,
     pub dry_run: bool,
+    /// `gc --flows-only`: restore the OpenFlow tables, remove nothing.
+    pub flows_only: bool,
     pub help: bool,
     pub network_config_dir: Option<PathBuf>,
     pub netns_dirs: Vec<PathBuf>,
@@ -52,11 +54,12 @@ pub fn parse(args: &[&str], allowed: &[&str], max_positional: usize) -> Result<F
         match name {
             "--json" => flags.json = true,
             "--dry-run" => flags.dry_run = true,
+            "--flows-only" => flags.flows_only = true,
             "--network-config-dir" => flags.network_config_dir = Some(PathBuf::from(value()?)),
             "--netns-dir" => flags.netns_dirs.push(PathBuf::from(value()?)),
             _ => bail!("flag {name} is accepted but not handled"),
         }
-        if inline.is_some() && matches!(name, "--json" | "--dry-run") {
+        if inline.is_some() && matches!(name, "--json" | "--dry-run" | "--flows-only") {
             bail!("{name} takes no value");
         }
     }

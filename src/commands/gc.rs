@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::flags;
@@ -16,22 +16,31 @@ use crate::firewall;
 use crate::lock::Mode;
 use crate::netconf;
 use crate::netlink::Netlink;
+use crate::ofctl::Ofctl;
 use crate::operate::gc::{self, Action, GcItem};
-use crate::operate::host;
+use crate::operate::host::{self, Vswitchd};
+use crate::ovs::Ovs;
+use crate::port_security;
 
 pub const USAGE: &str =
-    "usage: geneve-ovs gc [--dry-run] [--json] [--network-config-dir DIR] [--netns-dir DIR]...
+    "usage: geneve-ovs gc [--dry-run | --flows-only] [--json] [--network-config-dir DIR] [--netns-dir DIR]...
 
 Removes what geneve-ovs created and can no longer serve: OVS ports of containers whose network
 namespace or veth is gone, host veths (gv...) that no OVS port uses and no running container
 holds, gateway ports of networks without containers, and the bridges and tunnels of networks
 that are no longer in podman's network directory. Then it rebuilds the plugin's nftables table
 (inet geneve_ovs) from what OVS holds: NAT of the non-internal networks, the published ports of
-the containers it kept, the underlay filter of the kernel-datapath networks (run at boot, before
-containers start, this is what puts them back). Never touches an OVS row without
-external_ids:geneve-ovs.owner=geneve-ovs, nor a link not named gv + 13 hex digits. Exit code 0 on success, 1 if anything could not be removed.
+the containers it kept, the underlay filter of the kernel-datapath networks; and it restores
+every remaining bridge's OpenFlow table (port security) from the database. Run at boot, before
+containers start, and after every ovs-vswitchd start (contrib/systemd/geneve-ovs-flows.service),
+this is what puts them back. Never touches an OVS row without
+external_ids:geneve-ovs.owner=geneve-ovs, nor a link not named gv + 13 hex digits. Exit code 0
+on success, 1 if anything could not be removed.
 
   --dry-run                  list what would be removed, remove nothing
+  --flows-only               remove nothing, only restore the OpenFlow tables (what
+                             contrib/systemd/geneve-ovs-flows.service runs after every
+                             ovs-vswitchd start)
   --json                     print the result as JSON (see docs/operations.md)
   --network-config-dir DIR   podman's network directory (default $GENEVE_OVS_NETWORK_CONFIG_DIR,
                              else /etc/containers/networks)
@@ -55,16 +64,27 @@ struct GcReport {
     removed: Vec<GcItem>,
     kept: Vec<GcItem>,
     failed: Vec<Failure>,
+    /// The bridges whose OpenFlow table (port security) was restored from the database.
+    flows_restored: Vec<String>,
 }
 
 pub fn run(args: &[&str]) -> Result<Reply> {
     let flags = flags::parse(
         args,
-        &["--json", "--dry-run", "--network-config-dir", "--netns-dir"],
+        &[
+            "--json",
+            "--dry-run",
+            "--flows-only",
+            "--network-config-dir",
+            "--netns-dir",
+        ],
         0,
     )?;
     if flags.help {
         return Ok(Reply::text(USAGE.to_string()));
+    }
+    if flags.flows_only && flags.dry_run {
+        bail!("--flows-only and --dry-run exclude each other: --flows-only changes nothing but the flows");
     }
     let _lock = lock_host(Mode::Exclusive)?;
     let mut ovs = connect_ovs()?;
@@ -75,7 +95,13 @@ pub fn run(args: &[&str]) -> Result<Reply> {
     let host = host::gather(&ovs_rundir(), &inventory.netns_paths(), &netns_dirs)?;
     let dir = netconf::dir_from(flags.network_config_dir.as_deref());
     let saved = netconf::load(&dir).map_err(|e| format!("{e:#}"));
-    let plan = gc::plan(&inventory, &host, saved.as_ref().map_err(String::as_str));
+    let mut plan = gc::plan(&inventory, &host, saved.as_ref().map_err(String::as_str));
+    if flags.flows_only {
+        // Right after an ovs-vswitchd restart: remove nothing (a `create` may be between
+        // building its bridge and podman saving the network), only put the flows back.
+        plan.steps.clear();
+        plan.kept.clear();
+    }
 
     let mut report = GcReport {
         version: VERSION,
@@ -83,7 +109,9 @@ pub fn run(args: &[&str]) -> Result<Reply> {
         removed: Vec::new(),
         kept: plan.kept,
         failed: Vec::new(),
+        flows_restored: Vec::new(),
     };
+    let vswitchd_running = matches!(host.vswitchd, Some(Vswitchd::Running { .. }));
     let netlink = if plan.steps.iter().any(|s| s.action == Action::DeleteVeth) {
         Some(Netlink::open()?)
     } else {
@@ -140,6 +168,13 @@ pub fn run(args: &[&str]) -> Result<Reply> {
             });
         }
     }
+    // Whatever remains gets its flows back: after a reboot or an ovs-vswitchd restart the
+    // tables are empty and the (fail_mode=secure) bridges drop everything until then.
+    if !flags.dry_run && vswitchd_running {
+        restore_flows(&mut ovs, &mut report);
+    } else if !flags.dry_run {
+        log::warn!("ovs-vswitchd is not running: no OpenFlow tables to restore");
+    }
     let code = if report.failed.is_empty() { 0 } else { 1 };
     let text = if flags.json {
         serde_json::to_string_pretty(&report)?
@@ -150,6 +185,34 @@ pub fn run(args: &[&str]) -> Result<Reply> {
         stdout: Some(text),
         code,
     })
+}
+
+/// Replaces every owned bridge's OpenFlow table with what its rows say (port security).
+fn restore_flows(ovs: &mut Ovs, report: &mut GcReport) {
+    let ofctl = Ofctl::new(&ovs_rundir());
+    let failure = |name: String, error: String| Failure {
+        item: GcItem {
+            kind: "flows",
+            name,
+            network: None,
+            container_id: None,
+            reason: "the bridge's OpenFlow table (port security) must be restored".to_string(),
+        },
+        error,
+    };
+    match port_security::restore_all(&ofctl, || ovs.inventory()) {
+        Ok(outcome) => {
+            for (bridge, result) in outcome {
+                match result {
+                    Ok(_) => report.flows_restored.push(bridge),
+                    Err(error) => report.failed.push(failure(bridge, error)),
+                }
+            }
+        }
+        Err(err) => report
+            .failed
+            .push(failure("(all bridges)".to_string(), format!("{err:#}"))),
+    }
 }
 
 fn describe(item: &GcItem) -> String {
@@ -176,12 +239,10 @@ fn render(report: &GcReport) -> String {
         .iter()
         .map(|i| format!("{verb} {}", describe(i)))
         .collect();
-    lines.extend(
-        report
-            .failed
-            .iter()
-            .map(|f| format!("FAILED to remove {}: {}", describe(&f.item), f.error)),
-    );
+    lines.extend(report.failed.iter().map(|f| match f.item.kind {
+        "flows" => format!("FAILED to restore {}: {}", describe(&f.item), f.error),
+        _ => format!("FAILED to remove {}: {}", describe(&f.item), f.error),
+    }));
     lines.extend(report.kept.iter().map(|i| format!("kept {}", describe(i))));
     if report.removed.is_empty() && report.failed.is_empty() {
         lines.push("nothing to remove".to_string());

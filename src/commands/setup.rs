@@ -11,13 +11,16 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
-use super::{connect_ovs, lock_firewall, parse_input, refresh_underlay, LiveHost};
+use super::{connect_ovs, lock_firewall, ovs_rundir, parse_input, refresh_underlay, LiveHost};
 use crate::container_link::{self, AttachedLink, ContainerLinkSpec, ContainerRoute};
 use crate::firewall::{self, PortTaken, Published};
+use crate::flows;
 use crate::gateway;
 use crate::naming::{self, keys};
+use crate::ofctl::Ofctl;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::{ContainerPort, Ovs};
+use crate::port_security;
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
 
 pub fn run(netns: &Path, input: &str) -> Result<String> {
@@ -33,6 +36,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
                 .with_context(|| format!("invalid static MAC address {text:?} (mac=)"))?,
         ),
     };
+    check_static_mac(mac, None)?;
     let static_ips = exec.network_options.static_ips.clone().unwrap_or_default();
     let addresses = container_addresses(network, &static_ips)?;
     // A port mapping that cannot be rendered fails here, before anything exists. Internal
@@ -48,6 +52,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     // Connect before building anything, so that OVS being down leaves nothing behind.
     let mut ovs = connect_ovs()?;
     let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
+    check_static_mac(mac, Some(naming::gateway_mac(cfg.vni)))?;
 
     // From the veth's birth to its OVS port, keep `gc` from taking it for a leak.
     let _lock = super::lock_host_shared()?;
@@ -96,6 +101,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
             keep_offloads(&link, &spec);
         }
+        // The port's flows before anything is sent from it: the bridge drops whatever a port
+        // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
+        install_flows(&mut ovs, &cfg, &port, applied.repaired)?;
         if let Some(timeout) = cfg.dad {
             // The port is on the bridge and the link up for the probe only: an address in use
             // elsewhere on the overlay is refused before this container ever claims it.
@@ -186,15 +194,72 @@ fn keep_offloads(link: &container_link::PendingLink, spec: &ContainerLinkSpec) {
     }
 }
 
-/// Removes a container's port, and for a non-internal network whatever its departure makes
-/// idle (the gateway port) and every published port that targets one of its `addresses`.
-/// Also what `teardown` does.
+/// The bridge's base flows and the port's own; the whole bridge's when the network had to be
+/// repaired on the way (an older version's bridge just made `fail_mode=secure` has lost the
+/// flows of the containers already on it). The repair is best effort: the port's own flows are
+/// what this container needs.
+fn install_flows(
+    ovs: &mut Ovs,
+    cfg: &NetworkConfig,
+    port: &ContainerPort,
+    repaired: bool,
+) -> Result<()> {
+    let ofctl = Ofctl::new(&ovs_rundir());
+    if repaired {
+        let lines = ovs.inventory().and_then(|inventory| {
+            let mut lines = port_security::repair_lines(&inventory, &cfg.bridge)?;
+            lines.extend(port_security::setup_lines(cfg, port)?);
+            Ok(lines)
+        });
+        match lines.and_then(|lines| ofctl.apply(&cfg.bridge, &lines)) {
+            Ok(()) => return Ok(()),
+            Err(err) => log::warn!(
+                "could not restore the flows of the other ports of bridge {} ({err:#}): \
+                 `geneve-ovs gc` restores them",
+                cfg.bridge
+            ),
+        }
+    }
+    port_security::install(&ofctl, cfg, port)
+}
+
+/// Refuses a static MAC (`mac=`) no container may have, before anything is built; the
+/// gateway's is only known once the network is resolved.
+fn check_static_mac(mac: Option<[u8; 6]>, gateway_mac: Option<[u8; 6]>) -> Result<()> {
+    let Some(mac) = mac else {
+        return Ok(());
+    };
+    if let Some(why) = flows::static_mac_refusal(mac, gateway_mac) {
+        bail!(
+            "static MAC address {} (mac=) refused: {why}; give the container another MAC, or none",
+            naming::format_mac(&mac)
+        );
+    }
+    Ok(())
+}
+
+/// Removes a container's port (its flows first, so it is closed before it goes), and for a
+/// non-internal network whatever its departure makes idle (the gateway port) and every
+/// published port that targets one of its `addresses`. Also what `teardown` does.
 pub(super) fn detach_from_ovs(
     ovs: &mut Ovs,
     network: &Network,
     port: &str,
     addresses: &[IpAddr],
 ) -> Result<bool> {
+    let observed = ovs.read()?;
+    let bridge = observed
+        .ports
+        .iter()
+        .find(|p| p.name == port)
+        .and_then(|p| observed.bridge_of(p));
+    if let Some(bridge) = bridge {
+        // Best effort: flows left behind match a port number nothing uses until OVS hands it
+        // out again, and `gc` replaces every owned bridge's table whole.
+        if let Err(err) = port_security::remove(&Ofctl::new(&ovs_rundir()), &bridge.name, port) {
+            log::warn!("the flows of port {port} stay behind: {err:#}");
+        }
+    }
     let removed = ovs.remove_container_port(port)?;
     if !network.internal {
         let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
@@ -325,6 +390,25 @@ mod tests {
     fn address_outside_the_subnets_is_an_error() {
         let e = container_addresses(&network(true), &["10.1.1.1".parse().unwrap()]).unwrap_err();
         assert!(e.to_string().contains("10.1.1.1"), "{e}");
+    }
+
+    #[test]
+    fn static_macs_no_container_may_have_are_refused() {
+        let gateway = naming::gateway_mac(5001);
+        let e = check_static_mac(Some([0x01, 0, 0x5e, 0, 0, 1]), None).unwrap_err();
+        assert!(
+            e.to_string().contains("01:00:5e:00:00:01") && e.to_string().contains("multicast"),
+            "{e}"
+        );
+        let e = check_static_mac(Some([0; 6]), None).unwrap_err();
+        assert!(e.to_string().contains("00:00:00:00:00:00"), "{e}");
+        let e = check_static_mac(Some(gateway), Some(gateway)).unwrap_err();
+        assert!(
+            e.to_string().contains("02:67:77:00:13:89") && e.to_string().contains("gateway"),
+            "{e}"
+        );
+        assert!(check_static_mac(Some([0x02, 1, 2, 3, 4, 5]), Some(gateway)).is_ok());
+        assert!(check_static_mac(None, Some(gateway)).is_ok());
     }
 
     #[test]

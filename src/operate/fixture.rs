@@ -60,6 +60,7 @@ impl Fix {
                 (keys::VNI, &vni.to_string()),
             ]),
             datapath_type: "netdev".to_string(),
+            fail_mode: Some("secure".to_string()),
             ports: Vec::new(),
         });
         self.saved.networks.push(SavedNetwork {

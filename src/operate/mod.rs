@@ -10,4 +10,4 @@ pub mod host;
 pub mod status;
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;

@@ -4,12 +4,13 @@
 //! The JSON form (`--json`) is [`StatusReport`] serialised; its fields are documented in
 //! `docs/operations.md` and only ever added to (`version` changes otherwise).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::host::{HostView, Vswitchd};
+use crate::flows;
 use crate::naming::keys;
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
@@ -26,12 +27,46 @@ pub struct StatusReport {
     pub networks: Vec<NetworkStatus>,
     /// How many of the listed tunnels are down.
     pub tunnels_down: usize,
+    /// How many container ports lack their flows (port security) in the bridge's table.
+    pub flows_missing: usize,
 }
 
 impl StatusReport {
-    /// Whether everything that can be up is: ovs-vswitchd runs and no tunnel is down.
+    /// Whether everything that can be up is: ovs-vswitchd runs, no tunnel is down and every
+    /// container port has its flows.
     pub fn healthy(&self) -> bool {
-        self.vswitchd.running && self.tunnels_down == 0
+        self.vswitchd.running && self.tunnels_down == 0 && self.flows_missing == 0
+    }
+
+    /// Fills in each container's `flows` from its bridge's table (`tables`: the flow count
+    /// per cookie of each bridge, or why it could not be read). A port's protection is
+    /// present when both its own flows and the bridge's base flows are in the table.
+    pub fn check_flows(&mut self, tables: &BTreeMap<String, Result<BTreeMap<u64, usize>, String>>) {
+        for net in &mut self.networks {
+            let Some(table) = net.bridge.as_ref().and_then(|b| tables.get(b)) else {
+                continue;
+            };
+            let base = net.vni.map(flows::base_cookie);
+            for container in &mut net.containers {
+                container.flows = match table {
+                    Err(_) => "unknown",
+                    Ok(counts) => {
+                        let has = |cookie: u64| counts.get(&cookie).is_some_and(|n| *n > 0);
+                        if base.is_some_and(has) && has(flows::port_cookie(&container.port)) {
+                            "present"
+                        } else {
+                            "missing"
+                        }
+                    }
+                };
+            }
+        }
+        self.flows_missing = self
+            .networks
+            .iter()
+            .flat_map(|n| &n.containers)
+            .filter(|c| c.flows == "missing")
+            .count();
     }
 }
 
@@ -94,6 +129,9 @@ pub struct ContainerStatus {
     /// `ok`, `stale` (netns or veth gone: `gc` removes the port) or `error` (OVS reports one).
     pub state: &'static str,
     pub problem: Option<String>,
+    /// The port's flows (port security) in the bridge's OpenFlow table: `present`, `missing`
+    /// (the port is closed: `geneve-ovs gc` restores them) or `unknown` (not checked).
+    pub flows: &'static str,
 }
 
 /// Builds the report; `only` limits it to one network (by network or bridge name).
@@ -154,6 +192,7 @@ pub fn build(
         vswitchd,
         networks,
         tunnels_down,
+        flows_missing: 0,
     })
 }
 
@@ -370,6 +409,7 @@ fn container_status(
         netns: id(keys::NETNS),
         state,
         problem,
+        flows: "unknown",
     }
 }
 
@@ -483,6 +523,7 @@ pub fn render(report: &StatusReport) -> String {
                         or_dash(&c.mac),
                         c.port.clone(),
                         c.state.to_string(),
+                        c.flows.to_string(),
                         c.problem.clone().unwrap_or_default(),
                     ]
                 })
@@ -495,6 +536,7 @@ pub fn render(report: &StatusReport) -> String {
                     "MAC",
                     "PORT",
                     "STATE",
+                    "FLOWS",
                     "PROBLEM",
                 ],
                 &rows,
@@ -519,6 +561,13 @@ pub fn render(report: &StatusReport) -> String {
     if stale > 0 {
         out.push(format!(
             "{stale} stale container port(s): `geneve-ovs gc` removes them"
+        ));
+    }
+    if report.flows_missing > 0 {
+        out.push(format!(
+            "{} container port(s) WITHOUT their port-security flows (they are cut off): \
+             `geneve-ovs gc` restores them",
+            report.flows_missing
         ));
     }
     out.join("\n")

@@ -96,6 +96,7 @@ fn defaults_when_nothing_is_given() {
             bfd: true,
             dad: true,
             dad_timeout_ms: 50,
+            port_security: true,
         }
     );
 }
@@ -112,6 +113,7 @@ fn every_option_parses() {
         ("bfd", "false"),
         ("dad", "false"),
         ("dad_timeout_ms", "1000"),
+        ("port_security", "false"),
     ]))
     .unwrap();
     assert_eq!(
@@ -129,6 +131,7 @@ fn every_option_parses() {
     assert!(!req.bfd);
     assert!(!req.dad);
     assert_eq!(req.dad_timeout_ms, 1000);
+    assert!(!req.port_security);
 }
 
 #[test]
@@ -197,7 +200,7 @@ fn bad_values_name_option_and_value() {
         (&[("dad_timeout_ms", "1001")], r#"dad_timeout_ms="1001""#),
         (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms)"#,
+            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -435,6 +438,7 @@ fn resolved_options_are_written_back() {
             ("bfd", "true"),
             ("dad", "true"),
             ("dad_timeout_ms", "50"),
+            ("port_security", "true"),
         ])
     );
 }

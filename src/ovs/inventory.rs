@@ -144,7 +144,14 @@ pub fn read_ops() -> Vec<Value> {
         ops::select(
             "Bridge",
             vec![owned_condition()],
-            Some(&["_uuid", "name", "external_ids", "datapath_type", "ports"]),
+            Some(&[
+                "_uuid",
+                "name",
+                "external_ids",
+                "datapath_type",
+                "fail_mode",
+                "ports",
+            ]),
         ),
         ops::select(
             "Port",

@@ -177,7 +177,9 @@ impl Ovs {
                     cfg.name,
                     port.name
                 );
-                self.reconcile(cfg, Some(port))
+                let mut applied = self.reconcile(cfg, Some(port))?;
+                applied.repaired = true;
+                Ok(applied)
             }
             Err(err) => Err(err),
         }
@@ -307,11 +309,12 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         ops::wait(
             "Bridge",
             vec![ops::cond("name", "==", cfg.bridge.as_str())],
-            &["external_ids", "datapath_type"],
+            &["external_ids", "datapath_type", "fail_mode"],
             Until::Equal,
             vec![serde_json::json!({
                 "external_ids": value::map(bridge_ids.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
                 "datapath_type": cfg.datapath.as_str(),
+                "fail_mode": plan::FAIL_MODE,
             })],
             Some(0),
         ),
@@ -343,6 +346,17 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
             &["name"],
             Until::Equal,
             vec![serde_json::json!({ "name": gateway.name })],
+            Some(0),
+        ));
+        guards.push(ops::wait(
+            "Interface",
+            vec![
+                ops::cond("name", "==", gateway.name.as_str()),
+                state::owned_condition(),
+            ],
+            &["ofport_request"],
+            Until::Equal,
+            vec![serde_json::json!({ "ofport_request": crate::flows::GATEWAY_OFPORT })],
             Some(0),
         ));
     }
@@ -393,7 +407,13 @@ mod tests {
             guards[2]["rows"][0]["bfd"],
             serde_json::json!([
                 "map",
-                [["enable", "true"], ["min_rx", "1000"], ["min_tx", "1000"]]
+                [
+                    ["bfd_local_dst_mac", "00:23:20:00:00:01"],
+                    ["bfd_remote_dst_mac", "00:23:20:00:00:01"],
+                    ["enable", "true"],
+                    ["min_rx", "1000"],
+                    ["min_tx", "1000"]
+                ]
             ])
         );
     }

@@ -28,6 +28,11 @@ pub struct Tunnel {
     pub external_ids: BTreeMap<String, String>,
 }
 
+/// `Bridge.fail_mode` of the plugin's bridges. `secure`: ovs-vswitchd never sets up flows of
+/// its own, so after a restart (which loses the OpenFlow table) the bridge drops everything
+/// until the plugin's flows are back, instead of switching frames unprotected.
+pub const FAIL_MODE: &str = "secure";
+
 /// BFD transmit and receive intervals of the tunnels, in milliseconds: one control packet a
 /// second each way, and a peer silent for three intervals (3 s) is declared down.
 pub const BFD_INTERVAL_MS: u32 = 1000;
@@ -54,15 +59,28 @@ impl Tunnel {
 }
 
 /// The `Interface.bfd` column for a tunnel with BFD `enabled` or not.
+///
+/// By default OVS takes every UDP packet to port 3784 that comes out of a BFD-enabled tunnel
+/// as BFD, whatever its destination: a container's own BFD (or anything else on that port)
+/// would never reach the other host. `check_tnl_key` cannot tell them apart on our tunnels:
+/// with a fixed `options:key` both BFD and container traffic carry the VNI, and it kills BFD
+/// itself (tested). What does is the inner destination MAC: BFD is sent to
+/// [`BFD_DST_MAC`](crate::flows::BFD_DST_MAC) (`bfd_local_dst_mac`, OVS's default made
+/// explicit) and only packets to it are taken as BFD (`bfd_remote_dst_mac`), so container
+/// frames, addressed to a container's MAC, cross untouched. Containers may not send to that
+/// MAC (a port-security flow drops it).
 pub fn bfd_config(enabled: bool) -> BTreeMap<String, String> {
     if !enabled {
         return BTreeMap::new();
     }
     let interval = BFD_INTERVAL_MS.to_string();
+    let bfd_mac = naming::format_mac(&crate::flows::BFD_DST_MAC);
     [
         ("enable", "true"),
         ("min_rx", interval.as_str()),
         ("min_tx", interval.as_str()),
+        ("bfd_local_dst_mac", bfd_mac.as_str()),
+        ("bfd_remote_dst_mac", bfd_mac.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -97,7 +115,8 @@ pub enum Change {
         gateway: Option<Gateway>,
     },
     /// The bridge is the network's but carries an older identity (the network was removed and
-    /// created again) or another datapath.
+    /// created again), another datapath, or is not yet [`FAIL_MODE`] (created by an older
+    /// version).
     UpdateBridge {
         uuid: String,
         external_ids: BTreeMap<String, String>,
@@ -114,6 +133,9 @@ pub enum Change {
     RemovePorts { bridge: String, ports: Vec<String> },
     /// Owned tunnel ports that lost `protected=true`.
     ProtectPorts { ports: Vec<String> },
+    /// The gateway interface (by UUID) of an older version, whose OpenFlow port number is not
+    /// the pinned [`GATEWAY_OFPORT`](crate::flows::GATEWAY_OFPORT) the base flows name.
+    PinGateway { interface: String },
     /// Tunnel interfaces (by UUID) whose `bfd` column differs from the network's setting.
     SetBfd {
         interfaces: Vec<String>,
@@ -131,6 +153,10 @@ pub fn bridge_external_ids(cfg: &NetworkConfig) -> BTreeMap<String, String> {
     ids.insert(keys::INTERNAL.to_string(), cfg.internal.to_string());
     let subnets: Vec<String> = cfg.subnets.iter().map(IpNet::to_string).collect();
     ids.insert(keys::SUBNETS.to_string(), subnets.join(","));
+    ids.insert(
+        keys::PORT_SECURITY.to_string(),
+        cfg.port_security.to_string(),
+    );
     ids
 }
 
@@ -204,7 +230,9 @@ pub fn plan(
         Some(bridge) => {
             check_bridge_is_ours(cfg, bridge)?;
             let external_ids = bridge_external_ids(cfg);
-            if bridge.external_ids != external_ids || bridge.datapath_type != cfg.datapath.as_str()
+            if bridge.external_ids != external_ids
+                || bridge.datapath_type != cfg.datapath.as_str()
+                || bridge.fail_mode.as_deref() != Some(FAIL_MODE)
             {
                 changes.push(Change::UpdateBridge {
                     uuid: bridge.uuid.clone(),
@@ -297,6 +325,13 @@ fn gateway_changes(
                 bridge: bridge.uuid.clone(),
                 gateway,
             });
+        } else if let Some(interface) = observed
+            .interface(&gateway.name)
+            .filter(|i| i.ofport_request != Some(i64::from(crate::flows::GATEWAY_OFPORT)))
+        {
+            changes.push(Change::PinGateway {
+                interface: interface.uuid.clone(),
+            });
         }
     }
     changes
@@ -383,6 +418,7 @@ mod tests {
                 name: c.bridge.clone(),
                 external_ids: bridge_external_ids(c),
                 datapath_type: c.datapath.as_str().into(),
+                fail_mode: Some(FAIL_MODE.into()),
                 ports: tunnels.iter().map(|t| format!("u-{}", t.name)).collect(),
             }],
             ports: tunnels
@@ -400,6 +436,7 @@ mod tests {
                     uuid: format!("i-{}", t.name),
                     name: t.name.clone(),
                     bfd: t.bfd_config(),
+                    ofport_request: None,
                 })
                 .collect(),
         }
@@ -485,6 +522,39 @@ mod tests {
     }
 
     #[test]
+    fn bridges_of_older_versions_become_secure() {
+        let c = cfg(&["10.99.0.2"]);
+        let mut observed = built(&c);
+        observed.bridges[0].fail_mode = None;
+        let changes = plan(&c, &observed, false).unwrap();
+        assert!(
+            matches!(changes.as_slice(), [Change::UpdateBridge { .. }]),
+            "{changes:?}"
+        );
+        // A bridge without the port-security key (an older version) is updated too.
+        let mut observed = built(&c);
+        observed.bridges[0].external_ids.remove(keys::PORT_SECURITY);
+        assert_eq!(plan(&c, &observed, false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bfd_takes_only_frames_to_its_own_mac() {
+        let bfd = bfd_config(true);
+        assert_eq!(bfd["bfd_local_dst_mac"], "00:23:20:00:00:01");
+        assert_eq!(bfd["bfd_remote_dst_mac"], "00:23:20:00:00:01");
+        assert!(!bfd.contains_key("check_tnl_key"));
+        // A tunnel of an older version (BFD on, no MAC check) is reconciled.
+        let c = cfg(&["10.99.0.2"]);
+        let mut observed = built(&c);
+        observed.interfaces[0].bfd.remove("bfd_remote_dst_mac");
+        let changes = plan(&c, &observed, false).unwrap();
+        assert!(
+            matches!(changes.as_slice(), [Change::SetBfd { .. }]),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
     fn unprotected_tunnels_are_protected_again() {
         let c = cfg(&["10.99.0.2"]);
         let mut observed = built(&c);
@@ -544,7 +614,7 @@ mod tests {
 #[cfg(test)]
 mod gateway_tests {
     use super::*;
-    use crate::ovs::state::PortRow;
+    use crate::ovs::state::{InterfaceRow, PortRow};
 
     fn cfg() -> NetworkConfig {
         NetworkConfig {
@@ -570,6 +640,7 @@ mod gateway_tests {
                 name: c.bridge.clone(),
                 external_ids: bridge_external_ids(c),
                 datapath_type: "netdev".into(),
+                fail_mode: Some(FAIL_MODE.into()),
                 ports: ports.iter().map(|p| p.uuid.clone()).collect(),
             }],
             ports,
@@ -616,6 +687,32 @@ mod gateway_tests {
                 ports: vec!["u-gw5001".into()]
             }]
         );
+    }
+
+    #[test]
+    fn gateway_of_an_older_version_gets_its_pinned_ofport() {
+        let c = cfg();
+        let mut busy = observed(
+            &c,
+            &[
+                ("gw5001", keys::ROLE_GATEWAY),
+                ("gvx", keys::ROLE_CONTAINER),
+            ],
+        );
+        busy.interfaces.push(InterfaceRow {
+            uuid: "i-gw".into(),
+            name: "gw5001".into(),
+            bfd: BTreeMap::new(),
+            ofport_request: None,
+        });
+        assert_eq!(
+            plan(&c, &busy, false).unwrap(),
+            vec![Change::PinGateway {
+                interface: "i-gw".into()
+            }]
+        );
+        busy.interfaces[0].ofport_request = Some(i64::from(crate::flows::GATEWAY_OFPORT));
+        assert_eq!(plan(&c, &busy, false).unwrap(), vec![]);
     }
 
     #[test]

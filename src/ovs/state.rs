@@ -18,6 +18,8 @@ pub struct BridgeRow {
     pub name: String,
     pub external_ids: BTreeMap<String, String>,
     pub datapath_type: String,
+    /// `fail_mode`: the plugin's bridges are `secure` (see [`crate::flows`]).
+    pub fail_mode: Option<String>,
     pub ports: Vec<String>,
 }
 
@@ -55,6 +57,8 @@ pub struct InterfaceRow {
     pub uuid: String,
     pub name: String,
     pub bfd: BTreeMap<String, String>,
+    /// `ofport_request`: the gateway's is pinned ([`crate::flows::GATEWAY_OFPORT`]).
+    pub ofport_request: Option<i64>,
 }
 
 /// The part of the database the plugin plans against.
@@ -117,7 +121,14 @@ pub fn read_ops() -> Vec<Value> {
         ops::select(
             "Bridge",
             vec![],
-            Some(&["_uuid", "name", "external_ids", "datapath_type", "ports"]),
+            Some(&[
+                "_uuid",
+                "name",
+                "external_ids",
+                "datapath_type",
+                "fail_mode",
+                "ports",
+            ]),
         ),
         ops::select(
             "Port",
@@ -127,7 +138,7 @@ pub fn read_ops() -> Vec<Value> {
         ops::select(
             "Interface",
             vec![owned_condition()],
-            Some(&["_uuid", "name", "bfd"]),
+            Some(&["_uuid", "name", "bfd", "ofport_request"]),
         ),
     ]
 }
@@ -168,6 +179,13 @@ pub(super) fn decode_bridge(row: &Value) -> Result<BridgeRow> {
         name: value::string(value::column(row, "name")?)?.to_string(),
         external_ids: value::string_map(value::column(row, "external_ids")?)?,
         datapath_type: value::string(value::column(row, "datapath_type")?)?.to_string(),
+        // An optional column (a set of at most one string); absent from older fixtures.
+        fail_mode: match row.get("fail_mode") {
+            None => None,
+            Some(column) => value::optional(column)?
+                .map(|v| value::string(&v).map(str::to_string))
+                .transpose()?,
+        },
         ports: value::set_elements(value::column(row, "ports")?)?
             .iter()
             .map(|u| value::uuid_str(u).map(str::to_string))
@@ -189,6 +207,12 @@ fn decode_interface(row: &Value) -> Result<InterfaceRow> {
         uuid: value::uuid_str(value::column(row, "_uuid")?)?.to_string(),
         name: value::string(value::column(row, "name")?)?.to_string(),
         bfd: value::string_map(value::column(row, "bfd")?)?,
+        ofport_request: match row.get("ofport_request") {
+            None => None,
+            Some(column) => value::optional(column)?
+                .map(|v| value::integer(&v))
+                .transpose()?,
+        },
     })
 }
 

@@ -149,6 +149,7 @@ impl Txn {
             "type": "internal",
             "mac": crate::naming::format_mac(&gateway.mac),
             "mtu_request": gateway.mtu,
+            "ofport_request": crate::flows::GATEWAY_OFPORT,
             "external_ids": string_map(&gateway.external_ids),
         });
         self.insert_port(
@@ -198,6 +199,7 @@ impl Txn {
                 let bridge = json!({
                     "name": name,
                     "datapath_type": datapath.as_str(),
+                    "fail_mode": super::plan::FAIL_MODE,
                     "ports": value::set(ports),
                     "external_ids": string_map(external_ids),
                 });
@@ -212,7 +214,11 @@ impl Txn {
                 self.ops.push(ops::update(
                     "Bridge",
                     by_uuid(uuid),
-                    json!({"external_ids": string_map(external_ids), "datapath_type": datapath.as_str()}),
+                    json!({
+                        "external_ids": string_map(external_ids),
+                        "datapath_type": datapath.as_str(),
+                        "fail_mode": super::plan::FAIL_MODE,
+                    }),
                 ));
             }
             Change::AddTunnels { bridge, tunnels } => {
@@ -242,6 +248,13 @@ impl Txn {
                         json!({"protected": true}),
                     ));
                 }
+            }
+            Change::PinGateway { interface } => {
+                self.ops.push(ops::update(
+                    "Interface",
+                    by_uuid(interface),
+                    json!({"ofport_request": crate::flows::GATEWAY_OFPORT}),
+                ));
             }
             Change::SetBfd { interfaces, bfd } => {
                 for interface in interfaces {
@@ -311,6 +324,10 @@ impl Txn {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     statuses: BTreeMap<String, BTreeMap<String, String>>,
+    /// The network had to be repaired (reconciled) on the way: its bridge was not as the
+    /// configuration says (rebuilt, made by an older version...), so what else depends on the
+    /// bridge (its OpenFlow table) must be checked as a whole.
+    pub repaired: bool,
 }
 
 impl Applied {
@@ -443,6 +460,7 @@ mod tests {
             .collect();
         Applied {
             statuses: BTreeMap::from([("gvx".to_string(), status)]),
+            repaired: false,
         }
     }
 

@@ -70,6 +70,22 @@ pub fn gc_json(host: &Host, dir: &Path, extra: &[&str]) -> Result<Value> {
     serde_json::from_str(&out).with_context(|| format!("gc printed {out:?}"))
 }
 
+/// What `contrib/systemd/geneve-ovs-flows.service` runs after every start of ovs-vswitchd:
+/// `gc --flows-only`, which puts the bridges' OpenFlow tables (port security) back. Tests that
+/// restart ovs-vswitchd and expect traffic back call it as that unit would.
+pub fn restore_flows(host: &Host) -> Result<Value> {
+    let out = host.plugin(&["gc", "--flows-only", "--json"], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "gc --flows-only exited {:?}: {stdout} {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_str(&stdout).with_context(|| format!("gc --flows-only printed {stdout:?}"))
+}
+
 /// The (kind, name) pairs of a gc result list (`removed`, `kept`, `failed`).
 pub fn gc_items(result: &Value, list: &str) -> Vec<(String, String)> {
     result[list]

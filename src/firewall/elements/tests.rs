@@ -258,6 +258,7 @@ fn observed() -> Observed {
                     (keys::VNI, "1"),
                 ]),
                 datapath_type: "system".into(),
+                fail_mode: None,
                 ports: vec!["t1".into(), "c1".into(), "c2".into(), "c3".into()],
             },
             BridgeRow {
@@ -269,6 +270,7 @@ fn observed() -> Observed {
                     (keys::VNI, "2"),
                 ]),
                 datapath_type: "netdev".into(),
+                fail_mode: None,
                 ports: vec!["t2".into()],
             },
             BridgeRow {
@@ -276,6 +278,7 @@ fn observed() -> Observed {
                 name: "foreign".into(),
                 external_ids: BTreeMap::new(),
                 datapath_type: "system".into(),
+                fail_mode: None,
                 ports: vec![],
             },
         ],

@@ -1,0 +1,238 @@
+//! Port security applied: which flows ([`crate::flows`]) each bridge and container port gets,
+//! worked out from what the plugin keeps in OVS, and installed with [`crate::ofctl`].
+//!
+//! * `setup` installs its bridge's base flows (the same for every run: idempotent) and its own
+//!   port's, in one bundle, after the port is on the bridge and before the duplicate-address
+//!   probe (a probe dropped by a closed port would let DAD pass silently);
+//! * `teardown` deletes its port's flows (its cookie) before the port goes;
+//! * `gc` (at boot, and after every ovs-vswitchd restart through
+//!   `contrib/systemd/geneve-ovs-flows.service`) replaces each owned bridge's table whole, from
+//!   the OVS rows alone;
+//! * `status` compares each bridge's table (one dump per bridge) with its container ports.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::flows::{self, Flow, PortIdentity};
+use crate::naming::{self, keys};
+use crate::ofctl::Ofctl;
+use crate::options::NetworkConfig;
+use crate::ovs::inventory::Inventory;
+use crate::ovs::state::BridgeRow;
+use crate::ovs::ContainerPort;
+
+/// How long `gc` keeps trying to restore a bridge's table while ovs-vswitchd, just restarted,
+/// has not yet created the bridge or its ports.
+pub const RESTORE_WAIT: Duration = Duration::from_secs(10);
+
+/// The bundle `setup` installs for `port`: the bridge's base flows and the port's own.
+pub fn setup_lines(cfg: &NetworkConfig, port: &ContainerPort) -> Result<Vec<String>> {
+    let mac = naming::parse_mac(&port.mac).with_context(|| {
+        format!(
+            "container port {} has no valid MAC {:?}",
+            port.name, port.mac
+        )
+    })?;
+    let identity = PortIdentity {
+        port: port.name.clone(),
+        mac,
+        addresses: port.addresses.clone(),
+        gateway_mac: naming::gateway_mac(cfg.vni),
+    };
+    let mut lines = flows::replace_cookie(flows::base_cookie(cfg.vni), &flows::base_flows(cfg.vni));
+    lines.extend(flows::replace_cookie(
+        flows::port_cookie(&port.name),
+        &flows::port_flows(&identity, cfg.port_security),
+    ));
+    Ok(lines)
+}
+
+/// Installs the base flows of `cfg`'s bridge and `port`'s flows (`setup`).
+pub fn install(ofctl: &Ofctl, cfg: &NetworkConfig, port: &ContainerPort) -> Result<()> {
+    ofctl.apply(&cfg.bridge, &setup_lines(cfg, port)?)
+}
+
+/// Bundle lines that (re)install the flows of every container port of `bridge` the database
+/// has, each under its own cookie, and the base flows. For a `setup` that had to repair the
+/// network on the way: a bridge made `fail_mode=secure` just now (an upgrade from a version
+/// without port security) has lost the table of the containers already running on it. Unlike
+/// [`restore_all`], it replaces cookie by cookie, so the flows of a concurrent `setup` that is
+/// not in `inventory` yet survive.
+pub fn repair_lines(inventory: &Inventory, bridge: &str) -> Result<Vec<String>> {
+    let Some(row) = inventory.bridges.iter().find(|b| b.name == bridge) else {
+        anyhow::bail!("OVS bridge {bridge} is missing");
+    };
+    let table = bridge_table(inventory, row)?;
+    let mut cookies: Vec<u64> = table.iter().map(|f| f.cookie).collect();
+    cookies.dedup();
+    let mut lines = Vec::new();
+    for cookie in cookies {
+        let flows: Vec<Flow> = table
+            .iter()
+            .filter(|f| f.cookie == cookie)
+            .cloned()
+            .collect();
+        lines.extend(flows::replace_cookie(cookie, &flows));
+    }
+    Ok(lines)
+}
+
+/// Deletes the flows of container port `port` on `bridge` (`teardown`).
+pub fn remove(ofctl: &Ofctl, bridge: &str, port: &str) -> Result<()> {
+    ofctl.apply(
+        bridge,
+        &[format!("delete cookie={:#x}/-1", flows::port_cookie(port))],
+    )
+}
+
+/// Whether the network of `bridge` has port security on (bridges of older versions, without
+/// the key, get the default: on).
+fn enforced(bridge: &BridgeRow) -> bool {
+    bridge
+        .external_ids
+        .get(keys::PORT_SECURITY)
+        .map(String::as_str)
+        != Some("false")
+}
+
+/// The whole table of one owned bridge, from the database: base flows, and the flows of every
+/// container port ovs-vswitchd has (a port without a valid MAC in its row stays closed).
+pub fn bridge_table(inventory: &Inventory, bridge: &BridgeRow) -> Result<Vec<Flow>> {
+    let vni: u32 = bridge
+        .external_ids
+        .get(keys::VNI)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("OVS bridge {} has no valid {} key", bridge.name, keys::VNI))?;
+    let mut table = flows::base_flows(vni);
+    for port in inventory
+        .ports_of(bridge)
+        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+    {
+        let in_switch = inventory
+            .interface_of(port)
+            .and_then(|i| i.ofport)
+            .is_some_and(|ofport| ofport > 0);
+        if !in_switch {
+            continue;
+        }
+        let Some(mac) = port.id(keys::MAC).and_then(naming::parse_mac) else {
+            log::warn!(
+                "container port {} has no valid {} key: it stays closed",
+                port.name,
+                keys::MAC
+            );
+            continue;
+        };
+        let addresses: Vec<IpAddr> = port
+            .id(keys::ADDRESSES)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        let identity = PortIdentity {
+            port: port.name.clone(),
+            mac,
+            addresses,
+            gateway_mac: naming::gateway_mac(vni),
+        };
+        table.extend(flows::port_flows(&identity, enforced(bridge)));
+    }
+    Ok(table)
+}
+
+/// Replaces the table of every owned bridge by what the database says it must be, re-reading
+/// the database and trying again for up to [`RESTORE_WAIT`] while ovs-vswitchd is still
+/// building bridges or ports after a restart. Returns each bridge's outcome.
+pub fn restore_all(
+    ofctl: &Ofctl,
+    mut read: impl FnMut() -> Result<Inventory>,
+) -> Result<BTreeMap<String, Result<usize, String>>> {
+    let deadline = Instant::now() + RESTORE_WAIT;
+    let mut outcome: BTreeMap<String, Result<usize, String>> = BTreeMap::new();
+    loop {
+        let inventory = read()?;
+        let mut pending = false;
+        for bridge in inventory.bridges.iter().filter(|b| b.is_owned()) {
+            if matches!(outcome.get(&bridge.name), Some(Ok(_))) {
+                continue;
+            }
+            let done = bridge_table(&inventory, bridge)
+                .and_then(|table| {
+                    ofctl
+                        .replace_all(&bridge.name, &table)
+                        .map(|()| table.len())
+                })
+                .map_err(|e| format!("{e:#}"));
+            pending |= done.is_err();
+            outcome.insert(bridge.name.clone(), done);
+        }
+        if !pending || Instant::now() >= deadline {
+            return Ok(outcome);
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operate::fixture::Fix;
+
+    #[test]
+    fn repair_replaces_each_cookie_of_the_bridge() {
+        let mut fx = Fix::new();
+        fx.network("blue", "gnv5", 5, &[]).container(
+            "gnv5",
+            "gvaaaaaaaaaaaaa",
+            "/run/netns/a",
+            true,
+            true,
+        );
+        let lines = repair_lines(&fx.inv, "gnv5").unwrap();
+        let deletes: Vec<&String> = lines.iter().filter(|l| l.starts_with("delete")).collect();
+        assert_eq!(
+            deletes,
+            vec![
+                &format!("delete cookie={:#x}/-1", flows::base_cookie(5)),
+                &format!(
+                    "delete cookie={:#x}/-1",
+                    flows::port_cookie("gvaaaaaaaaaaaaa")
+                ),
+            ]
+        );
+        assert!(repair_lines(&fx.inv, "gnv6").is_err());
+    }
+
+    #[test]
+    fn bridge_table_has_base_and_live_container_ports_only() {
+        let mut fx = Fix::new();
+        fx.network("blue", "gnv5", 5, &[])
+            .container("gnv5", "gvaaaaaaaaaaaaa", "/run/netns/a", true, true)
+            .container("gnv5", "gvbbbbbbbbbbbbb", "/run/netns/b", true, false);
+        let bridge = &fx.inv.bridges[0];
+        let table = bridge_table(&fx.inv, bridge).unwrap();
+        let count = |cookie| table.iter().filter(|f| f.cookie == cookie).count();
+        assert_eq!(count(flows::base_cookie(5)), flows::base_flows(5).len());
+        assert!(count(flows::port_cookie("gvaaaaaaaaaaaaa")) > 10);
+        // A port ovs-vswitchd could not add (ofport -1) gets nothing: ovs-ofctl could not
+        // name it, and it carries no traffic anyway.
+        assert_eq!(count(flows::port_cookie("gvbbbbbbbbbbbbb")), 0);
+        // Port security off on the network: one open flow per port.
+        fx.inv.bridges[0]
+            .external_ids
+            .insert(keys::PORT_SECURITY.into(), "false".into());
+        let bridge = &fx.inv.bridges[0];
+        let table = bridge_table(&fx.inv, bridge).unwrap();
+        assert_eq!(
+            table
+                .iter()
+                .filter(|f| f.cookie == flows::port_cookie("gvaaaaaaaaaaaaa"))
+                .count(),
+            1
+        );
+    }
+}
