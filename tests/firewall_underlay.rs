@@ -231,3 +231,82 @@ fn right_after_create_of_an_internal_kernel_network_only_peers_get_through() -> 
     );
     Ok(())
 }
+
+/// Rounds of several `create`s at once, each of an internal kernel-datapath network with a
+/// GENEVE port of its own. Each run replaces the whole filter, so without the firewall lock a
+/// run that read OVS before another's network existed could apply a filter that lacks that
+/// network's port (a race: it shows in some rounds only).
+#[test]
+fn concurrent_creates_of_kernel_networks_each_filter_their_own_port() -> Result<()> {
+    const ROUNDS: u16 = 3;
+    const PER_ROUND: u16 = 6;
+    const FIRST_PORT: u16 = 7001;
+    let lab = Lab::new(3, LabUnderlay::V4)?;
+    let h1 = lab.host(1);
+    h1.stop_vswitchd()?;
+    h1.start_vswitchd_offering_system()?;
+    let (peer, stranger) = (lab.host(2).name(), lab.host(3).name());
+
+    let mut receivers: Vec<(u16, UdpSocket)> = Vec::new();
+    for round in 0..ROUNDS {
+        let ports: Vec<u16> = (0..PER_ROUND)
+            .map(|i| FIRST_PORT + round * PER_ROUND + i)
+            .collect();
+        for port in &ports {
+            let socket = Netns::open(&h1.netns_path())?
+                .enter(|| Ok(UdpSocket::bind(format!("10.99.0.1:{port}"))?))?;
+            socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+            receivers.push((*port, socket));
+        }
+        let networks: Vec<serde_json::Value> = ports
+            .iter()
+            .map(|port| {
+                podman::network(
+                    &format!("kern{port}"),
+                    "192.168.120.0/24",
+                    None,
+                    &[
+                        ("peers", "10.99.0.2"),
+                        ("datapath", "system"),
+                        ("dst_port", &port.to_string()),
+                    ],
+                )
+            })
+            .collect();
+        let barrier = std::sync::Barrier::new(networks.len());
+        let created: Vec<Result<serde_json::Value>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = networks
+                .iter()
+                .map(|network| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        podman::create(h1, network)
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| {
+                    r.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("create thread panicked")))
+                })
+                .collect()
+        });
+        for (port, result) in ports.iter().zip(created) {
+            result.with_context(|| format!("round {round}: create kern{port}"))?;
+        }
+        // Every network created so far, this round's and the earlier ones'.
+        for (port, receiver) in &receivers {
+            let to = format!("10.99.0.1:{port}");
+            assert!(
+                !delivered(stranger, receiver, "10.99.0.3", &to)?,
+                "round {round}: a stranger's GENEVE to kern{port}'s port got through"
+            );
+            assert!(
+                delivered(peer, receiver, "10.99.0.2", &to)?,
+                "round {round}: the peer's GENEVE to kern{port}'s port was dropped"
+            );
+        }
+    }
+    Ok(())
+}
