@@ -198,3 +198,42 @@ fn empty_host() {
     assert!(r.networks.is_empty());
     assert!(render(&r).contains("no geneve-ovs networks on this host"));
 }
+
+#[test]
+fn missing_port_security_flows_are_reported_and_unhealthy() {
+    let f = healthy();
+    let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    assert_eq!(r.networks[0].containers[0].flows, "unknown");
+    let base = crate::flows::base_cookie(5);
+    let port = crate::flows::port_cookie("gv0000000000001");
+
+    let mut tables = BTreeMap::new();
+    tables.insert(
+        "gnv5".to_string(),
+        Ok(BTreeMap::from([(base, 3), (port, 20)])),
+    );
+    r.check_flows(&tables);
+    assert_eq!(r.networks[0].containers[0].flows, "present");
+    assert_eq!(r.flows_missing, 0);
+    assert!(r.healthy());
+
+    // The port's own flows gone, or only the base flows gone: missing either way.
+    for counts in [BTreeMap::from([(base, 3)]), BTreeMap::from([(port, 20)])] {
+        tables.insert("gnv5".to_string(), Ok(counts));
+        r.check_flows(&tables);
+        assert_eq!(r.networks[0].containers[0].flows, "missing");
+        assert_eq!(r.flows_missing, 1);
+        assert!(!r.healthy());
+        let text = render(&r);
+        assert!(
+            text.contains("1 container port(s) WITHOUT their port-security flows"),
+            "{text}"
+        );
+    }
+
+    // A table that could not be read says nothing either way.
+    tables.insert("gnv5".to_string(), Err("no socket".to_string()));
+    r.check_flows(&tables);
+    assert_eq!(r.networks[0].containers[0].flows, "unknown");
+    assert!(r.healthy());
+}
