@@ -147,8 +147,13 @@ pub fn bridge_table(inventory: &Inventory, bridge: &BridgeRow) -> Result<Vec<Flo
 /// Replaces the table of every owned bridge by what the database says it must be, re-reading
 /// the database and trying again for up to [`RESTORE_WAIT`] while ovs-vswitchd is still
 /// building bridges or ports after a restart. Returns each bridge's outcome.
+///
+/// A bridge whose datapath type this ovs-vswitchd does not offer (`datapath_types`, e.g.
+/// `system` without the `openvswitch` kernel module) is never built, so it forwards nothing and
+/// has no table to restore: it is left out, and [`unbuildable_bridges`] names it.
 pub fn restore_all(
     ofctl: &Ofctl,
+    offered: &[String],
     mut read: impl FnMut() -> Result<Inventory>,
 ) -> Result<BTreeMap<String, Result<usize, String>>> {
     let deadline = Instant::now() + RESTORE_WAIT;
@@ -156,7 +161,11 @@ pub fn restore_all(
     loop {
         let inventory = read()?;
         let mut pending = false;
-        for bridge in inventory.bridges.iter().filter(|b| b.is_owned()) {
+        for bridge in inventory
+            .bridges
+            .iter()
+            .filter(|b| b.is_owned() && is_offered(&b.datapath_type, offered))
+        {
             if matches!(outcome.get(&bridge.name), Some(Ok(_))) {
                 continue;
             }
@@ -177,10 +186,45 @@ pub fn restore_all(
     }
 }
 
+/// Whether ovs-vswitchd offers the datapath type a bridge asks for (empty means `system`).
+/// An empty list is not known yet (a daemon that has just started writes it a moment later):
+/// then every bridge is tried, as the restore must never skip a bridge that may be built.
+fn is_offered(datapath_type: &str, offered: &[String]) -> bool {
+    if offered.is_empty() {
+        return true;
+    }
+    let wanted = if datapath_type.is_empty() {
+        "system"
+    } else {
+        datapath_type
+    };
+    offered.iter().any(|t| t == wanted)
+}
+
+/// The owned bridges ovs-vswitchd cannot build, with their datapath type.
+pub fn unbuildable_bridges(inventory: &Inventory, offered: &[String]) -> Vec<(String, String)> {
+    inventory
+        .bridges
+        .iter()
+        .filter(|b| b.is_owned() && !is_offered(&b.datapath_type, offered))
+        .map(|b| (b.name.clone(), b.datapath_type.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::operate::fixture::Fix;
+
+    #[test]
+    fn a_datapath_vswitchd_does_not_offer_has_no_table_to_restore() {
+        let offered = vec!["netdev".to_string()];
+        assert!(is_offered("netdev", &offered));
+        assert!(!is_offered("system", &offered));
+        assert!(!is_offered("", &offered), "empty is the kernel datapath");
+        assert!(is_offered("", &["system".to_string()]));
+        assert!(is_offered("system", &[]), "not known yet: try it");
+    }
 
     #[test]
     fn repair_replaces_each_cookie_of_the_bridge() {

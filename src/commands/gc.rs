@@ -200,7 +200,37 @@ fn restore_flows(ovs: &mut Ovs, report: &mut GcReport) {
         },
         error,
     };
-    match port_security::restore_all(&ofctl, || ovs.inventory()) {
+    let offered = match ovs.datapath_types() {
+        Ok(offered) => offered,
+        Err(err) => {
+            report.failed.push(failure(
+                "(all bridges)".to_string(),
+                format!("cannot read the datapath types ovs-vswitchd offers: {err:#}"),
+            ));
+            return;
+        }
+    };
+    if let Ok(inventory) = ovs.inventory() {
+        for (bridge, datapath) in port_security::unbuildable_bridges(&inventory, &offered) {
+            report.kept.push(GcItem {
+                kind: "flows",
+                name: bridge,
+                network: None,
+                container_id: None,
+                reason: format!(
+                    "ovs-vswitchd offers no {} datapath, so it has not built this bridge and \
+                     there is no OpenFlow table to restore (load the openvswitch kernel module \
+                     and restart ovs-vswitchd)",
+                    if datapath.is_empty() {
+                        "system"
+                    } else {
+                        &datapath
+                    }
+                ),
+            });
+        }
+    }
+    match port_security::restore_all(&ofctl, &offered, || ovs.inventory()) {
         Ok(outcome) => {
             for (bridge, result) in outcome {
                 match result {
