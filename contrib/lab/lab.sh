@@ -528,6 +528,9 @@ cmd_reboot() {
 			or (.ifname | test(\"^gv\"))) | .ifname"); do
 			ip link del "$d" 2>/dev/null || true
 		done
+		# The kernel forgets its packet filter: whatever the host wants back must be restored
+		# by its boot (the plugin: its gc unit, or its next create or setup).
+		nft flush ruleset
 		find /run /dev/shm /tmp -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 		mkdir -p /run/lock /run/netns /run/openvswitch
 	'

@@ -60,6 +60,12 @@ ROOTFS=$("$SCRIPT_DIR/rootfs.sh")
 [[ -f $ROOTFS/.complete ]] || die "rootfs.sh gave no complete build"
 
 # The kernel package: the one Debian's meta package points at, at its candidate version.
+# Package lists missing (a machine after apt-get clean): fetch them once.
+POLICY=$(apt-cache policy linux-image-amd64 2>/dev/null || true)
+if [[ $POLICY != *"Candidate: "[0-9]* ]]; then
+	log "no package lists for linux-image-amd64; apt-get update"
+	apt-get update -q >&2 || log "apt-get update reported errors; trying anyway"
+fi
 PKG=${LAB_KERNEL_PACKAGE:-}
 if [[ -z $PKG ]]; then
 	PKG=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)

@@ -14,3 +14,4 @@
 pub mod overlay;
 pub mod recovery;
 pub mod open;
+pub mod underlay;
