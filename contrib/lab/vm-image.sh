@@ -198,7 +198,7 @@ cp "$ROOTFS/busybox.tar" "$TREE/lab/rootfs/busybox.tar"
 touch "$TREE/lab/rootfs/.complete"
 printf 'lab-vm\n' >"$TREE/etc/hostname"
 SIZE_MB=$(($(du -sm "$TREE" | cut -f1) * 5 / 4 + 200))
-mkfs.ext4 -q -F -L lab-root -d "$TREE" -E root_owner=0:0 "$BUILD/disk.img" "${SIZE_MB}M"
+mkfs.ext4 -q -F -L lab-root -d "$TREE" -E root_owner=0:0 "$BUILD/disk.img" "${SIZE_MB}M" >&2
 rm -rf --one-file-system "$TREE" "$BUILD/modules-base"
 
 {

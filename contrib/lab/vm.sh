@@ -48,6 +48,14 @@ vm_console_tail() {
 	return 0
 }
 
+# Removes a request: renamed first to a dot name the agent never looks at, so that it can never
+# see a half-deleted request (and claim it again).
+vm_forget() {
+	local done=${1%/*}/.done-${1##*/}
+	mv -T "$1" "$done" 2>/dev/null && rm -rf "$done" 2>/dev/null
+	return 0
+}
+
 # Runs ARGV in the guest (as root, in its root namespace) and exits with its status; its stdout
 # and stderr become ours (stderr as it comes, for progress). TIMEOUT bounds the command in the
 # guest (killed there) and the wait here.
@@ -82,13 +90,13 @@ vm_call() {
 			fi
 		fi
 		if ((SECONDS > deadline)); then
-			rm -rf "$req"
+			vm_forget "$req"
 			log "guest command timed out after ${tmo} s: $*"
 			return 124
 		fi
 		n=$((n + 1))
 		if ((n % 50 == 0)) && ! vm_alive; then
-			rm -rf "$req"
+			vm_forget "$req"
 			vm_console_tail
 			die "the guest died while running: $*"
 		fi
@@ -98,7 +106,7 @@ vm_call() {
 	[[ -f $req/stdout ]] && cat "$req/stdout"
 	local rc
 	rc=$(cat "$req/rc")
-	rm -rf "$req"
+	vm_forget "$req"
 	return "$rc"
 }
 

@@ -68,6 +68,18 @@ pub const UNDERLAY_MTU: u32 = 1500;
 /// The plugin binary under test.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_geneve-ovs");
 
+/// The binary the labs install: [`PLUGIN`], or the one `LAB_TEST_PLUGIN` names (to check that
+/// a test fails against a deliberately broken build).
+pub fn plugin_under_test() -> String {
+    match std::env::var("LAB_TEST_PLUGIN") {
+        Ok(path) if !path.is_empty() => {
+            eprintln!("[e2e] LAB_TEST_PLUGIN: installing {path} instead of {PLUGIN}");
+            path
+        }
+        _ => PLUGIN.to_string(),
+    }
+}
+
 /// `up` may build the root filesystem first (a minute or two on a cold cache, longer on a
 /// slow mirror).
 const UP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -149,7 +161,7 @@ impl PodmanLab {
         if datapath == Datapath::Kernel {
             args.push("--kernel".to_string());
         }
-        args.extend(["--plugin".to_string(), PLUGIN.to_string()]);
+        args.extend(["--plugin".to_string(), plugin_under_test()]);
         let out = lab.script().args(&args).timeout(UP_TIMEOUT).output()?;
         if !out.status.success() {
             bail!(
