@@ -25,10 +25,21 @@ use scenarios::{open, overlay, recovery, underlay};
 type Scenario = fn(&PodmanLab) -> Result<()>;
 
 /// Runs every scenario on `lab`, each followed by a reset; fails naming those that failed.
+/// `KERNEL_SCENARIOS=NAME,...` runs only those (to work on one), and says so.
 fn run_group(lab: &PodmanLab, scenarios: &[(&str, Scenario)]) -> Result<()> {
     assert_eq!(lab.datapath(), Datapath::Kernel);
+    let only: Option<Vec<String>> = std::env::var("KERNEL_SCENARIOS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(str::to_string).collect());
     let mut failed = Vec::new();
     for (name, scenario) in scenarios {
+        if let Some(only) = &only {
+            if !only.iter().any(|o| o == name) {
+                eprintln!("[kernel] scenario {name}: not selected by KERNEL_SCENARIOS");
+                continue;
+            }
+        }
         let start = Instant::now();
         let result = scenario(lab);
         let took = start.elapsed();

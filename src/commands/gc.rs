@@ -85,7 +85,6 @@ pub fn run(args: &[&str]) -> Result<Reply> {
     } else {
         None
     };
-    let mut firewall_changed = false;
     for step in plan.steps {
         let done = if flags.dry_run {
             Ok(())
@@ -105,7 +104,6 @@ pub fn run(args: &[&str]) -> Result<Reply> {
         };
         match done {
             Ok(()) => {
-                firewall_changed |= step.firewall;
                 report.removed.push(step.item);
             }
             Err(err) => report.failed.push(Failure {
@@ -114,8 +112,10 @@ pub fn run(args: &[&str]) -> Result<Reply> {
             }),
         }
     }
-    // The nftables table is rendered from the database: render it again without what went.
-    if firewall_changed && !flags.dry_run {
+    // The nftables table is rendered from the database: render it again without what went,
+    // and in any case after a boot, which leaves the kernel without it (this is the boot
+    // unit: until it runs, the underlay filter that lets GENEVE in only from peers is gone).
+    if !flags.dry_run {
         if let Err(err) = sync_firewall(&mut ovs) {
             report.failed.push(Failure {
                 item: GcItem {
@@ -123,7 +123,7 @@ pub fn run(args: &[&str]) -> Result<Reply> {
                     name: format!("inet {}", crate::firewall::TABLE),
                     network: None,
                     container_id: None,
-                    reason: "the table must follow the removals".to_string(),
+                    reason: "the table must follow the database".to_string(),
                 },
                 error: format!("{err:#}"),
             });
