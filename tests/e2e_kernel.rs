@@ -4,8 +4,10 @@
 //! podman and netavark in each lab host.
 //!
 //! Booting the guest and starting each host's OVS is the slow part under software emulation,
-//! so one guest serves a group of scenarios: each runs on its own, its failure is reported by
-//! its name, and [`PodmanLab::reset`] clears the hosts before the next. The group fails when
+//! so one guest serves a group of scenarios: each runs on its own (on the first hosts of the
+//! lab, as many as it needs), its failure is reported by its name, and [`PodmanLab::reset`]
+//! clears the hosts before the next. Two groups of about equal length, so that two test
+//! threads run them side by side. The group fails when
 //! any of its scenarios does, naming all that failed. When the guest cannot start (no QEMU, no
 //! kernel package, a guest that does not boot), the suite fails with the reason: it never
 //! skips.
@@ -24,16 +26,17 @@ use scenarios::{open, overlay, recovery, underlay};
 
 type Scenario = fn(&PodmanLab) -> Result<()>;
 
-/// Runs every scenario on `lab`, each followed by a reset; fails naming those that failed.
-/// `KERNEL_SCENARIOS=NAME,...` runs only those (to work on one), and says so.
-fn run_group(lab: &PodmanLab, scenarios: &[(&str, Scenario)]) -> Result<()> {
+/// Runs every scenario on the first `hosts` hosts of `lab`, each followed by a reset of the
+/// whole lab; fails naming those that failed. `KERNEL_SCENARIOS=NAME,...` runs only those (to
+/// work on one), and says so.
+fn run_group(lab: &PodmanLab, scenarios: &[(&str, usize, Scenario)]) -> Result<()> {
     assert_eq!(lab.datapath(), Datapath::Kernel);
     let only: Option<Vec<String>> = std::env::var("KERNEL_SCENARIOS")
         .ok()
         .filter(|v| !v.is_empty())
         .map(|v| v.split(',').map(str::to_string).collect());
     let mut failed = Vec::new();
-    for (name, scenario) in scenarios {
+    for (name, hosts, scenario) in scenarios {
         if let Some(only) = &only {
             if !only.iter().any(|o| o == name) {
                 eprintln!("[kernel] scenario {name}: not selected by KERNEL_SCENARIOS");
@@ -41,7 +44,7 @@ fn run_group(lab: &PodmanLab, scenarios: &[(&str, Scenario)]) -> Result<()> {
             }
         }
         let start = Instant::now();
-        let result = scenario(lab);
+        let result = scenario(&lab.first_hosts(*hosts));
         let took = start.elapsed();
         match &result {
             Ok(()) => eprintln!("[kernel] scenario {name}: ok in {took:.1?}"),
@@ -66,53 +69,69 @@ fn run_group(lab: &PodmanLab, scenarios: &[(&str, Scenario)]) -> Result<()> {
     Ok(())
 }
 
+/// Internal and non-internal networks on two hosts.
 #[test]
-fn kernel_datapath_two_hosts() -> Result<()> {
-    let lab = PodmanLab::up_kernel("kernel2", 2)?;
+fn kernel_datapath_overlay() -> Result<()> {
+    let lab = PodmanLab::up_kernel("kernel-overlay", 2)?;
     run_group(
         &lab,
         &[
-            ("seed_scenario_two_hosts", overlay::seed_scenario_two_hosts),
+            (
+                "seed_scenario_two_hosts",
+                2,
+                overlay::seed_scenario_two_hosts,
+            ),
             (
                 "mtu_is_the_underlays_minus_50_and_full_frames_cross",
+                2,
                 overlay::mtu_is_the_underlays_minus_50_and_full_frames_cross,
             ),
             (
                 "ipv6_overlay_and_ipv6_underlay",
+                2,
                 overlay::ipv6_overlay_and_ipv6_underlay,
             ),
             (
                 "open_network_gateway_and_outbound_nat",
+                2,
                 open::open_network_gateway_and_outbound_nat,
             ),
             (
                 "open_network_port_mapping_and_isolation",
+                2,
                 open::open_network_port_mapping_and_isolation,
             ),
-            (
-                "underlay_filter_geneve_only_from_peers",
-                underlay::geneve_only_from_peers,
-            ),
-            ("bfd_up_down_in_status", underlay::bfd_up_down_in_status),
-            (
-                "vswitchd_restart_while_containers_run",
-                recovery::vswitchd_restart_while_containers_run,
-            ),
-            ("reboot_then_gc_and_podman_start_reconnect", |lab| {
-                recovery::reboot_case(lab, "kernel-reboot-gc", true)
-            }),
         ],
     )
 }
 
+/// Three hosts without a flood loop, then on two of them the underlay filter, BFD, an
+/// ovs-vswitchd crash and a reboot.
 #[test]
-fn kernel_datapath_three_hosts() -> Result<()> {
-    let lab = PodmanLab::up_kernel("kernel3", 3)?;
+fn kernel_datapath_mesh_underlay_and_recovery() -> Result<()> {
+    let lab = PodmanLab::up_kernel("kernel-mesh", 3)?;
     run_group(
         &lab,
-        &[(
-            "three_hosts_every_pair_pings_without_flooding",
-            overlay::three_hosts_every_pair_pings_without_flooding,
-        )],
+        &[
+            (
+                "three_hosts_every_pair_pings_without_flooding",
+                3,
+                overlay::three_hosts_every_pair_pings_without_flooding,
+            ),
+            (
+                "underlay_filter_geneve_only_from_peers",
+                2,
+                underlay::geneve_only_from_peers,
+            ),
+            ("bfd_up_down_in_status", 2, underlay::bfd_up_down_in_status),
+            (
+                "vswitchd_restart_while_containers_run",
+                2,
+                recovery::vswitchd_restart_while_containers_run,
+            ),
+            ("reboot_then_gc_and_podman_start_reconnect", 2, |lab| {
+                recovery::reboot_case(lab, "kernel-reboot-gc", true)
+            }),
+        ],
     )
 }

@@ -101,8 +101,6 @@ fn network_create_alone_builds_bridge_and_tunnels() -> Result<()> {
     Ok(())
 }
 
-
-
 #[test]
 fn networks_with_the_same_subnet_and_different_vnis_do_not_mix() -> Result<()> {
     let lab = PodmanLab::up("vnis", 2)?;
@@ -233,8 +231,6 @@ fn rm_restart_and_inspect() -> Result<()> {
     c3.wait_ping(&ip2, SETTLE)?;
     lab.down_and_check()
 }
-
-
 
 /// What a failed `create` must leave unchanged: podman's networks and the OVS rows.
 fn footprint(h: Host) -> Result<(Vec<String>, Vec<String>, usize, usize)> {

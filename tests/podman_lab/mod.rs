@@ -198,7 +198,11 @@ impl PodmanLab {
     /// The first `n` hosts of this lab as a lab of their own (the others stay up, untouched):
     /// lets one slow-to-start kernel-datapath lab serve scenarios of different sizes.
     pub fn first_hosts(&self, n: usize) -> PodmanLab {
-        assert!(n >= 1 && n <= self.hosts, "the lab has {} hosts", self.hosts);
+        assert!(
+            n >= 1 && n <= self.hosts,
+            "the lab has {} hosts",
+            self.hosts
+        );
         PodmanLab {
             name: self.name.clone(),
             dir: self.dir.clone(),
@@ -285,7 +289,11 @@ impl PodmanLab {
             wait::until("br-phy MTU 1500", Duration::from_secs(10), || {
                 Ok(h.exec_ok(&["cat", "/sys/class/net/br-phy/mtu"])? == "1500")
             })?;
-            h.exec_ok(&["sh", "-c", "nft delete table inet geneve_ovs 2>/dev/null || true"])?;
+            h.exec_ok(&[
+                "sh",
+                "-c",
+                "nft delete table inet geneve_ovs 2>/dev/null || true",
+            ])?;
         }
         self.outside(&[
             "sh",

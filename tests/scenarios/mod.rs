@@ -11,7 +11,7 @@
 // Each test binary uses only part of them.
 #![allow(dead_code)]
 
+pub mod open;
 pub mod overlay;
 pub mod recovery;
-pub mod open;
 pub mod underlay;

@@ -101,8 +101,6 @@ pub fn check_own_gateway(c: &Container, bridge: &str, gateway: &str, vni: u32) -
     Ok(())
 }
 
-
-
 /// A non-internal network on two hosts: the gateway, and outbound NAT to the outside.
 pub fn open_network_gateway_and_outbound_nat(lab: &PodmanLab) -> Result<()> {
     lab.add_switch_address(&format!("{OUTSIDE}/24"))?;

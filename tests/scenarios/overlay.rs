@@ -97,7 +97,6 @@ pub fn host_veths(h: Host) -> Result<Vec<String>> {
         .collect())
 }
 
-
 /// (host, tunnel) -> (tx_packets, rx_packets) of every GENEVE interface of the lab.
 pub fn tunnel_counters(lab: &PodmanLab) -> Result<BTreeMap<(usize, String), (u64, u64)>> {
     let mut counters = BTreeMap::new();

@@ -116,9 +116,11 @@ pub fn geneve_only_from_peers(lab: &PodmanLab) -> Result<()> {
     let report = lab.host(1).exec_ok(&[PLUGIN_IN_HOST, "gc"])?;
     eprintln!("gc after the reboot:\n{report}");
     // The learned MAC went with the reboot's ovs-vswitchd; wait for the bridge to be back.
-    wait::until("host 1's bridge after the reboot", Duration::from_secs(30), || {
-        Ok(lab.host(1).bridges()?.contains(&bridge))
-    })?;
+    wait::until(
+        "host 1's bridge after the reboot",
+        Duration::from_secs(30),
+        || Ok(lab.host(1).bridges()?.contains(&bridge)),
+    )?;
     check_filter(lab, vni, &bridge, 1, "after a reboot, before any container")?;
     Ok(())
 }
@@ -146,20 +148,27 @@ pub fn bfd_up_down_in_status(lab: &PodmanLab) -> Result<()> {
     }
     let bfd_of = |h: Host| -> Result<(i32, String)> {
         let (code, report) = status(h)?;
-        let bfd = first_tunnel(&report)["bfd"].as_str().unwrap_or("").to_string();
+        let bfd = first_tunnel(&report)["bfd"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         Ok((code, bfd))
     };
     let start = Instant::now();
-    wait::until("BFD up in status on both hosts", Duration::from_secs(60), || {
-        Ok(bfd_of(h1)? == (0, "up".into()) && bfd_of(h2)? == (0, "up".into()))
-    })?;
+    wait::until(
+        "BFD up in status on both hosts",
+        Duration::from_secs(60),
+        || Ok(bfd_of(h1)? == (0, "up".into()) && bfd_of(h2)? == (0, "up".into())),
+    )?;
     eprintln!("[bfd] up in status {:.1?} after create", start.elapsed());
 
     h2.kill_vswitchd()?;
     let start = Instant::now();
-    wait::until("BFD down in host 1's status", Duration::from_secs(30), || {
-        Ok(bfd_of(h1)?.1 == "down")
-    })?;
+    wait::until(
+        "BFD down in host 1's status",
+        Duration::from_secs(30),
+        || Ok(bfd_of(h1)?.1 == "down"),
+    )?;
     let down = start.elapsed();
     let (code, report) = status(h1)?;
     assert_eq!(code, 2, "a tunnel is down: {report:#}");
@@ -171,6 +180,9 @@ pub fn bfd_up_down_in_status(lab: &PodmanLab) -> Result<()> {
     wait::until("BFD up again", Duration::from_secs(60), || {
         Ok(bfd_of(h1)? == (0, "up".into()) && bfd_of(h2)? == (0, "up".into()))
     })?;
-    eprintln!("[bfd] up again {:.1?} after the peer's ovs-vswitchd started", start.elapsed());
+    eprintln!(
+        "[bfd] up again {:.1?} after the peer's ovs-vswitchd started",
+        start.elapsed()
+    );
     Ok(())
 }
