@@ -250,14 +250,34 @@ impl PodmanLab {
         Ok(())
     }
 
-    /// `GET url` from outside the hosts (busybox wget in the switch's namespace): the body,
-    /// or `None` when the request failed.
-    pub fn outside_get(&self, url: &str) -> Option<String> {
+    /// `GET /path` over HTTP/1.0 to `addr:port` from outside the hosts (bash's `/dev/tcp` in the
+    /// switch's namespace: the same shell on the machine and in the guest): the body of a 200
+    /// answer, or `None` when the request failed.
+    pub fn outside_get(&self, addr: &str, port: u16, path: &str) -> Option<String> {
         let out = self
             .script()
-            .args(["switch", "busybox", "wget", "-q", "-T", "3", "-O", "-", url])
+            .args([
+                "switch",
+                "timeout",
+                "5",
+                "bash",
+                "-c",
+                r#"exec 3<>"/dev/tcp/$1/$2" && printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$3" "$1" >&3 && cat <&3"#,
+                "bash",
+                addr,
+                &port.to_string(),
+                path,
+            ])
             .output_lossy();
-        ok(&out).then(|| stdout(&out))
+        if !ok(&out) {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.lines()
+            .next()
+            .is_some_and(|status| status.contains(" 200 "))
+            .then(|| body.trim_end().to_string())
     }
 
     /// Between two scenarios on one lab: no container, no network but podman's own, no

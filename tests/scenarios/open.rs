@@ -163,7 +163,7 @@ pub fn open_network_port_mapping_and_isolation(lab: &PodmanLab) -> Result<()> {
     )?;
     let published = SocketAddr::new(h1.ip().parse()?, 8080);
     let body = wait::until_some("the published port", SETTLE, || {
-        Ok(lab.outside_get(&format!("http://{published}/index.html")))
+        Ok(lab.outside_get(&h1.ip(), 8080, "/index.html"))
     })?;
     assert_eq!(body, "lab busybox image");
     // And a container on host 2 reaches it the same way, through its own host.

@@ -167,14 +167,14 @@ pub fn three_hosts_every_pair_pings_without_flooding(lab: &PodmanLab) -> Result<
     // has), and take them again once every tunnel counted the broadcasts: besides those, the
     // tunnels carry BFD's packet a second; a loop would add thousands a second.
     let before = wait::until_some("tunnel statistics", Duration::from_secs(20), || {
-        let counters = tunnel_counters(&lab)?;
+        let counters = tunnel_counters(lab)?;
         Ok(counters.values().all(|(tx, _)| *tx > 0).then_some(counters))
     })?;
     for (c, _) in &containers {
         let _ = c.exec(&["ping", "-c", "2", "-W", "1", "192.168.120.250"]);
     }
     let after = wait::until_some("the broadcasts in the statistics", SETTLE, || {
-        let counters = tunnel_counters(&lab)?;
+        let counters = tunnel_counters(lab)?;
         let grew = counters
             .iter()
             .all(|(k, (tx, _))| before.get(k).is_some_and(|(tx0, _)| tx > tx0));

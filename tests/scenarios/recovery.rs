@@ -117,7 +117,7 @@ pub fn time_to_ping(c: &Container, target: &str) -> Result<Duration> {
 /// Host 1 of two reboots, optionally `gc` runs, then `podman start c1` (2 hosts).
 pub fn reboot_case(lab: &PodmanLab, name: &str, with_gc: bool) -> Result<()> {
     let (h1, h2) = (lab.host(1), lab.host(2));
-    let (c1, c2) = two_hosts_with_sleepers(&lab)?;
+    let (c1, c2) = two_hosts_with_sleepers(lab)?;
     let ip2 = c2.ip(NET)?;
     let old_port = one_clean_port(h1)?;
     let plugin = std::fs::metadata(PLUGIN).context("plugin binary")?;
@@ -193,26 +193,23 @@ pub fn reboot_case(lab: &PodmanLab, name: &str, with_gc: bool) -> Result<()> {
 }
 
 /// ovs-vswitchd of host 1 crashes and starts again while the containers run (2 hosts): traffic
-/// stops with it on the userspace datapath (and keeps flowing on the kernel one, whose flows
-/// outlive the daemon), and is back on its own after the restart, on the same port.
+/// stops with it on the userspace datapath (the kernel's keeps the flows it holds), and is back
+/// on its own after the restart, on the same port.
 pub fn vswitchd_restart_while_containers_run(lab: &PodmanLab) -> Result<()> {
     let h1 = lab.host(1);
-    let (c1, c2) = two_hosts_with_sleepers(&lab)?;
+    let (c1, c2) = two_hosts_with_sleepers(lab)?;
     let ip2 = c2.ip(NET)?;
     let port = one_clean_port(h1)?;
 
     // A crash: SIGKILL by pidfile, then the daemon started as a boot starts it (the
     // harness's one place for that, with the lab's datapath).
     h1.kill_vswitchd()?;
-    match lab.datapath() {
-        // The userspace datapath is the daemon: nothing crosses while it is dead.
-        Datapath::Userspace => ensure!(!c1.ping(&ip2), "ping crossed with ovs-vswitchd dead"),
-        // The kernel's datapath outlives the daemon: the flows it holds (this conversation's,
-        // from the pings above; nobody expires them now) keep forwarding.
-        Datapath::Kernel => ensure!(
-            c1.ping(&ip2),
-            "the kernel datapath stopped forwarding an established flow when ovs-vswitchd died"
-        ),
+    // The userspace datapath is the daemon: nothing crosses while it is dead. The kernel's
+    // outlives the daemon: whatever flows it holds keep forwarding, and nobody expires them,
+    // so whether this ping crosses depends on whether the conversation's flows were still
+    // cached when the daemon died (they idle out after 10 s): nothing to assert there.
+    if lab.datapath() == Datapath::Userspace {
+        ensure!(!c1.ping(&ip2), "ping crossed with ovs-vswitchd dead");
     }
     let up = Instant::now();
     h1.start_vswitchd()?;
