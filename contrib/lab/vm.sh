@@ -206,10 +206,12 @@ vm_down() {
 				mv -T "$VM_SHARE/req/.off" "$VM_SHARE/req/off" || true
 		fi
 		local i
-		for i in $(seq 100); do
-			vm_pid_is_ours "$pid" || break
-			sleep 0.1
-		done
+		if [[ -f $VM_SHARE/ready ]]; then
+			for i in $(seq 100); do
+				vm_pid_is_ours "$pid" || break
+				sleep 0.1
+			done
+		fi
 		if vm_pid_is_ours "$pid"; then
 			log "stopping qemu (pid $pid)"
 			kill -TERM "$pid" 2>/dev/null || true
