@@ -5,257 +5,30 @@
 //!   is torn down; runtime state, container veths and OVS's tap devices gone; OVS started
 //!   again from its database), `geneve-ovs gc` runs as the boot unit would (or not), then
 //!   `podman start`: the container reaches host 2 again, and OVS holds exactly its new port;
-//! * ovs-vswitchd of host 1 is killed and started again while the containers run: nothing
-//!   crosses until `gc --flows-only` (the flows unit) restores the OpenFlow tables, then
-//!   traffic comes back on the same ports.
+//! * ovs-vswitchd of host 1 is killed and started again while the containers run: traffic
+//!   comes back by itself, on the same ports.
 //!
 //! Both print how long recovery took (`--nocapture`).
 
 mod podman_lab;
+mod scenarios;
 
-use std::time::{Duration, Instant};
-
-use anyhow::{ensure, Context, Result};
-use podman_lab::{Container, Host, PodmanLab, PLUGIN};
-
-const NET: &str = "net1";
-const SUBNET: &str = "192.168.120.0/24";
-/// Disjoint ranges of [`SUBNET`] for host 1 and host 2.
-const RANGES: [&str; 2] = [
-    "192.168.120.1-192.168.120.126",
-    "192.168.120.129-192.168.120.254",
-];
-/// Bound on any recovery: generous, the machine may be loaded.
-const RECOVER: Duration = Duration::from_secs(60);
-/// Where the lab installs the plugin in each host.
-const PLUGIN_IN_HOST: &str = "/usr/libexec/netavark/geneve-ovs";
-
-/// Two hosts, the internal network on both (peers = the other host), a sleeper on each,
-/// pinging each other.
-fn two_hosts_with_sleepers(lab: &PodmanLab) -> Result<(Container<'_>, Container<'_>)> {
-    for (h, range) in lab.hosts().into_iter().zip(RANGES) {
-        let peers = format!("peers={}", h.other_peers());
-        h.create_network(
-            NET,
-            &[
-                "--internal",
-                "--subnet",
-                SUBNET,
-                "--ip-range",
-                range,
-                "--opt",
-                &peers,
-            ],
-        )?;
-    }
-    let c1 = lab.host(1).run_sleeper("c1", NET)?;
-    let c2 = lab.host(2).run_sleeper("c2", NET)?;
-    for c in [&c1, &c2] {
-        let policy = c.host().podman_ok(&[
-            "inspect",
-            "--format",
-            "{{.HostConfig.RestartPolicy.Name}}",
-            c.name(),
-        ])?;
-        ensure!(
-            policy.is_empty() || policy == "no",
-            "{}: restart policy {policy:?}, expected none",
-            c.name()
-        );
-    }
-    c1.wait_ping(&c2.ip(NET)?, RECOVER)?;
-    c2.wait_ping(&c1.ip(NET)?, RECOVER)?;
-    Ok((c1, c2))
-}
-
-/// The plugin's container ports in a host's OVS.
-fn container_ports(h: Host) -> Result<Vec<String>> {
-    Ok(
-        h.find("Port", "name", &["external_ids:geneve-ovs.role=container"])?
-            .iter()
-            .filter_map(|p| p["name"].as_str().map(str::to_string))
-            .collect(),
-    )
-}
-
-/// The host ends of container veths (`gv` + 13 hex digits).
-fn host_veths(h: Host) -> Result<Vec<String>> {
-    Ok(h.links()?
-        .into_iter()
-        .filter(|l| l.len() == 15 && l.starts_with("gv"))
-        .collect())
-}
-
-/// OVS interfaces of a host that ovs-vswitchd could not open (name, error).
-fn interfaces_in_error(h: Host) -> Result<Vec<(String, String)>> {
-    Ok(h.find("Interface", "name,error,ofport", &[])?
-        .iter()
-        .filter_map(|i| {
-            let name = i["name"].as_str().unwrap_or_default().to_string();
-            let error = i["error"].as_str().map(str::to_string);
-            let ofport = i["ofport"].as_i64().unwrap_or(-1);
-            match error {
-                Some(e) => Some((name, e)),
-                None if ofport <= 0 => Some((name, format!("ofport {ofport}"))),
-                None => None,
-            }
-        })
-        .collect())
-}
-
-/// Exactly one container port on `h`, its veth is the only `gv*` device, nothing in error.
-fn one_clean_port(h: Host) -> Result<String> {
-    let ports = container_ports(h)?;
-    let veths = host_veths(h)?;
-    ensure!(
-        ports.len() == 1 && ports == veths,
-        "h{}: container ports {ports:?}, gv veths {veths:?}",
-        h.index()
-    );
-    let broken = interfaces_in_error(h)?;
-    ensure!(broken.is_empty(), "h{}: interfaces {broken:?}", h.index());
-    Ok(ports[0].clone())
-}
-
-/// Pings `target` from `c` until answered; how long it took.
-fn time_to_ping(c: &Container, target: &str) -> Result<Duration> {
-    let start = Instant::now();
-    c.wait_ping(target, RECOVER)?;
-    Ok(start.elapsed())
-}
+use anyhow::Result;
+use podman_lab::PodmanLab;
+use scenarios::recovery;
 
 #[test]
 fn reboot_then_gc_and_podman_start_reconnect() -> Result<()> {
-    reboot_case("reboot-gc", true)
+    recovery::reboot_case(&PodmanLab::up("reboot-gc", 2)?, "reboot-gc", true)
 }
 
 /// The gc unit is optional: `setup` replaces the stale port of its container by itself.
 #[test]
 fn reboot_then_podman_start_alone_reconnects() -> Result<()> {
-    reboot_case("reboot", false)
-}
-
-/// Host 1 of two reboots, optionally `gc` runs, then `podman start c1`.
-fn reboot_case(name: &str, with_gc: bool) -> Result<()> {
-    let lab = PodmanLab::up(name, 2)?;
-    let (h1, h2) = (lab.host(1), lab.host(2));
-    let (c1, c2) = two_hosts_with_sleepers(&lab)?;
-    let ip2 = c2.ip(NET)?;
-    let old_port = one_clean_port(h1)?;
-    let plugin = std::fs::metadata(PLUGIN).context("plugin binary")?;
-    eprintln!("plugin under test: {PLUGIN} ({} bytes)", plugin.len());
-
-    let reboot = Instant::now();
-    h1.reboot()?;
-    let reboot = reboot.elapsed();
-
-    // What a reboot leaves: the container stopped, no veth, its OVS port still in the
-    // database with a device that is gone.
-    let state = c1
-        .host()
-        .podman_ok(&["inspect", "--format", "{{.State.Status}}", "c1"])?;
-    ensure!(state != "running", "c1 is {state} after the reboot");
-    ensure!(
-        host_veths(h1)?.is_empty(),
-        "veths survived: {:?}",
-        host_veths(h1)?
-    );
-    ensure!(
-        container_ports(h1)? == [old_port.clone()],
-        "before gc: ports {:?}",
-        container_ports(h1)?
-    );
-    ensure!(
-        interfaces_in_error(h1)?.iter().any(|(n, _)| *n == old_port),
-        "the stale port {old_port} is not in error: {:?}",
-        interfaces_in_error(h1)?
-    );
-
-    // The boot unit: contrib/systemd/geneve-ovs-gc.service.
-    let gc = Instant::now();
-    if with_gc {
-        let report = h1.exec_ok(&[PLUGIN_IN_HOST, "gc"])?;
-        eprintln!("gc after the reboot:\n{report}");
-        ensure!(
-            report.contains(&old_port),
-            "gc did not report {old_port}: {report}"
-        );
-        ensure!(container_ports(h1)?.is_empty(), "ports left after gc");
-        ensure!(
-            interfaces_in_error(h1)?.is_empty(),
-            "after gc: {:?}",
-            interfaces_in_error(h1)?
-        );
-    }
-    let gc = with_gc.then(|| format!("{:.2?}", gc.elapsed()));
-    let gc = gc.as_deref().unwrap_or("skipped");
-
-    // podman start, then the first reply from host 2's container.
-    let start = Instant::now();
-    h1.podman_ok(&["start", "c1"])?;
-    let started = start.elapsed();
-    let first_ping = time_to_ping(&c1, &ip2)?;
-    let total = start.elapsed();
-    c2.wait_ping(&c1.ip(NET)?, RECOVER)
-        .context("host 2 -> host 1 after the reboot")?;
-
-    let new_port = one_clean_port(h1)?;
-    one_clean_port(h2)?;
-    if !with_gc {
-        // Nothing for a later gc either.
-        let report = h1.exec_ok(&[PLUGIN_IN_HOST, "gc", "--dry-run"])?;
-        ensure!(!report.contains("would remove"), "gc --dry-run: {report}");
-    }
-    eprintln!(
-        "[{name}] lab.sh reboot {reboot:.2?}, gc {gc}, podman start {started:.2?}, \
-         first reply {first_ping:.2?} after it returned: {total:.2?} from podman start \
-         (port {old_port} -> {new_port})"
-    );
-    Ok(())
+    recovery::reboot_case(&PodmanLab::up("reboot", 2)?, "reboot", false)
 }
 
 #[test]
 fn vswitchd_restart_while_containers_run() -> Result<()> {
-    let lab = PodmanLab::up("vswitchd", 2)?;
-    let h1 = lab.host(1);
-    let (c1, c2) = two_hosts_with_sleepers(&lab)?;
-    let ip2 = c2.ip(NET)?;
-    let port = one_clean_port(h1)?;
-
-    // A crash: SIGKILL by pidfile, then the daemon started as `lab.sh up` starts it.
-    h1.exec_ok(&[
-        "sh",
-        "-c",
-        "kill -9 \"$(cat /run/openvswitch/ovs-vswitchd.pid)\"",
-    ])?;
-    ensure!(!c1.ping(&ip2), "ping crossed with ovs-vswitchd dead");
-    let up = Instant::now();
-    h1.exec_ok(&[
-        "ovs-vswitchd",
-        "--disable-system",
-        "--pidfile",
-        "--detach",
-        "-vconsole:off",
-        "--log-file=/var/log/openvswitch/ovs-vswitchd.log",
-    ])?;
-    let daemon = up.elapsed();
-    // The flows are lost with the daemon: contrib/systemd/geneve-ovs-flows.service puts them
-    // back after every start, as here.
-    ensure!(!c1.ping(&ip2), "ping crossed a bridge without its flows");
-    let restore = Instant::now();
-    h1.exec_ok(&[PLUGIN_IN_HOST, "gc", "--flows-only"])?;
-    let restore = restore.elapsed();
-    let first_ping = time_to_ping(&c1, &ip2)?;
-    c2.wait_ping(&c1.ip(NET)?, RECOVER)
-        .context("host 2 -> host 1 after the restart")?;
-    ensure!(
-        one_clean_port(h1)? == port,
-        "the container port changed: {:?}",
-        container_ports(h1)?
-    );
-    eprintln!(
-        "[vswitchd] daemon started in {daemon:.2?}; flows restored in {restore:.2?}; first \
-         reply {first_ping:.2?} after that"
-    );
-    Ok(())
+    recovery::vswitchd_restart_while_containers_run(&PodmanLab::up("vswitchd", 2)?)
 }

@@ -5,7 +5,11 @@
 #
 # Usage:
 #   contrib/bench/bench.sh [--quick] [--out DIR] [--plugin PATH] [--userspace-tso] [--keep-lab]
+#   contrib/bench/bench.sh --kernel [--quick] [--out DIR] [--plugin PATH] [--keep-lab]
 #
+#   --kernel       the data plane on OVS's kernel datapath instead, in the lab's QEMU guest:
+#                  geneve-ovs, Docker's overlay data plane (bridge + VXLAN), the seed topology
+#                  and the underlay side by side (contrib/bench/kernel.sh)
 #   --quick        a smoke run (a few repetitions of everything, about 2 minutes)
 #   --out DIR      where results.md, results.png and the raw samples go
 #                  (default: bench-results/<UTC date-time> under the current directory)
@@ -54,6 +58,10 @@ set_mode() {
 }
 
 main() {
+	local arg
+	for arg in "$@"; do
+		if [[ $arg == --kernel ]]; then exec "$BENCH_DIR/kernel.sh" "$@"; fi
+	done
 	local out="" plugin="" keep=0
 	USERSPACE_TSO=0
 	set_mode full

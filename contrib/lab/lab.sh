@@ -5,14 +5,23 @@
 # switch (a Linux bridge in its own network namespace).
 #
 # Usage:
-#   lab.sh up N [--plugin PATH]     start N hosts (and install the plugin binary into each)
+#   lab.sh up N [--kernel] [--plugin PATH]
+#                                   start N hosts (and install the plugin binary into each);
+#                                   --kernel: inside one QEMU guest running Debian's kernel,
+#                                   with OVS's kernel datapath (see vm.sh), instead of the
+#                                   userspace datapath on this machine
 #   lab.sh down                     tear everything down (idempotent, also after a crash)
 #   lab.sh exec H CMD [ARGS...]     run CMD inside host H (1..N)
 #   lab.sh podman H [ARGS...]       run podman inside host H
 #   lab.sh install-plugin PATH [H...]  (re)install the plugin binary into hosts (default: all)
 #   lab.sh reboot H                 what a power cut and boot do to host H (see cmd_reboot)
+#   lab.sh start-vswitchd H         start host H's ovs-vswitchd as `up` does (after a crash)
+#   lab.sh switch CMD [ARGS...]     run CMD in the underlay switch's namespace, which stands for
+#                                   the world outside the hosts (its bridge is br0)
 #   lab.sh env                      print shell assignments describing the running lab
 #   lab.sh status                   short human-readable summary
+#
+# Every verb works the same in both modes: in the kernel mode they are forwarded into the guest.
 #
 # Environment:
 #   LAB_DIR     state directory (default /var/tmp/geneve-ovs-lab); one lab per LAB_DIR
@@ -21,6 +30,9 @@
 #               different LAB_DIRs never collide)
 #   LAB_PASS_ENV  extra variable names (space separated) passed into host commands; RUST_LOG,
 #               RUST_BACKTRACE, TERM and GENEVE_OVS_* always are
+#   LAB_VM_CPUS, LAB_VM_MEM_MB, LAB_VM_TIMEOUT, LAB_VM_BOOT_TIMEOUT  the guest (see vm.sh)
+# Set by vm.sh for lab.sh inside the guest: LAB_DATAPATH=system (OVS with its kernel datapath)
+# and LAB_ROOTFS (the rootfs, the guest's read-only disk, instead of building one).
 #
 # Host i: network namespace /run/netns/$LAB_PREFIX-h<i>, mount namespace file
 # $LAB_DIR/ns/h<i>.mnt, underlay address 10.99.0.<i>/24 and fd99::<i>/64 on OVS bridge br-phy.
@@ -45,12 +57,20 @@ SWITCH_NS=$LAB_PREFIX-sw
 PLUGIN_DEST=/usr/libexec/netavark/geneve-ovs
 HOST_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 MAX_HOSTS=200
+# OVS's datapath in the hosts: netdev (userspace, this machine has no openvswitch module) or
+# system (the kernel's; in the guest of the kernel mode).
+LAB_DATAPATH=${LAB_DATAPATH:-netdev}
+[[ $LAB_DATAPATH == netdev || $LAB_DATAPATH == system ]] ||
+	{ echo "LAB_DATAPATH must be netdev or system, not '$LAB_DATAPATH'" >&2 && exit 1; }
 
 log() { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() {
 	log "error: $*"
 	exit 1
 }
+
+# shellcheck source=contrib/lab/vm.sh
+. "$SCRIPT_DIR/vm.sh"
 
 host_ns() { printf '%s-h%s' "$LAB_PREFIX" "$1"; }
 host_mnt() { printf '%s/h%s.mnt' "$NSDIR" "$1"; }
@@ -187,6 +207,13 @@ cmd_down() {
 do_down() {
 	local -A hosts=()
 	local h ns f
+	# The kernel mode: everything lives in the guest; stopping it leaves nothing here.
+	if is_kernel_mode || [[ -d $VM_DIR ]]; then
+		vm_down
+		rm -rf "$STATE"
+		log "lab in $LAB_DIR is down"
+		return 0
+	fi
 	# Hosts known from the state, from namespaces with our prefix and from mount-ns files.
 	if [[ -f $STATE/hosts ]]; then
 		for h in $(seq "$(cat "$STATE/hosts")"); do hosts[$h]=1; done
@@ -209,7 +236,7 @@ do_down() {
 	fi
 	if mountpoint -q "$NSDIR"; then umount "$NSDIR" || umount -l "$NSDIR"; fi
 	rm -rf --one-file-system "$NSDIR" "$LAB_DIR/hosts"
-	if [[ -f $STATE/rootfs ]]; then
+	if [[ -f $STATE/rootfs && -d "$(cat "$STATE/rootfs")/users" ]]; then
 		rm -f "$(cat "$STATE/rootfs")/users/$LAB_PREFIX"
 	fi
 	rm -rf "$STATE"
@@ -285,9 +312,18 @@ start_ovs() {
 			--log-file=/var/log/openvswitch/ovsdb-server.log
 		ovs-vsctl --no-wait init
 		ovs-vsctl --no-wait set Open_vSwitch . "external_ids:hostname=lab-h$1"
-		ovs-vswitchd --disable-system --pidfile --detach -vconsole:off \
-			--log-file=/var/log/openvswitch/ovs-vswitchd.log
 	' sh "$h"
+	start_vswitchd "$h"
+}
+
+# ovs-vswitchd of host H, as a boot starts it: userspace datapath only unless the lab runs the
+# kernel's (LAB_DATAPATH=system, where the openvswitch module is loaded).
+start_vswitchd() {
+	local h=$1 only_userspace=--disable-system
+	[[ $LAB_DATAPATH == netdev ]] || only_userspace=
+	# shellcheck disable=SC2086 # an optional flag
+	host_run "$h" ovs-vswitchd $only_userspace --pidfile --detach -vconsole:off \
+		--log-file=/var/log/openvswitch/ovs-vswitchd.log
 }
 
 # Underlay of host H: veth from the switch's bridge to the host's eth0, eth0 in the netdev bridge
@@ -306,12 +342,12 @@ make_underlay() {
 		ip link set lo up
 		sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
 		ip link set eth0 up
-		ovs-vsctl add-br br-phy -- set Bridge br-phy datapath_type=netdev \
+		ovs-vsctl add-br br-phy -- set Bridge br-phy "datapath_type=$2" \
 			-- add-port br-phy eth0
 		ip link set br-phy up
 		ip addr add "10.99.0.$i/24" dev br-phy
 		ip -6 addr add "fd99::$i/64" dev br-phy nodad
-	' sh "$h"
+	' sh "$h" "$LAB_DATAPATH"
 }
 
 install_plugin() {
@@ -343,13 +379,17 @@ up_exit() {
 }
 
 cmd_up() {
-	local n=${1:-} plugin=""
+	local n=${1:-} plugin="" kernel=0
 	if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_HOSTS)); then
-		die "usage: lab.sh up N [--plugin PATH] (1 <= N <= $MAX_HOSTS)"
+		die "usage: lab.sh up N [--kernel] [--plugin PATH] (1 <= N <= $MAX_HOSTS)"
 	fi
 	shift
 	while (($#)); do
 		case $1 in
+		--kernel)
+			kernel=1
+			shift
+			;;
 		--plugin)
 			[[ $# -ge 2 ]] || die "--plugin needs a path"
 			plugin=$(readlink -f "$2")
@@ -367,7 +407,27 @@ cmd_up() {
 
 	local start
 	start=$(date +%s%N)
-	ROOTFS=$("$SCRIPT_DIR/rootfs.sh")
+	if ((kernel)); then
+		trap up_exit EXIT
+		trap 'exit 130' INT
+		trap 'exit 143' TERM
+		mkdir -p "$STATE"
+		printf '%s\n' "$LAB_PREFIX" >"$STATE/prefix"
+		printf '%s\n' "$n" >"$STATE/hosts"
+		printf '%s\n' "$plugin" >"$STATE/plugin"
+		vm_up "$n" "$plugin"
+		UP_OK=1
+		touch "$STATE/complete"
+		trap - EXIT INT TERM
+		local ms=$((($(date +%s%N) - start) / 1000000))
+		log "kernel-datapath lab up: $n host(s) in one guest in $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s (LAB_DIR=$LAB_DIR, qemu pid $(vm_pid))"
+		return 0
+	fi
+	if [[ -n ${LAB_ROOTFS:-} ]]; then
+		ROOTFS=$LAB_ROOTFS
+	else
+		ROOTFS=$("$SCRIPT_DIR/rootfs.sh")
+	fi
 	[[ -f $ROOTFS/.complete ]] || die "rootfs.sh gave no complete build"
 
 	trap up_exit EXIT
@@ -380,7 +440,7 @@ cmd_up() {
 	printf '%s\n' "$ROOTFS" >"$STATE/rootfs"
 	printf '%s\n' "$n" >"$STATE/hosts"
 	printf '%s\n' "$plugin" >"$STATE/plugin"
-	printf '%s\n' "$LAB_DIR" >"$ROOTFS/users/$LAB_PREFIX"
+	if [[ -d $ROOTFS/users ]]; then printf '%s\n' "$LAB_DIR" >"$ROOTFS/users/$LAB_PREFIX"; fi
 	# The mount-ns files must sit on a private mount, or binding them would propagate them into
 	# the very namespaces they pin.
 	mountpoint -q "$NSDIR" || mount --bind "$NSDIR" "$NSDIR"
@@ -399,7 +459,7 @@ cmd_up() {
 		ip netns add "$(host_ns "$h")"
 		write_host_config "$h"
 		make_mount_ns "$h"
-		log "host $h: OVS (userspace datapath) and underlay 10.99.0.$h"
+		log "host $h: OVS ($LAB_DATAPATH datapath) and underlay 10.99.0.$h"
 		start_ovs "$h"
 		make_underlay "$h"
 		log "host $h: busybox image"
@@ -453,6 +513,11 @@ cmd_reboot() {
 	((${#conmons[@]} == 0)) || kill -KILL "${conmons[@]}" 2>/dev/null || true
 	((${#others[@]} == 0)) || kill -KILL "${others[@]}" 2>/dev/null || true
 	log "host $h: killed ${#conmons[@]} conmon and ${#others[@]} other process(es)"
+	if [[ $LAB_DATAPATH == system ]]; then
+		# The kernel's datapath (its bridges' internal devices, the tunnel vport) is memory: a
+		# boot starts without it, and ovs-vswitchd builds it again from the database.
+		host_run "$h" sh -c 'for dp in $(ovs-dpctl dump-dps); do ovs-dpctl del-dp "$dp"; done'
+	fi
 	# shellcheck disable=SC2016 # expanded by the host's shell
 	host_run "$h" /bin/sh -euc '
 		for n in /run/netns/*; do
@@ -463,6 +528,9 @@ cmd_reboot() {
 			or (.ifname | test(\"^gv\"))) | .ifname"); do
 			ip link del "$d" 2>/dev/null || true
 		done
+		# The kernel forgets its packet filter: whatever the host wants back must be restored
+		# by its boot (the plugin: its gc unit, or its next create or setup).
+		nft flush ruleset
 		find /run /dev/shm /tmp -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 		mkdir -p /run/lock /run/netns /run/openvswitch
 	'
@@ -486,10 +554,19 @@ cmd_reboot() {
 
 # ---------------------------------------------------------------------------------------------
 
+# LAB_MODE says where the paths are: "userspace" (on this machine) or "kernel" (inside the
+# guest: the namespaces and mount files of the LAB_H* variables are the guest's).
 cmd_env() {
 	[[ -f $STATE/hosts ]] || die "no lab is up in $LAB_DIR"
+	if is_kernel_mode; then
+		printf 'LAB_MODE=kernel\nLAB_DIR=%q\nLAB_PREFIX=%q\nLAB_VM_PID=%q\nLAB_VM_IMAGE=%q\n' \
+			"$LAB_DIR" "$LAB_PREFIX" "$(vm_pid)" "$(cat "$STATE/vm-image" 2>/dev/null)"
+		vm_lab 60 env | grep -v -e '^LAB_DIR=' -e '^LAB_PREFIX=' -e '^LAB_MODE='
+		return 0
+	fi
 	local n h
 	n=$(cat "$STATE/hosts")
+	printf 'LAB_MODE=%s\nLAB_DATAPATH=%q\n' "$([[ $LAB_DATAPATH == netdev ]] && echo userspace || echo kernel)" "$LAB_DATAPATH"
 	printf 'LAB_DIR=%q\nLAB_PREFIX=%q\nLAB_HOSTS=%q\nLAB_ROOTFS=%q\nLAB_SWITCH_NETNS=%q\n' \
 		"$LAB_DIR" "$LAB_PREFIX" "$n" "$(cat "$STATE/rootfs")" "/run/netns/$SWITCH_NS"
 	for h in $(seq "$n"); do
@@ -506,7 +583,16 @@ cmd_status() {
 	fi
 	local n h
 	n=$(cat "$STATE/hosts")
-	echo "lab in $LAB_DIR: $n host(s), prefix $LAB_PREFIX, rootfs $(cat "$STATE/rootfs")"
+	if is_kernel_mode; then
+		if vm_alive; then
+			echo "lab in $LAB_DIR: kernel datapath, $n host(s) in the guest of qemu pid $(vm_pid) ($(cat "$STATE/vm-image" 2>/dev/null))"
+			vm_lab 60 status
+		else
+			echo "lab in $LAB_DIR: kernel datapath, $n host(s), GUEST NOT RUNNING; run 'lab.sh down'"
+		fi
+		return 0
+	fi
+	echo "lab in $LAB_DIR: $n host(s), prefix $LAB_PREFIX, $LAB_DATAPATH datapath, rootfs $(cat "$STATE/rootfs")"
 	[[ -f $STATE/complete ]] || echo "INCOMPLETE: 'up' did not finish; run 'lab.sh down'"
 	for h in $(seq "$n"); do
 		if ! mountpoint -q "$(host_mnt "$h")" || [[ ! -e /run/netns/$(host_ns "$h") ]]; then
@@ -518,9 +604,44 @@ cmd_status() {
 	done
 }
 
+# The kernel mode: every verb but up and down runs in the guest, on the same lab.sh.
+forward_to_guest() {
+	local cmd=$1
+	shift
+	case $cmd in
+	install-plugin)
+		(($# >= 1)) || die "usage: lab.sh install-plugin PATH [H...]"
+		[[ -f $1 && -x $1 ]] || die "plugin binary $1 is not an executable file"
+		cp "$1" "$VM_SHARE/plugin.new"
+		mv -f "$VM_SHARE/plugin.new" "$VM_SHARE/plugin"
+		shift
+		vm_lab "$VM_CALL_TIMEOUT" install-plugin "$GUEST_SHARE/plugin" "$@"
+		;;
+	exec | podman)
+		(($# >= 1)) || die "usage: lab.sh $cmd H ..."
+		local h=${1#h}
+		[[ $h =~ ^[0-9]+$ ]] && ((h >= 1 && h <= $(cat "$STATE/hosts"))) ||
+			die "no host '$1' (lab has $(cat "$STATE/hosts"))"
+		shift
+		if [[ $cmd == podman ]]; then set -- podman "$@"; fi
+		(($#)) || die "usage: lab.sh exec H CMD [ARGS...]"
+		vm_host_exec "$h" "$@"
+		;;
+	*) vm_lab "$VM_CALL_TIMEOUT" "$cmd" "$@" ;;
+	esac
+}
+
 main() {
 	local cmd=${1:-}
 	(($#)) && shift
+	case $cmd in
+	exec | podman | install-plugin | reboot | start-vswitchd | switch)
+		if is_kernel_mode; then
+			forward_to_guest "$cmd" "$@"
+			return
+		fi
+		;;
+	esac
 	case $cmd in
 	up) cmd_up "$@" ;;
 	down) cmd_down ;;
@@ -557,6 +678,17 @@ main() {
 		local h
 		h=$(parse_host "$1")
 		cmd_reboot "$h"
+		;;
+	start-vswitchd)
+		(($# == 1)) || die "usage: lab.sh start-vswitchd H"
+		local h
+		h=$(parse_host "$1")
+		start_vswitchd "$h"
+		;;
+	switch)
+		(($# >= 1)) || die "usage: lab.sh switch CMD [ARGS...]"
+		[[ -e /run/netns/$SWITCH_NS ]] || die "no lab is up in $LAB_DIR"
+		nsenter --net="/run/netns/$SWITCH_NS" -- "$@"
 		;;
 	env) cmd_env ;;
 	status) cmd_status ;;

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The hand-made overlay that geneve-ovs replaces, built on a running lab (lab.sh up N): on each
 # host a podman bridge network with the same subnet and a disjoint IP range, its Linux bridge
-# joined by a veth pair to an OVS bridge (userspace datapath) that holds one GENEVE port per peer
+# joined by a veth pair to an OVS bridge (the lab's datapath) that holds one GENEVE port per peer
 # host (Port protected, so tunnels never forward to each other). Kept as the baseline that
 # benchmarks compare the plugin against.
 #
@@ -12,7 +12,9 @@
 #
 # Environment: LAB_DIR as for lab.sh; SEED_NET (default net1), SEED_SUBNET (default
 # 192.168.120.0/24, a /24), SEED_MTU (default 1450 = 1500 minus GENEVE over IPv4),
-# SEED_VNI (GENEVE key, default 0 as in the hand-made setup).
+# SEED_VNI (GENEVE key, default 0 as in the hand-made setup), SEED_DATAPATH (the OVS bridge's
+# datapath: netdev, the userspace one the lab runs on this machine, or system, the kernel's, in
+# the lab's kernel mode; default: what the lab's env says).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,6 +23,7 @@ NET=${SEED_NET:-net1}
 SUBNET=${SEED_SUBNET:-192.168.120.0/24}
 MTU=${SEED_MTU:-1450}
 VNI=${SEED_VNI:-0}
+DATAPATH=${SEED_DATAPATH:-}
 OVS_BR=ovs_$NET
 # veth between the podman bridge and OVS: LB_END joins the Linux bridge, OVS_END the OVS bridge.
 LB_END=sd-$NET-lb
@@ -54,6 +57,11 @@ ip_range() {
 
 seed_up() {
 	local -a hosts=("$@")
+	if [[ -z $DATAPATH ]]; then
+		DATAPATH=$("$LAB" env | sed -n 's/^LAB_DATAPATH=//p' | tail -1)
+		DATAPATH=${DATAPATH:-netdev}
+	fi
+	[[ $DATAPATH == netdev || $DATAPATH == system ]] || die "SEED_DATAPATH must be netdev or system, not '$DATAPATH'"
 	local n=${#hosts[@]} idx=0 h p
 	for h in "${hosts[@]}"; do
 		idx=$((idx + 1))
@@ -66,8 +74,8 @@ seed_up() {
 		# linked to OVS; podman then adopts it.
 		# shellcheck disable=SC2016 # expanded by the host's shell
 		"$LAB" exec "$h" /bin/bash -euc '
-			net=$1 ovs_br=$2 lb_end=$3 ovs_end=$4 vni=$5 subnet=$6
-			shift 6
+			net=$1 ovs_br=$2 lb_end=$3 ovs_end=$4 vni=$5 subnet=$6 datapath=$7
+			shift 7
 			br=$(podman network inspect "$net" | jq -r ".[0].network_interface")
 			gw=$(podman network inspect "$net" | jq -r ".[0].subnets[0].gateway // empty")
 			ip link add "$br" type bridge
@@ -76,10 +84,11 @@ seed_up() {
 			# aardvark-dns (dns_enabled) must bind to it.
 			if [ -n "$gw" ]; then ip addr add "$gw/${subnet#*/}" dev "$br"; fi
 			ip link add "$lb_end" type veth peer name "$ovs_end"
-			# OVS reads $ovs_end through AF_PACKET: the end outside OVS must compute checksums.
-			ethtool -K "$lb_end" tx off >/dev/null
+			# The userspace datapath reads $ovs_end through AF_PACKET: the end outside OVS must
+			# compute checksums. The kernel datapath needs no such help.
+			if [ "$datapath" = netdev ]; then ethtool -K "$lb_end" tx off >/dev/null; fi
 			ip link set "$lb_end" master "$br"
-			ovs-vsctl add-br "$ovs_br" -- set Bridge "$ovs_br" datapath_type=netdev \
+			ovs-vsctl add-br "$ovs_br" -- set Bridge "$ovs_br" "datapath_type=$datapath" \
 				-- add-port "$ovs_br" "$ovs_end"
 			for peer in "$@"; do
 				ovs-vsctl add-port "$ovs_br" "to_h$peer" \
@@ -90,7 +99,7 @@ seed_up() {
 			ip link set "$ovs_end" up
 			ip link set "$lb_end" up
 			ip link set "$ovs_br" up
-		' sh "$NET" "$OVS_BR" "$LB_END" "$OVS_END" "$VNI" "$SUBNET" "${peers[@]}"
+		' sh "$NET" "$OVS_BR" "$LB_END" "$OVS_END" "$VNI" "$SUBNET" "$DATAPATH" "${peers[@]}"
 	done
 	log "seed topology up on hosts ${hosts[*]}"
 }

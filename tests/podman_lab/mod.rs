@@ -1,7 +1,12 @@
 //! End-to-end lab with real podman: the simulated hosts of `contrib/lab/lab.sh`, each a
 //! network namespace plus a mount namespace whose root is a Debian trixie tree with its own
-//! Open vSwitch (userspace datapath), podman 5 and netavark, and the freshly built plugin
-//! installed as `/usr/libexec/netavark/geneve-ovs`.
+//! Open vSwitch, podman 5 and netavark, and the freshly built plugin installed as
+//! `/usr/libexec/netavark/geneve-ovs`.
+//!
+//! Two datapaths, one harness ([`Datapath`]): on this machine, OVS's userspace datapath
+//! ([`PodmanLab::up`]); in a QEMU guest running Debian's kernel, OVS's kernel datapath, as
+//! production hosts run it ([`PodmanLab::up_kernel`], `lab.sh up N --kernel`). Every method works
+//! the same on both: `lab.sh` forwards its verbs into the guest.
 //!
 //! Use from a test file as `mod podman_lab;` and start with [`PodmanLab::up`]:
 //!
@@ -22,13 +27,14 @@
 //!
 //! Facts the tests rely on (see `contrib/lab/README.md`):
 //! * host i has the underlay addresses 10.99.0.i/24 and fd99::i/64 on its OVS bridge `br-phy`,
-//!   MTU 1500; its ovs-vswitchd offers the userspace (`netdev`) datapath only;
+//!   MTU 1500; its ovs-vswitchd offers the userspace (`netdev`) datapath only, or in the kernel
+//!   mode the kernel's (`system`) as well ([`PodmanLab::datapath`]);
 //! * the image `localhost/busybox` has busybox applets (`ping` needs `--cap-add NET_RAW`, and
 //!   has no `-M`), `/var/www/index.html` and Debian's `/etc/motd`;
 //! * tools of the host's root fs (iputils `ping -M do`, iproute2 `ip -j`) run in a container's
 //!   network namespace with `nsenter -t PID -n` ([`Container::in_netns`]);
 //! * the underlay switch namespace stands for the world outside the hosts
-//!   ([`PodmanLab::switch_netns`], [`netns`]).
+//!   ([`PodmanLab::outside`], `lab.sh switch`).
 //!
 //! The command runner and the polling helper are the netns harness's (`tests/common/`),
 //! shared as they are.
@@ -62,6 +68,18 @@ pub const UNDERLAY_MTU: u32 = 1500;
 /// The plugin binary under test.
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_geneve-ovs");
 
+/// The binary the labs install: [`PLUGIN`], or the one `LAB_TEST_PLUGIN` names (to check that
+/// a test fails against a deliberately broken build).
+pub fn plugin_under_test() -> String {
+    match std::env::var("LAB_TEST_PLUGIN") {
+        Ok(path) if !path.is_empty() => {
+            eprintln!("[e2e] LAB_TEST_PLUGIN: installing {path} instead of {PLUGIN}");
+            path
+        }
+        _ => PLUGIN.to_string(),
+    }
+}
+
 /// `up` may build the root filesystem first (a minute or two on a cold cache, longer on a
 /// slow mirror).
 const UP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
@@ -74,6 +92,25 @@ fn lab_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/lab/lab.sh")
 }
 
+/// The OVS datapath a lab's hosts run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Datapath {
+    /// `netdev`: ovs-vswitchd's userspace datapath, on this machine.
+    Userspace,
+    /// `system`: the kernel's `openvswitch` module, in the lab's QEMU guest.
+    Kernel,
+}
+
+impl Datapath {
+    /// The name OVS (and the plugin's `datapath` option) gives it.
+    pub fn ovs_name(self) -> &'static str {
+        match self {
+            Datapath::Userspace => "netdev",
+            Datapath::Kernel => "system",
+        }
+    }
+}
+
 /// A running lab of `hosts` simulated podman hosts; removed on drop.
 pub struct PodmanLab {
     name: String,
@@ -82,12 +119,27 @@ pub struct PodmanLab {
     prefix: String,
     switch_netns: PathBuf,
     started: Instant,
+    datapath: Datapath,
+    /// False for a view of the first hosts of another lab ([`PodmanLab::first_hosts`]):
+    /// dropping it leaves the lab up.
+    owned: bool,
 }
 
 impl PodmanLab {
-    /// Brings up `hosts` hosts with the plugin installed in each. `name` names the lab's
-    /// directory (with this process's id), for the messages and for finding leftovers.
+    /// Brings up `hosts` hosts with the plugin installed in each, on the userspace datapath.
+    /// `name` names the lab's directory (with this process's id), for the messages and for
+    /// finding leftovers.
     pub fn up(name: &str, hosts: usize) -> Result<PodmanLab> {
+        PodmanLab::up_with(Datapath::Userspace, name, hosts)
+    }
+
+    /// The same in the QEMU guest, on the kernel datapath (`lab.sh up N --kernel`). Fails,
+    /// never skips, when the guest cannot start (no QEMU, no kernel package, ...).
+    pub fn up_kernel(name: &str, hosts: usize) -> Result<PodmanLab> {
+        PodmanLab::up_with(Datapath::Kernel, name, hosts)
+    }
+
+    pub fn up_with(datapath: Datapath, name: &str, hosts: usize) -> Result<PodmanLab> {
         remove_stale_labs();
         let started = Instant::now();
         let dir = Path::new(LABS_ROOT).join(format!("{name}-{}", std::process::id()));
@@ -102,14 +154,21 @@ impl PodmanLab {
             prefix: String::new(),
             switch_netns: PathBuf::new(),
             started,
+            datapath,
+            owned: true,
         };
-        let out = lab
-            .script()
-            .args(["up", &hosts.to_string(), "--plugin", PLUGIN])
-            .timeout(UP_TIMEOUT)
-            .output()?;
+        let mut args = vec!["up".to_string(), hosts.to_string()];
+        if datapath == Datapath::Kernel {
+            args.push("--kernel".to_string());
+        }
+        args.extend(["--plugin".to_string(), plugin_under_test()]);
+        let out = lab.script().args(&args).timeout(UP_TIMEOUT).output()?;
         if !out.status.success() {
-            bail!("lab.sh up {hosts} failed:\n{}", describe(&out));
+            bail!(
+                "lab.sh {} failed ({datapath:?} datapath):\n{}",
+                args.join(" "),
+                describe(&out)
+            );
         }
         let env = lab.script().arg("env").run()?;
         for line in env.lines() {
@@ -124,11 +183,144 @@ impl PodmanLab {
             "unexpected `lab.sh env` output:\n{env}"
         );
         eprintln!(
-            "[e2e {name}] {hosts} host(s) up in {:.1?} (prefix {})",
+            "[e2e {name}] {hosts} host(s) up in {:.1?} ({datapath:?} datapath, prefix {})",
             started.elapsed(),
             lab.prefix
         );
         Ok(lab)
+    }
+
+    /// The datapath of this lab's hosts.
+    pub fn datapath(&self) -> Datapath {
+        self.datapath
+    }
+
+    /// The first `n` hosts of this lab as a lab of their own (the others stay up, untouched):
+    /// lets one slow-to-start kernel-datapath lab serve scenarios of different sizes.
+    pub fn first_hosts(&self, n: usize) -> PodmanLab {
+        assert!(
+            n >= 1 && n <= self.hosts,
+            "the lab has {} hosts",
+            self.hosts
+        );
+        PodmanLab {
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            hosts: n,
+            prefix: self.prefix.clone(),
+            switch_netns: self.switch_netns.clone(),
+            started: self.started,
+            datapath: self.datapath,
+            owned: false,
+        }
+    }
+
+    /// Runs `args` in the underlay switch's namespace (`lab.sh switch`), which stands for the
+    /// world outside the hosts; returns stdout.
+    pub fn outside(&self, args: &[&str]) -> Result<String> {
+        let out = self.script().arg("switch").args(args).output_lossy();
+        ensure!(
+            ok(&out),
+            "outside: `{}` failed:\n{}",
+            args.join(" "),
+            describe(&out)
+        );
+        Ok(stdout(&out))
+    }
+
+    /// Starts an HTTP server outside the hosts on `addr:port` (busybox httpd, in the switch's
+    /// namespace) whose `/cgi-bin/who` answers with the client's address as the server sees
+    /// it, and whose `/index.html` is "outside". Stopped by [`PodmanLab::reset`] or `down`.
+    pub fn start_outside_server(&self, addr: &str, port: u16) -> Result<()> {
+        self.outside(&[
+            "sh",
+            "-euc",
+            r#"d="$LAB_DIR/outside-$2"
+            mkdir -p "$d/cgi-bin"
+            printf 'outside\n' >"$d/index.html"
+            printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n' \
+                >"$d/cgi-bin/who"
+            chmod 0755 "$d/cgi-bin/who"
+            busybox httpd -f -p "$1:$2" -h "$d" </dev/null >/dev/null 2>&1 &
+            echo $! >"$d/pid""#,
+            "sh",
+            addr,
+            &port.to_string(),
+        ])?;
+        Ok(())
+    }
+
+    /// `GET /path` over HTTP/1.0 to `addr:port` from outside the hosts (bash's `/dev/tcp` in the
+    /// switch's namespace: the same shell on the machine and in the guest): the body of a 200
+    /// answer, or `None` when the request failed.
+    pub fn outside_get(&self, addr: &str, port: u16, path: &str) -> Option<String> {
+        let out = self
+            .script()
+            .args([
+                "switch",
+                "timeout",
+                "5",
+                "bash",
+                "-c",
+                r#"exec 3<>"/dev/tcp/$1/$2" && printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$3" "$1" >&3 && cat <&3"#,
+                "bash",
+                addr,
+                &port.to_string(),
+                path,
+            ])
+            .output_lossy();
+        if !ok(&out) {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.lines()
+            .next()
+            .is_some_and(|status| status.contains(" 200 "))
+            .then(|| body.trim_end().to_string())
+    }
+
+    /// Between two scenarios on one lab: no container, no network but podman's own, no
+    /// bridge but `br-phy` at MTU 1500, no outside server or address, every ovs-vswitchd
+    /// running. Fails when a host cannot be brought back.
+    pub fn reset(&self) -> Result<()> {
+        for h in self.hosts() {
+            if !ok(&h.exec(&["ovs-appctl", "-t", "ovs-vswitchd", "version"])) {
+                h.start_vswitchd()?;
+            }
+            h.podman_ok(&["rm", "-af", "-t", "0"])?;
+            let nets = h.network_names()?;
+            let ours: Vec<&str> = nets
+                .iter()
+                .map(String::as_str)
+                .filter(|n| *n != "podman")
+                .collect();
+            if !ours.is_empty() {
+                let mut args = vec!["network", "rm", "-f"];
+                args.extend(ours);
+                h.podman_ok(&args)?;
+            }
+            for br in h.bridges()? {
+                if br != "br-phy" {
+                    h.vsctl(&["--if-exists", "del-br", &br])?;
+                }
+            }
+            h.vsctl(&["set", "Interface", "br-phy", "mtu_request=1500"])?;
+            wait::until("br-phy MTU 1500", Duration::from_secs(10), || {
+                Ok(h.exec_ok(&["cat", "/sys/class/net/br-phy/mtu"])? == "1500")
+            })?;
+            h.exec_ok(&[
+                "sh",
+                "-c",
+                "nft delete table inet geneve_ovs 2>/dev/null || true",
+            ])?;
+        }
+        self.outside(&[
+            "sh",
+            "-c",
+            r#"for p in "$LAB_DIR"/outside-*/pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; rm -rf "${p%/pid}"; done; ip addr flush dev br0; true"#,
+        ])?;
+        Ok(())
     }
 
     /// `lab.sh` for this lab's directory (never another lab's prefix from the environment).
@@ -178,14 +370,7 @@ impl PodmanLab {
     /// Gives the switch an underlay address, so that it stands for a machine outside the
     /// hosts ("the internet").
     pub fn add_switch_address(&self, cidr: &str) -> Result<()> {
-        let name = self
-            .switch_netns
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("switch netns name")?;
-        Cmd::new("ip")
-            .args(["-n", name, "addr", "add", cidr, "dev", "br0"])
-            .run()?;
+        self.outside(&["ip", "addr", "add", cidr, "dev", "br0"])?;
         Ok(())
     }
 
@@ -244,6 +429,9 @@ impl PodmanLab {
 
 impl Drop for PodmanLab {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if std::thread::panicking() && !self.prefix.is_empty() {
             self.dump_state();
         }
@@ -395,6 +583,34 @@ impl<'a> Host<'a> {
         ensure!(
             ok(&out),
             "lab.sh reboot {} failed:\n{}",
+            self.index,
+            describe(&out)
+        );
+        Ok(())
+    }
+
+    /// Kills this host's ovs-vswitchd the hard way (SIGKILL by its pidfile): a crash.
+    pub fn kill_vswitchd(&self) -> Result<()> {
+        self.exec_ok(&[
+            "sh",
+            "-c",
+            "kill -9 \"$(cat /run/openvswitch/ovs-vswitchd.pid)\"",
+        ])?;
+        Ok(())
+    }
+
+    /// Starts this host's ovs-vswitchd as the lab's `up` and a boot do (`lab.sh
+    /// start-vswitchd`: with the kernel datapath where the lab has it). The one place the
+    /// tests restart the daemon: what a host's service manager does after a crash.
+    pub fn start_vswitchd(&self) -> Result<()> {
+        let out = self
+            .lab
+            .script()
+            .args(["start-vswitchd", &self.index.to_string()])
+            .output_lossy();
+        ensure!(
+            ok(&out),
+            "lab.sh start-vswitchd {} failed:\n{}",
             self.index,
             describe(&out)
         );
