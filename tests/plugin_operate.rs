@@ -713,7 +713,12 @@ fn gc_of_a_non_internal_network_takes_gateway_and_firewall_rules_along() -> Resu
     // setup must not race the last one's teardown over them.
     drop(c);
     let done = gc_json(h1, &dir, &[])?;
-    let removed = gc_items(&done, "removed");
+    // The kernel destroys a deleted namespace's veths a moment later, in the background: gc
+    // may still find the container's host veth and remove it too. That one is not counted.
+    let removed: Vec<(String, String)> = gc_items(&done, "removed")
+        .into_iter()
+        .filter(|(kind, _)| kind != "veth")
+        .collect();
     assert_eq!(removed.len(), 2, "{done:#}");
     assert!(
         removed.contains(&("port".to_string(), gateway.clone())),
