@@ -43,12 +43,19 @@ pub fn setup_lines(cfg: &NetworkConfig, port: &ContainerPort) -> Result<Vec<Stri
         addresses: port.addresses.clone(),
         gateway_mac: naming::gateway_mac(cfg.vni),
     };
-    let mut lines = flows::replace_cookie(flows::base_cookie(cfg.vni), &flows::base_flows(cfg.vni));
+    let mut lines = create_lines(cfg);
     lines.extend(flows::replace_cookie(
         flows::port_cookie(&port.name),
         &flows::port_flows(&identity, cfg.port_security),
     ));
     Ok(lines)
+}
+
+/// The bundle `create` installs: the bridge's base flows alone, so that the peers' frames are
+/// switched from the moment the network exists (the bridge is `fail_mode=secure`). Container
+/// ports keep their own cookies' flows.
+pub fn create_lines(cfg: &NetworkConfig) -> Vec<String> {
+    flows::replace_cookie(flows::base_cookie(cfg.vni), &flows::base_flows(cfg.vni))
 }
 
 /// Installs the base flows of `cfg`'s bridge and `port`'s flows (`setup`).

@@ -7,8 +7,12 @@
 
 use anyhow::Result;
 
-use super::{connect_ovs, parse_input, refresh_underlay, LiveHost};
-use crate::options::{self, Datapath, Stage};
+use super::{connect_ovs, ovs_rundir, parse_input, refresh_underlay, LiveHost};
+use crate::ofctl::Ofctl;
+use crate::options::{self, Datapath, NetworkConfig, Stage};
+use crate::ovs::plan::FAIL_MODE;
+use crate::ovs::Ovs;
+use crate::port_security;
 use crate::types::Network;
 
 pub fn run(input: &str) -> Result<String> {
@@ -20,7 +24,22 @@ pub fn run(input: &str) -> Result<String> {
     let mut host = LiveHost::new(&mut ovs);
     options::complete_network(&mut network, &mut host)?;
     let cfg = options::resolve(&network, Stage::Create, &mut host)?;
+    // A bridge of a version without port security loses its OpenFlow table when it becomes
+    // fail_mode=secure: then every port's flows go back in, not only the base ones.
+    let upgraded = ovs
+        .read()?
+        .bridges
+        .iter()
+        .any(|b| b.name == cfg.bridge && b.fail_mode.as_deref() != Some(FAIL_MODE));
     ovs.ensure_network(&cfg)?;
+    // The bridge drops everything until its flows are in; the first `setup` installs them
+    // too (and fails loudly if it cannot), so here a failure is a warning.
+    if let Err(err) = install_flows(&mut ovs, &cfg, upgraded) {
+        log::warn!(
+            "the OpenFlow table of bridge {} is not installed yet: {err:#}",
+            cfg.bridge
+        );
+    }
     if cfg.datapath == Datapath::System {
         // The underlay filter (GENEVE only from the peers) is defence in depth: OVS itself
         // only accepts tunnel packets from a configured remote_ip. A host without nftables
@@ -35,4 +54,15 @@ pub fn run(input: &str) -> Result<String> {
     // Netavark runs no DNS server for plugin networks: do not promise one.
     network.dns_enabled = false;
     Ok(serde_json::to_string(&network)?)
+}
+
+/// The bridge's base flows (tunnels and gateway switched, the rest dropped), or its whole
+/// table from the database after an upgrade to a secure bridge.
+fn install_flows(ovs: &mut Ovs, cfg: &NetworkConfig, upgraded: bool) -> Result<()> {
+    let lines = if upgraded {
+        port_security::repair_lines(&ovs.inventory()?, &cfg.bridge)?
+    } else {
+        port_security::create_lines(cfg)
+    };
+    Ofctl::new(&ovs_rundir()).apply(&cfg.bridge, &lines)
 }
