@@ -18,9 +18,11 @@
 //!   installing it with `ovs-ofctl`; [`port_security`]: which flows each bridge and port gets;
 //! * [`lock`]: the host lock that keeps `gc` away from containers being attached;
 //! * [`operate`]: the operator views `status` and `gc` (database vs. host vs. podman);
+//! * [`cli`]: the command line (clap), and [`manual`]: the completions and man pages made from it;
 //! * [`commands`]: one module per subcommand, wiring the above together.
 
 pub mod addressing;
+pub mod cli;
 pub mod commands;
 pub mod container_link;
 pub mod dad;
@@ -29,6 +31,7 @@ pub mod firewall;
 pub mod flows;
 pub mod gateway;
 pub mod lock;
+pub mod manual;
 pub mod naming;
 pub mod netconf;
 pub mod netlink;

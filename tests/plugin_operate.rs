@@ -283,6 +283,7 @@ fn status_lists_networks_tunnels_and_containers() -> Result<()> {
     let out = h1.plugin(
         &[
             "status",
+            "--json",
             "nope",
             "--network-config-dir",
             &dir.display().to_string(),
@@ -290,6 +291,27 @@ fn status_lists_networks_tunnels_and_containers() -> Result<()> {
         "",
     );
     assert!(error_of(&out)?.contains("no geneve-ovs network \"nope\""));
+    // Without --json the same error is a sentence on stderr for the person at the terminal.
+    let out = h1.plugin(
+        &[
+            "status",
+            "nope",
+            "--network-config-dir",
+            &dir.display().to_string(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("geneve-ovs: error: no geneve-ovs network \"nope\""),
+        "{stderr}"
+    );
 
     // The container's veth vanishes behind the plugin's back: its port is stale.
     let port = c["port"].as_str().unwrap().to_string();

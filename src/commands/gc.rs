@@ -7,11 +7,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use super::flags;
 use super::{connect_ovs, lock_firewall, lock_host, ovs_rundir, Reply};
+use crate::cli::GcArgs;
 use crate::firewall;
 use crate::lock::Mode;
 use crate::netconf;
@@ -21,31 +21,6 @@ use crate::operate::gc::{self, Action, GcItem};
 use crate::operate::host::{self, Vswitchd};
 use crate::ovs::Ovs;
 use crate::port_security;
-
-pub const USAGE: &str =
-    "usage: geneve-ovs gc [--dry-run | --flows-only] [--json] [--network-config-dir DIR] [--netns-dir DIR]...
-
-Removes what geneve-ovs created and can no longer serve: OVS ports of containers whose network
-namespace or veth is gone, host veths (gv...) that no OVS port uses and no running container
-holds, gateway ports of networks without containers, and the bridges and tunnels of networks
-that are no longer in podman's network directory. Then it rebuilds the plugin's nftables table
-(inet geneve_ovs) from what OVS holds: NAT of the non-internal networks, the published ports of
-the containers it kept, the underlay filter of the kernel-datapath networks; and it restores
-every remaining bridge's OpenFlow table (port security) from the database. Run at boot, before
-containers start, and after every ovs-vswitchd start (contrib/systemd/geneve-ovs-flows.service),
-this is what puts them back. Never touches an OVS row without
-external_ids:geneve-ovs.owner=geneve-ovs, nor a link not named gv + 13 hex digits. Exit code 0
-on success, 1 if anything could not be removed.
-
-  --dry-run                  list what would be removed, remove nothing
-  --flows-only               remove nothing, only restore the OpenFlow tables (what
-                             contrib/systemd/geneve-ovs-flows.service runs after every
-                             ovs-vswitchd start)
-  --json                     print the result as JSON (see docs/operations.md)
-  --network-config-dir DIR   podman's network directory (default $GENEVE_OVS_NETWORK_CONFIG_DIR,
-                             else /etc/containers/networks)
-  --netns-dir DIR            another directory where running containers' namespaces are
-                             mounted, besides /run/netns (may be repeated)";
 
 /// The version of the JSON document.
 pub const VERSION: u32 = 1;
@@ -68,32 +43,16 @@ struct GcReport {
     flows_restored: Vec<String>,
 }
 
-pub fn run(args: &[&str]) -> Result<Reply> {
-    let flags = flags::parse(
-        args,
-        &[
-            "--json",
-            "--dry-run",
-            "--flows-only",
-            "--network-config-dir",
-            "--netns-dir",
-        ],
-        0,
-    )?;
-    if flags.help {
-        return Ok(Reply::text(USAGE.to_string()));
-    }
-    if flags.flows_only && flags.dry_run {
-        bail!("--flows-only and --dry-run exclude each other: --flows-only changes nothing but the flows");
-    }
+pub fn run(flags: &GcArgs) -> Result<Reply> {
+    // clap refuses --dry-run with --flows-only: --flows-only changes nothing but the flows.
     let _lock = lock_host(Mode::Exclusive)?;
     let mut ovs = connect_ovs()?;
     let inventory = ovs.inventory()?;
     // More directories only ever keep more veths: the default is always among them.
     let mut netns_dirs = vec![PathBuf::from(host::DEFAULT_NETNS_DIR)];
-    netns_dirs.extend(flags.netns_dirs.iter().cloned());
+    netns_dirs.extend(flags.netns_dir.iter().cloned());
     let host = host::gather(&ovs_rundir(), &inventory.netns_paths(), &netns_dirs)?;
-    let dir = netconf::dir_from(flags.network_config_dir.as_deref());
+    let dir = netconf::dir_from(flags.dir.network_config_dir.as_deref());
     let saved = netconf::load(&dir).map_err(|e| format!("{e:#}"));
     let mut plan = gc::plan(&inventory, &host, saved.as_ref().map_err(String::as_str));
     if flags.flows_only {

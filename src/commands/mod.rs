@@ -1,9 +1,9 @@
 //! One module per subcommand. Each reads its input, runs parse → validate → plan → apply
-//! through the other modules, and returns what goes on stdout; [`run`] dispatches and
-//! [`crate::types::PluginError`] framing is done by `main`.
+//! through the other modules, and returns what goes on stdout; [`run_plugin`] dispatches the
+//! netavark protocol's commands, [`run_operator`] the operator's (parsed by [`crate::cli`]), and
+//! the error framing is done by `main`.
 
 mod create;
-mod flags;
 mod gc;
 mod info;
 mod setup;
@@ -18,35 +18,14 @@ use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
+use crate::cli::Command;
 use crate::firewall;
 use crate::lock;
+use crate::manual;
 use crate::netlink::Netlink;
 use crate::options::{HostFacts, UnderlayRoute};
 use crate::ovs::Ovs;
 use crate::ovsdb::Client;
-
-/// The usage text, printed for `--help` and for unknown subcommands.
-pub const USAGE: &str = "usage: geneve-ovs <command>
-
-netavark plugin commands (called by netavark, JSON on stdin and stdout):
-  info                  print the plugin and API version
-  create                validate a network and build its OVS bridge and tunnels
-  setup <netns path>    attach a container to the network
-  teardown <netns path> detach a container from the network
-
-operator commands (see `geneve-ovs <command> --help`):
-  status [--json] [NETWORK]      networks, tunnel health (BFD) and containers; exit 2 if a
-                                 tunnel is down
-  gc [--dry-run] [--json]        remove stale ports, leaked veths and bridges of removed
-                                 networks
-
-Environment:
-  OVS_RUNDIR            directory of ovsdb-server's db.sock (default /var/run/openvswitch)
-  GENEVE_OVS_RUNDIR     the plugin's own root-only directory for its lock files (default
-                        /run/geneve-ovs; created with mode 0700 when missing)
-  RUST_LOG              log level on stderr (default warn)
-  GENEVE_OVS_NETWORK_CONFIG_DIR  podman's network directory for status and gc
-                        (default /etc/containers/networks)";
 
 /// What a command prints on stdout, and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,9 +52,10 @@ impl Reply {
     }
 }
 
-/// Runs the subcommand named by `args` (without the program name) and returns what to print
-/// on stdout, if anything.
-pub fn run(args: &[String]) -> Result<Reply> {
+/// Runs the netavark plugin command named by `args` (without the program name: `info`,
+/// `create`, `setup NETNS`, `teardown NETNS`, exactly as netavark calls them) and returns what
+/// to print on stdout, if anything.
+pub fn run_plugin(args: &[String]) -> Result<Reply> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["info"] => info::run().map(Reply::text),
@@ -84,11 +64,40 @@ pub fn run(args: &[String]) -> Result<Reply> {
         ["teardown", netns] => {
             teardown::run(Path::new(netns), &read_stdin()?).map(|()| Reply::silent())
         }
-        ["status", rest @ ..] => status::run(rest),
-        ["gc", rest @ ..] => gc::run(rest),
-        ["setup" | "teardown"] => bail!("{} needs the container's netns path\n{USAGE}", args[0]),
-        [] => bail!("no command given\n{USAGE}"),
-        [other, ..] => bail!("unknown command or arguments {other:?}\n{USAGE}"),
+        ["setup" | "teardown"] => bail!(
+            "{} needs the container's netns path (usage: geneve-ovs {} NETNS)",
+            args[0],
+            args[0]
+        ),
+        [] => bail!("no command given (see geneve-ovs --help)"),
+        [other, ..] => bail!("unknown command or arguments {other:?} (see geneve-ovs --help)"),
+    }
+}
+
+/// Runs an operator command, as [`crate::cli`] parsed it.
+pub fn run_operator(command: &Command) -> Result<Reply> {
+    match command {
+        Command::Status(args) => status::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            manual::completions(args.shell, &mut out);
+            let text = String::from_utf8(out).context("the completion script is not UTF-8")?;
+            Ok(Reply::text(text.trim_end().to_string()))
+        }
+        Command::Manpages(args) => {
+            let written = manual::write_man_pages(&args.dir)?;
+            let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+            Ok(Reply::text(names.join("\n")))
+        }
+        // netavark's commands normally go to `run_plugin` before clap; these arms serve the
+        // same commands when they come through clap anyway.
+        Command::Info => run_plugin(&["info".to_string()]),
+        Command::Create => run_plugin(&["create".to_string()]),
+        Command::Setup(arg) => setup::run(&arg.netns, &read_stdin()?).map(Reply::text),
+        Command::Teardown(arg) => {
+            teardown::run(&arg.netns, &read_stdin()?).map(|()| Reply::silent())
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::flags;
 use super::{connect_ovs, ovs_rundir, Reply};
+use crate::cli::StatusArgs;
 use crate::netconf;
 use crate::ofctl::Ofctl;
 use crate::operate::status::StatusReport;
@@ -18,19 +18,7 @@ use crate::operate::{host, status};
 
 /// The exit code when a tunnel is down, a container port lacks its flows, or ovs-vswitchd is
 /// not running.
-pub const DEGRADED: u8 = 2;
-
-pub const USAGE: &str = "usage: geneve-ovs status [--json] [--network-config-dir DIR] [NETWORK]
-
-Shows every geneve-ovs network of this host (or only NETWORK, by network or bridge name):
-its bridge, VNI, MTU and datapath, every peer with the tunnel's state (BFD, OVS errors) and
-counters, and every attached container with whether its port-security flows are in the
-bridge's OpenFlow table. Exit code 0 when all is up, 2 when ovs-vswitchd is not running, a
-tunnel is down or a container port lacks its flows, 1 on errors.
-
-  --json                     print the report as JSON (see docs/operations.md)
-  --network-config-dir DIR   podman's network directory (default $GENEVE_OVS_NETWORK_CONFIG_DIR,
-                             else /etc/containers/networks)";
+pub const DEGRADED: u8 = crate::cli::EXIT_DEGRADED;
 
 /// One `ovs-ofctl dump-flows` per bridge that has containers: the flow count per cookie.
 fn flow_tables(report: &StatusReport) -> BTreeMap<String, Result<BTreeMap<u64, usize>, String>> {
@@ -50,15 +38,11 @@ fn flow_tables(report: &StatusReport) -> BTreeMap<String, Result<BTreeMap<u64, u
         .collect()
 }
 
-pub fn run(args: &[&str]) -> Result<Reply> {
-    let flags = flags::parse(args, &["--json", "--network-config-dir"], 1)?;
-    if flags.help {
-        return Ok(Reply::text(USAGE.to_string()));
-    }
+pub fn run(args: &StatusArgs) -> Result<Reply> {
     let mut ovs = connect_ovs()?;
     let inventory = ovs.inventory()?;
     let host = host::gather(&ovs_rundir(), &inventory.netns_paths(), &[])?;
-    let dir = netconf::dir_from(flags.network_config_dir.as_deref());
+    let dir = netconf::dir_from(args.dir.network_config_dir.as_deref());
     let saved = match netconf::load(&dir) {
         Ok(saved) => Some(saved),
         Err(err) => {
@@ -66,16 +50,11 @@ pub fn run(args: &[&str]) -> Result<Reply> {
             None
         }
     };
-    let mut report = status::build(
-        &inventory,
-        &host,
-        saved.as_ref(),
-        flags.positional.first().map(String::as_str),
-    )?;
+    let mut report = status::build(&inventory, &host, saved.as_ref(), args.network.as_deref())?;
     if report.vswitchd.running {
         report.check_flows(&flow_tables(&report));
     }
-    let text = if flags.json {
+    let text = if args.json {
         serde_json::to_string_pretty(&report)?
     } else {
         status::render(&report)

@@ -1,0 +1,165 @@
+//! The generated documentation: shell completions and man pages, both from the one clap
+//! definition ([`crate::cli`]) and the one options table ([`crate::options::OPTIONS`]), so that
+//! what `--help`, the completions and `man` say cannot drift from what the parser accepts.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use roff::{bold, italic, roman, Roff};
+
+use crate::cli::{self, Shell};
+use crate::options::{Kind, OptionDefault, OPTIONS};
+
+/// The section-5 page of the network options.
+pub const OPTIONS_PAGE: &str = "geneve-ovs-options.5";
+
+/// Writes the completion script for `shell` to `out`.
+pub fn completions(shell: Shell, out: &mut dyn Write) {
+    let mut cmd = cli::command();
+    let name = cmd.get_name().to_string();
+    match shell {
+        Shell::Bash => clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out),
+        Shell::Zsh => clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, out),
+        Shell::Fish => clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, out),
+    }
+}
+
+/// Writes geneve-ovs(1), one page per subcommand (geneve-ovs-status(1), ...) and
+/// geneve-ovs-options(5) into `dir`; returns the files written.
+pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(cli::command(), dir)
+        .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+    let options = dir.join(OPTIONS_PAGE);
+    std::fs::write(&options, options_page())
+        .with_context(|| format!("cannot write {}", options.display()))?;
+    let mut written: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("geneve-ovs"))
+        })
+        .collect();
+    written.sort();
+    Ok(written)
+}
+
+fn kind_text(kind: Kind) -> String {
+    match kind {
+        Kind::Integer { min, max } => format!("an integer from {min} to {max}"),
+        Kind::Enum(words) => format!("one of: {}", words.join(", ")),
+        Kind::Address => "an IPv4 or IPv6 address".to_string(),
+        Kind::AddressList => "comma-separated IPv4/IPv6 addresses".to_string(),
+        Kind::Bool => "true or false".to_string(),
+    }
+}
+
+/// geneve-ovs-options(5): every network option, from [`OPTIONS`].
+pub fn options_page() -> String {
+    let mut page = Roff::new();
+    page.control(
+        "TH",
+        ["GENEVE-OVS-OPTIONS", "5", "", env!("CARGO_PKG_VERSION")],
+    )
+    .control("SH", ["NAME"])
+    .text([roman(
+        "geneve-ovs-options - the network options of the geneve-ovs podman network driver",
+    )])
+    .control("SH", ["SYNOPSIS"])
+    .text([
+        bold("podman network create --driver geneve-ovs"),
+        roman(" [--opt "),
+        italic("name"),
+        roman("="),
+        italic("value"),
+        roman("]... "),
+        italic("network"),
+    ])
+    .control("SH", ["DESCRIPTION"])
+    .text([roman(
+        "Each option is given with --opt name=value (or Options= in a quadlet .network \
+             unit). Unknown options and values out of range are refused when the network is \
+             created. create writes every resolved value back into the network, so that \
+             podman network inspect shows what is in force. Options marked as the same on \
+             every host must be given identically to every host of the overlay, and so must \
+             the network name: the VNI and the default subnet are derived from it.",
+    )])
+    .control("SH", ["OPTIONS"]);
+    for option in OPTIONS {
+        page.control("TP", []).text([
+            bold(option.name),
+            roman("="),
+            italic(kind_text(option.kind)),
+        ]);
+        page.text([roman(option.help)]);
+        let default = match option.default {
+            OptionDefault::Value("") => Some("empty".to_string()),
+            OptionDefault::Value(value) => Some(value.to_string()),
+            OptionDefault::Derived(how) => Some(how.to_string()),
+            OptionDefault::None => None,
+        };
+        if let Some(default) = default {
+            page.control("br", [])
+                .text([roman(format!("Default: {default}."))]);
+        }
+    }
+    page.control("SH", ["SEE ALSO"]).text([roman(
+        "geneve-ovs(1), geneve-ovs-peers(1), podman-network-create(1), podman-systemd.unit(5)",
+    )]);
+    page.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_options_page_lists_every_option() {
+        let page = options_page();
+        assert!(page.contains(".TH GENEVE-OVS-OPTIONS 5"), "{page}");
+        for option in OPTIONS {
+            assert!(
+                page.contains(&format!("\\fB{}\\fR", option.name)),
+                "{}",
+                option.name
+            );
+        }
+    }
+
+    #[test]
+    fn completions_know_the_operator_commands() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut out = Vec::new();
+            completions(shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for word in ["status", "gc", "flows-only", "network-config-dir"] {
+                assert!(text.contains(word), "{shell:?} lacks {word}");
+            }
+        }
+    }
+
+    #[test]
+    fn man_pages_are_written_per_command() {
+        let dir = std::env::temp_dir().join(format!("geneve-ovs-man-{}", std::process::id()));
+        let written = write_man_pages(&dir).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect();
+        let main = std::fs::read_to_string(dir.join("geneve-ovs.1")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for want in [
+            "geneve-ovs.1",
+            "geneve-ovs-status.1",
+            "geneve-ovs-gc.1",
+            OPTIONS_PAGE,
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.contains("manpages")), "{names:?}");
+        assert!(main.contains("Exit status"), "{main}");
+    }
+}
