@@ -61,6 +61,72 @@ fn from_u128(like: IpAddr, n: u128) -> IpAddr {
     }
 }
 
+/// The addresses of `subnet` a host may lease from, as numbers: without the network address,
+/// the IPv4 broadcast address, and the gateway when it sits at an edge (the usual first
+/// address; elsewhere it counts as used by whichever slice holds it).
+fn usable_range(subnet: IpNet, gateway: Option<IpAddr>) -> Result<(u128, u128)> {
+    let network = to_u128(subnet.network());
+    let last = to_u128(subnet.broadcast());
+    // Usable: network+1 ..= broadcast-1 for IPv4; network+1 ..= last for IPv6.
+    let first = network + 1;
+    let end = if subnet.addr().is_ipv4() {
+        last.saturating_sub(1)
+    } else {
+        last
+    };
+    if end < first {
+        bail!("subnet {subnet} has no usable addresses");
+    }
+    let (first, end) = match gateway.map(to_u128) {
+        Some(gw) if gw == first => (first + 1, end),
+        Some(gw) if gw == end => (first, end - 1),
+        _ => (first, end),
+    };
+    Ok((first, end))
+}
+
+/// The slot of `host` among `capacity` slots: its underlay address, as a number, modulo
+/// `capacity`. A pure function of the address alone, so that every host works out every other
+/// host's slot without asking, and a host joining later does not move anyone else's.
+pub fn slot_of(host: IpAddr, capacity: u32) -> u32 {
+    (to_u128(host) % u128::from(capacity.max(1))) as u32
+}
+
+/// A host's slice of a subnet under a fixed capacity (option `hosts`): the usable addresses cut
+/// into `capacity` equal contiguous slices, of which `host` takes number [`slot_of`]. Unlike
+/// [`host_slice`], no slice depends on which other hosts exist, so hosts can come and go.
+///
+/// Returns the first and last address of the slice.
+pub fn slot_slice(
+    subnet: IpNet,
+    gateway: Option<IpAddr>,
+    capacity: u32,
+    host: IpAddr,
+) -> Result<(IpAddr, IpAddr)> {
+    if capacity == 0 {
+        bail!("a capacity of 0 hosts has no slices");
+    }
+    let (first, end) = usable_range(subnet, gateway)?;
+    let usable = end - first + 1;
+    let size = usable / u128::from(capacity);
+    if size == 0 {
+        bail!(
+            "subnet {subnet} has {usable} usable addresses, too few for hosts={capacity}: use a \
+             larger --subnet or a smaller hosts"
+        );
+    }
+    let start = first + size * u128::from(slot_of(host, capacity));
+    Ok((
+        from_u128(subnet.addr(), start),
+        from_u128(subnet.addr(), start + size - 1),
+    ))
+}
+
+/// Whether two address ranges (first and last address, inclusive) share an address.
+pub fn ranges_overlap(a: (IpAddr, IpAddr), b: (IpAddr, IpAddr)) -> bool {
+    a.0.is_ipv4() == b.0.is_ipv4() && to_u128(a.0) <= to_u128(b.1) && to_u128(b.0) <= to_u128(a.1)
+}
+
 /// This host's slice of a subnet: the usable addresses (without the network address, the IPv4
 /// broadcast address and the gateway) cut into `hosts.len()` equal contiguous slices, in the
 /// order of the hosts' underlay addresses; `me` gets the slice of its position. Addresses left
@@ -79,25 +145,7 @@ pub fn host_slice(
     let Some(position) = sorted.iter().position(|h| *h == me) else {
         bail!("this host's address {me} is not among the overlay's hosts");
     };
-    let network = to_u128(subnet.network());
-    let last = to_u128(subnet.broadcast());
-    // Usable: network+1 ..= broadcast-1 for IPv4; network+1 ..= last for IPv6.
-    let first = network + 1;
-    let end = if subnet.addr().is_ipv4() {
-        last.saturating_sub(1)
-    } else {
-        last
-    };
-    if end < first {
-        bail!("subnet {subnet} has no usable addresses");
-    }
-    // The gateway is cut out by leaving it at an edge of the range when it sits there (the
-    // usual first address), and otherwise by counting it as used by whichever slice holds it.
-    let (first, end) = match gateway.map(to_u128) {
-        Some(gw) if gw == first => (first + 1, end),
-        Some(gw) if gw == end => (first, end - 1),
-        _ => (first, end),
-    };
+    let (first, end) = usable_range(subnet, gateway)?;
     let usable = end - first + 1;
     let count = sorted.len() as u128;
     let size = usable / count;
@@ -220,6 +268,44 @@ mod tests {
         assert!(e.to_string().contains("too few"), "{e}");
         let e = host_slice(net("10.0.0.0/24"), None, &hosts, ip("10.99.0.9")).unwrap_err();
         assert!(e.to_string().contains("not among"), "{e}");
+    }
+
+    #[test]
+    fn slots_follow_the_address_and_ignore_the_other_hosts() {
+        let s = net("192.168.120.0/24");
+        let gw_ip = ip("192.168.120.1");
+        let gw = Some(gw_ip);
+        // .2-.254: 253 addresses, 31 per slot of 8, the last 5 unused.
+        assert_eq!(slot_of(ip("10.99.0.1"), 8), 1);
+        assert_eq!(
+            slot_slice(s, gw, 8, ip("10.99.0.1")).unwrap(),
+            (ip("192.168.120.33"), ip("192.168.120.63"))
+        );
+        assert_eq!(
+            slot_slice(s, gw, 8, ip("10.99.0.8")).unwrap(),
+            (ip("192.168.120.2"), ip("192.168.120.32"))
+        );
+        // Consecutive underlay addresses never share a slot, whoever else exists.
+        let slices: Vec<_> = (1..=8)
+            .map(|i| slot_slice(s, gw, 8, ip(&format!("10.99.0.{i}"))).unwrap())
+            .collect();
+        for (i, a) in slices.iter().enumerate() {
+            for b in &slices[i + 1..] {
+                assert!(!ranges_overlap(*a, *b), "{a:?} {b:?}");
+            }
+            assert!(!ranges_overlap(*a, (gw_ip, gw_ip)));
+        }
+        // Addresses `capacity` apart collide: the caller refuses them.
+        assert_eq!(slot_of(ip("10.99.0.9"), 8), slot_of(ip("10.99.0.1"), 8));
+        assert!(slot_slice(net("10.0.0.0/29"), None, 8, ip("10.99.0.1")).is_err());
+        assert!(ranges_overlap(
+            (ip("10.0.0.5"), ip("10.0.0.9")),
+            (ip("10.0.0.9"), ip("10.0.0.20"))
+        ));
+        assert!(!ranges_overlap(
+            (ip("10.0.0.5"), ip("10.0.0.8")),
+            (ip("10.0.0.9"), ip("10.0.0.20"))
+        ));
     }
 
     #[test]

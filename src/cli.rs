@@ -96,6 +96,21 @@ pub enum Command {
                            restored."
     )]
     Gc(GcArgs),
+    /// List, add or remove the other hosts of a running network
+    #[command(
+        long_about = "Changes which hosts a network's tunnels reach, on this host, while its \
+                      containers run: the tunnels in Open vSwitch, the underlay filter, and the \
+                      peers option of podman's saved network (rewritten atomically, every other \
+                      field kept), so that later container starts and 'podman network inspect' \
+                      agree. Run it on every host of the overlay, and create the network on the \
+                      new host with the same options (see 'Adding a host' in the README). An add \
+                      whose address range would overlap another host's is refused, saying why: \
+                      each host's share of the subnet is fixed by the network's hosts option \
+                      (geneve-ovs-options(5)).",
+        after_long_help = "Exit status: 0 on success (also when nothing needed to change), 1 \
+                           on errors; nothing is changed when an add is refused."
+    )]
+    Peers(PeersArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Write the man pages (geneve-ovs(1) and its commands, geneve-ovs-options(5)) to DIR
@@ -151,6 +166,41 @@ pub struct GcArgs {
     /// (may be repeated)
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub netns_dir: Vec<PathBuf>,
+}
+
+/// `peers`.
+#[derive(Debug, Clone, Args)]
+pub struct PeersArgs {
+    /// The podman network (its name, as in 'podman network ls')
+    pub network: String,
+    #[command(subcommand)]
+    pub action: PeersAction,
+    /// Print the result as JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// podman's network directory [default: $GENEVE_OVS_NETWORK_CONFIG_DIR, else
+    /// /etc/containers/networks]
+    #[arg(long, global = true, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub network_config_dir: Option<PathBuf>,
+}
+
+/// What `peers` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PeersAction {
+    /// Print the network's peers, with each host's address range
+    List,
+    /// Add hosts: tunnels to them, and them in the saved network's peers option
+    Add {
+        /// Underlay addresses of the hosts to add
+        #[arg(required = true, value_name = "ADDR")]
+        addresses: Vec<String>,
+    },
+    /// Remove hosts: their tunnels go, and they leave the saved network's peers option
+    Remove {
+        /// Underlay addresses of the hosts to remove
+        #[arg(required = true, value_name = "ADDR")]
+        addresses: Vec<String>,
+    },
 }
 
 /// `completions`.
@@ -219,6 +269,19 @@ mod tests {
         assert!(gc.dry_run && gc.json && !gc.flows_only);
         assert_eq!(gc.dir.network_config_dir, Some(PathBuf::from("/x")));
         assert_eq!(gc.netns_dir, [PathBuf::from("/a"), PathBuf::from("/b")]);
+
+        let cli = Cli::try_parse_from(["geneve-ovs", "peers", "net1", "add", "10.99.0.3"]).unwrap();
+        let Command::Peers(p) = cli.command else {
+            panic!("not peers")
+        };
+        assert_eq!(p.network, "net1");
+        assert!(matches!(&p.action, PeersAction::Add { addresses } if addresses == &["10.99.0.3"]));
+        // --json is accepted after the action too.
+        let cli = Cli::try_parse_from(["geneve-ovs", "peers", "net1", "list", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Peers(PeersArgs { json: true, .. })
+        ));
     }
 
     #[test]
@@ -228,6 +291,8 @@ mod tests {
             &["geneve-ovs", "status", "a", "b"][..],
             &["geneve-ovs", "gc", "--dry-run", "--flows-only"][..],
             &["geneve-ovs", "gc", "--network-config-dir"][..],
+            &["geneve-ovs", "peers", "net1", "add"][..],
+            &["geneve-ovs", "peers", "net1"][..],
             &["geneve-ovs", "frobnicate"][..],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");

@@ -16,6 +16,8 @@
 //! * [`firewall`]: the plugin's nftables table (NAT, port mappings, underlay filter);
 //! * [`flows`], [`ofctl`]: port security, the OpenFlow table of each bridge (pure), and
 //!   installing it with `ovs-ofctl`; [`port_security`]: which flows each bridge and port gets;
+//! * [`membership`]: which hosts a running network reaches, and the rule that keeps their
+//!   address ranges disjoint (`geneve-ovs peers`);
 //! * [`lock`]: the host lock that keeps `gc` away from containers being attached;
 //! * [`operate`]: the operator views `status` and `gc` (database vs. host vs. podman);
 //! * [`cli`]: the command line (clap), and [`manual`]: the completions and man pages made from it;
@@ -32,6 +34,7 @@ pub mod flows;
 pub mod gateway;
 pub mod lock;
 pub mod manual;
+pub mod membership;
 pub mod naming;
 pub mod netconf;
 pub mod netlink;

@@ -71,6 +71,7 @@ fn wants_json(command: &Command) -> bool {
     match command {
         Command::Status(a) => a.json,
         Command::Gc(a) => a.json,
+        Command::Peers(a) => a.json,
         Command::Info | Command::Create | Command::Setup(_) | Command::Teardown(_) => true,
         Command::Completions(_) | Command::Manpages(_) => false,
     }

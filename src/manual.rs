@@ -135,7 +135,7 @@ mod tests {
             let mut out = Vec::new();
             completions(shell, &mut out);
             let text = String::from_utf8(out).unwrap();
-            for word in ["status", "gc", "flows-only", "network-config-dir"] {
+            for word in ["status", "gc", "peers", "flows-only", "network-config-dir"] {
                 assert!(text.contains(word), "{shell:?} lacks {word}");
             }
         }
@@ -155,6 +155,7 @@ mod tests {
             "geneve-ovs.1",
             "geneve-ovs-status.1",
             "geneve-ovs-gc.1",
+            "geneve-ovs-peers.1",
             OPTIONS_PAGE,
         ] {
             assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");

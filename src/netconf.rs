@@ -135,9 +135,93 @@ pub fn parse(text: &str) -> Result<Option<SavedNetwork>> {
     }))
 }
 
+/// Sets option `name` to `value` in the saved network `file`, atomically: the new document is
+/// written to a temporary file beside it (same permissions, not named `*.json` so that no reader
+/// takes it for a network), flushed to disk, and renamed over the old one, so that podman and
+/// `setup` see either the old network or the new one, never half a file. Every other field is
+/// kept as it was (keys may come out in another order; podman does not mind).
+pub fn set_option(file: &Path, name: &str, value: &str) -> Result<()> {
+    use std::io::Write;
+
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read podman's saved network {}", file.display()))?;
+    let mut doc: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    if doc.get("driver").and_then(Value::as_str) != Some(DRIVER) {
+        anyhow::bail!("{} is not a geneve-ovs network", file.display());
+    }
+    let object = doc
+        .as_object_mut()
+        .with_context(|| format!("{} is not a JSON object", file.display()))?;
+    let options = object
+        .entry("options")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if options.is_null() {
+        *options = Value::Object(Default::default());
+    }
+    options
+        .as_object_mut()
+        .with_context(|| format!("the options of {} are not a JSON object", file.display()))?
+        .insert(name.to_string(), Value::String(value.to_string()));
+    let new_text = serde_json::to_string_pretty(&doc)?;
+
+    let dir = file.parent().unwrap_or_else(|| Path::new("."));
+    let base = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no file name", file.display()))?;
+    let temp = dir.join(format!(".{base}.geneve-ovs-{}", std::process::id()));
+    let permissions = std::fs::metadata(file)?.permissions();
+    let written = (|| -> Result<()> {
+        let mut out = std::fs::File::create(&temp)?;
+        out.set_permissions(permissions)?;
+        out.write_all(new_text.as_bytes())?;
+        out.write_all(b"\n")?;
+        out.sync_all()?;
+        std::fs::rename(&temp, file)?;
+        // The rename itself is on disk once the directory is.
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.with_context(|| format!("cannot rewrite podman's saved network {}", file.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_option_rewrites_one_option_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("geneve-ovs-setopt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("net1.json");
+        let before = r#"{"name":"net1","id":"aa","driver":"geneve-ovs","created":"2026-01-01T00:00:00Z",
+            "subnets":[{"subnet":"192.168.120.0/24","gateway":"192.168.120.1",
+            "lease_range":{"start_ip":"192.168.120.2","end_ip":"192.168.120.127"}}],
+            "options":{"peers":"10.99.0.2","vni":"5001"},"labels":{"a":"b"},"future_field":[1,2]}"#;
+        std::fs::write(&file, before).unwrap();
+        set_option(&file, "peers", "10.99.0.2,10.99.0.3").unwrap();
+        let after: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let mut want: Value = serde_json::from_str(before).unwrap();
+        want["options"]["peers"] = Value::String("10.99.0.2,10.99.0.3".into());
+        assert_eq!(after, want);
+        // Nothing but the network is left in the directory.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["net1.json"]);
+        std::fs::write(
+            dir.join("other.json"),
+            r#"{"name":"o","id":"b","driver":"bridge"}"#,
+        )
+        .unwrap();
+        assert!(set_option(&dir.join("other.json"), "peers", "x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn reads_geneve_networks_and_names_bad_files() {

@@ -157,7 +157,23 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "OpenFlow rules on every container port: a container sends only from its own MAC \
                and addresses, and never as a router, DHCP server or the gateway",
     },
+    OptionSpec {
+        name: "hosts",
+        kind: Kind::Integer {
+            min: 1,
+            max: MAX_HOSTS as u64,
+        },
+        default: OptionDefault::None,
+        help: "the most hosts the overlay will ever have; must be the same on every host. Each \
+               subnet is cut into this many equal slices and each host leases from slice number \
+               (its underlay address mod hosts), so hosts can join later (geneve-ovs peers add) \
+               without overlapping anyone; two hosts on the same slot are refused. Unset: the \
+               subnet is shared among exactly the hosts listed at create, with no room to add one",
+    },
 ];
+
+/// The largest `hosts` capacity: beyond it the slices of a default /24 are long empty.
+pub const MAX_HOSTS: u32 = 4096;
 
 /// The longest wait for answers to address probes: it is paid on every `podman run`.
 pub const MAX_DAD_TIMEOUT_MS: u64 = 1000;
@@ -203,6 +219,8 @@ pub struct RequestedOptions {
     pub dad: bool,
     pub dad_timeout_ms: u64,
     pub port_security: bool,
+    /// `hosts`: the fixed number of address slices, `None` for a split among the listed hosts.
+    pub hosts: Option<u32>,
 }
 
 fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
@@ -313,6 +331,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         dad: true,
         dad_timeout_ms: DEFAULT_DAD_TIMEOUT_MS,
         port_security: true,
+        hosts: None,
     };
     for (name, value) in options {
         let Some(spec) = spec(name) else {
@@ -335,6 +354,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
             "dad" => req.dad = parse_bool(name, value)?,
             "dad_timeout_ms" => req.dad_timeout_ms = parse_integer(spec, value)?,
             "port_security" => req.port_security = parse_bool(name, value)?,
+            "hosts" => req.hosts = Some(parse_integer(spec, value)? as u32),
             other => bail!("option {other} is listed but not handled"),
         }
     }
@@ -393,6 +413,8 @@ pub struct NetworkConfig {
     pub port_security: bool,
     /// `--internal`: no gateway, no NAT, no port mappings.
     pub internal: bool,
+    /// The `hosts` capacity the network's address slices were cut for, when it was given.
+    pub hosts: Option<u32>,
     /// The network's subnets (the same on every host).
     pub subnets: Vec<IpNet>,
     /// The subnets' gateway addresses, with their prefixes; empty for internal networks.
@@ -419,6 +441,9 @@ impl NetworkConfig {
             .map_or(DEFAULT_DAD_TIMEOUT_MS, |d| d.as_millis() as u64);
         options.insert("dad_timeout_ms".to_string(), timeout.to_string());
         options.insert("port_security".to_string(), self.port_security.to_string());
+        if let Some(hosts) = self.hosts {
+            options.insert("hosts".to_string(), hosts.to_string());
+        }
         options
     }
 }
@@ -605,6 +630,7 @@ pub fn resolve(
         dad: req.dad.then(|| Duration::from_millis(req.dad_timeout_ms)),
         port_security: req.port_security,
         internal: network.internal,
+        hosts: req.hosts,
         subnets,
         gateways,
     })
@@ -655,15 +681,18 @@ fn add_default_subnets(network: &mut Network, facts: &mut dyn HostFacts) -> Resu
     Ok(())
 }
 
-/// Gives each subnet without a `lease_range` this host's slice of it (see
-/// [`addressing::host_slice`]): the hosts are this host and its peers, ordered by address.
+/// Gives each subnet without a `lease_range` this host's slice of it: with option `hosts`, the
+/// slot its address picks ([`addressing::slot_slice`], refusing two hosts on one slot); without,
+/// its share among this host and its peers, ordered by address ([`addressing::host_slice`]).
 fn split_lease_ranges(
     network: &mut Network,
     req: &RequestedOptions,
     facts: &mut dyn HostFacts,
 ) -> Result<()> {
-    if network.subnets().iter().all(|s| s.lease_range.is_some()) || req.peers.is_empty() {
-        // Alone (so far): podman allocates from the whole subnet.
+    if network.subnets().iter().all(|s| s.lease_range.is_some())
+        || (req.peers.is_empty() && req.hosts.is_none())
+    {
+        // Alone (so far), and for good: podman allocates from the whole subnet.
         return Ok(());
     }
     let local = facts.local_addresses()?;
@@ -673,41 +702,57 @@ fn split_lease_ranges(
         .copied()
         .filter(|p| !local.contains(p))
         .collect();
-    let Some(&first_remote) = remote.first() else {
-        return Ok(());
-    };
-    let me = match req
+    let listed_me = req
         .peers
         .iter()
         .copied()
         .find(|p| local.contains(p))
-        .or(req.local_ip)
-    {
-        Some(me) => me,
-        None => facts
+        .or(req.local_ip);
+    let me = match (listed_me, remote.first()) {
+        (Some(me), _) => me,
+        (None, Some(&first_remote)) => facts
             .underlay_route(first_remote)?
             .and_then(|r| r.source)
             .with_context(|| {
-                format!(
-                    "cannot tell this host's underlay address towards {first_remote} to pick its \
+            format!(
+                "cannot tell this host's underlay address towards {first_remote} to pick its \
                      share of the subnet: list this host in peers, or set local_ip, or --ip-range"
-                )
-            })?,
+            )
+        })?,
+        (None, None) if req.hosts.is_some() => bail!(
+            "option hosts needs this host's underlay address to pick its slice of the subnet: \
+             list this host in peers, or set local_ip, or --ip-range"
+        ),
+        (None, None) => return Ok(()),
     };
     let mut hosts = remote;
     hosts.push(me);
+    if let Some(capacity) = req.hosts {
+        crate::membership::check_slots(&hosts, capacity)?;
+    }
     for subnet in network.subnets.iter_mut().flatten() {
         if subnet.lease_range.is_some() {
             continue;
         }
-        let (start, end) = addressing::host_slice(subnet.subnet, subnet.gateway, &hosts, me)
-            .with_context(|| {
-                format!(
-                    "splitting subnet {} among {} hosts",
-                    subnet.subnet,
-                    hosts.len()
-                )
-            })?;
+        let slice = match req.hosts {
+            Some(capacity) => addressing::slot_slice(subnet.subnet, subnet.gateway, capacity, me)
+                .with_context(|| {
+                    format!(
+                        "cutting subnet {} into hosts={capacity} slices",
+                        subnet.subnet
+                    )
+                }),
+            None => addressing::host_slice(subnet.subnet, subnet.gateway, &hosts, me).with_context(
+                || {
+                    format!(
+                        "splitting subnet {} among {} hosts",
+                        subnet.subnet,
+                        hosts.len()
+                    )
+                },
+            ),
+        };
+        let (start, end) = slice?;
         subnet.lease_range = Some(LeaseRange {
             start_ip: Some(start),
             end_ip: Some(end),
@@ -792,6 +837,7 @@ pub(crate) fn sample_config() -> NetworkConfig {
         dad: Some(Duration::from_millis(DEFAULT_DAD_TIMEOUT_MS)),
         port_security: true,
         internal: true,
+        hosts: None,
         subnets: vec![IpNet::new_assert(IpAddr::from([192, 168, 120, 0]), 24)],
         gateways: vec![],
     }

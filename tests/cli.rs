@@ -74,11 +74,18 @@ fn help_and_version_read_like_a_system_tool() {
         "Usage: geneve-ovs <COMMAND>",
         "status",
         "gc",
+        "peers",
         "completions",
         "Exit status:",
         "64",
         "GENEVE_OVS_NETWORK_CONFIG_DIR",
     ] {
+        assert!(help.contains(want), "{want:?} missing from:\n{help}");
+    }
+    let out = run(&["peers", "--help"], "", &s);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for want in ["Usage: geneve-ovs peers", "list", "add", "remove", "--json"] {
         assert!(help.contains(want), "{want:?} missing from:\n{help}");
     }
     let out = run(&["gc", "--help"], "", &s);
@@ -119,6 +126,7 @@ fn operator_errors_are_words_on_stderr_and_json_on_request() {
     for args in [
         &["status", "--bogus"][..],
         &["gc", "--dry-run", "--flows-only"][..],
+        &["peers", "net1", "add"][..],
         &["frobnicate"][..],
         &[][..],
     ] {
@@ -151,7 +159,7 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
         let out = run(&["completions", shell], "", &s);
         assert_eq!(out.status.code(), Some(0), "{shell}");
         let script = text(&out.stdout);
-        for word in ["status", "flows-only", "network-config-dir"] {
+        for word in ["peers", "flows-only", "network-config-dir"] {
             assert!(script.contains(word), "{shell} lacks {word}");
         }
     }
@@ -162,6 +170,7 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
         "geneve-ovs.1",
         "geneve-ovs-status.1",
         "geneve-ovs-gc.1",
+        "geneve-ovs-peers.1",
         "geneve-ovs-options.5",
     ] {
         let body = std::fs::read_to_string(dir.join(page)).unwrap_or_default();
@@ -171,7 +180,7 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
         );
     }
     let options = std::fs::read_to_string(dir.join("geneve-ovs-options.5")).unwrap();
-    for option in ["peers", "vni", "dst_port"] {
+    for option in ["peers", "vni", "hosts", "dst_port"] {
         assert!(options.contains(&format!("\\fB{option}\\fR")), "{option}");
     }
 }

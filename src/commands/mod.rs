@@ -6,6 +6,7 @@
 mod create;
 mod gc;
 mod info;
+mod peers;
 mod setup;
 mod status;
 mod teardown;
@@ -79,6 +80,7 @@ pub fn run_operator(command: &Command) -> Result<Reply> {
     match command {
         Command::Status(args) => status::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Peers(args) => peers::run(args),
         Command::Completions(args) => {
             let mut out = Vec::new();
             manual::completions(args.shell, &mut out);

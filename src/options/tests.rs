@@ -97,6 +97,7 @@ fn defaults_when_nothing_is_given() {
             dad: true,
             dad_timeout_ms: 50,
             port_security: true,
+            hosts: None,
         }
     );
 }
@@ -200,7 +201,7 @@ fn bad_values_name_option_and_value() {
         (&[("dad_timeout_ms", "1001")], r#"dad_timeout_ms="1001""#),
         (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security)"#,
+            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -637,4 +638,61 @@ fn explicit_ranges_win_and_lonely_hosts_take_the_whole_subnet() {
     let mut alone = network(&[]);
     complete_network(&mut alone, &mut host(1)).unwrap();
     assert!(alone.subnets()[0].lease_range.is_none());
+}
+
+#[test]
+fn with_hosts_a_later_host_joins_without_overlap() {
+    // Two hosts first, a third later, all with hosts=4: the first two keep their ranges and the
+    // third's is disjoint from both (without hosts, the third would split among three and
+    // overlap).
+    let range = |me: u8, peers: &str| {
+        let mut net = bare("net1", peers);
+        net.options
+            .get_or_insert_with(Default::default)
+            .insert("hosts".into(), "4".into());
+        complete_network(&mut net, &mut host(me)).unwrap();
+        let lr = net.subnets()[0].lease_range.clone().unwrap();
+        (lr.start_ip.unwrap(), lr.end_ip.unwrap())
+    };
+    let first = range(1, "10.99.0.2");
+    let second = range(2, "10.99.0.1");
+    let third = range(3, "10.99.0.1,10.99.0.2");
+    for (a, b) in [(first, second), (first, third), (second, third)] {
+        assert!(!addressing::ranges_overlap(a, b), "{a:?} {b:?}");
+    }
+    // The first host's range is the same whether or not the third is listed.
+    assert_eq!(range(1, "10.99.0.2,10.99.0.3"), first);
+}
+
+#[test]
+fn with_hosts_colliding_slots_and_an_unknown_self_are_refused() {
+    let mut net = bare("net1", "10.99.0.1,10.99.0.5");
+    net.options
+        .get_or_insert_with(Default::default)
+        .insert("hosts".into(), "4".into());
+    let e = format!(
+        "{:#}",
+        complete_network(&mut net, &mut host(1)).unwrap_err()
+    );
+    assert!(
+        e.contains("10.99.0.1") && e.contains("10.99.0.5") && e.contains("slot"),
+        "{e}"
+    );
+    // Alone with hosts: this host must still take only its slot, so it must know its address.
+    let mut alone = bare("net1", "");
+    alone
+        .options
+        .get_or_insert_with(Default::default)
+        .insert("hosts".into(), "4".into());
+    let e = format!(
+        "{:#}",
+        complete_network(&mut alone, &mut host(1)).unwrap_err()
+    );
+    assert!(e.contains("local_ip"), "{e}");
+    let mut alone = bare("net1", "");
+    let options = alone.options.get_or_insert_with(Default::default);
+    options.insert("hosts".into(), "4".into());
+    options.insert("local_ip".into(), "10.99.0.1".into());
+    complete_network(&mut alone, &mut host(1)).unwrap();
+    assert!(alone.subnets()[0].lease_range.is_some());
 }
