@@ -637,6 +637,26 @@ impl<'a> Host<'a> {
         out
     }
 
+    /// Writes `data` to `path` inside the host's root fs (through the host's own shell, so
+    /// that the overlay sees it like any file the host made).
+    pub fn write_file(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        let out = self
+            .lab
+            .script()
+            .arg("exec")
+            .arg(self.index.to_string())
+            .args(["/bin/sh", "-c", "cat >\"$1\"", "sh", path])
+            .stdin(data)
+            .output()?;
+        ensure!(
+            ok(&out),
+            "h{}: writing {path} failed:\n{}",
+            self.index,
+            describe(&out)
+        );
+        Ok(())
+    }
+
     /// Runs `args` in the host and requires success; returns stdout.
     pub fn exec_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.exec(args);
