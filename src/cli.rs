@@ -24,7 +24,8 @@ pub const EXIT_USAGE: u8 = 64;
 /// The subcommands netavark calls; [`crate::commands::run_plugin`] handles them.
 pub const PLUGIN_COMMANDS: &[&str] = &["info", "create", "setup", "teardown"];
 
-const EXIT_CODES: &str = "\
+/// The exit codes, as `--help` and geneve-ovs(1) list them.
+pub const EXIT_CODES: &str = "\
 Exit status:
   0   success
   1   the command failed; the reason is printed on stderr (as {\"error\": ...} on stdout
@@ -33,7 +34,8 @@ Exit status:
       not running
   64  the command line is wrong (unknown flag, missing argument)";
 
-const ENVIRONMENT: &str = "\
+/// The environment variables, as `--help` and geneve-ovs(1) list them.
+pub const ENVIRONMENT: &str = "\
 Environment:
   OVS_RUNDIR                      directory of ovsdb-server's db.sock (default
                                   /var/run/openvswitch)

@@ -29,22 +29,84 @@ pub fn completions(shell: Shell, out: &mut dyn Write) {
 /// geneve-ovs-options(5) into `dir`; returns the files written.
 pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    clap_mangen::generate_to(cli::command(), dir)
-        .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+    let mut cmd = cli::command().disable_help_subcommand(true);
+    // Gives every subcommand its display name (geneve-ovs-status), the page's title.
+    cmd.build();
+    let mut written = Vec::new();
+    write_command_pages(&cmd, true, dir, &mut written)?;
     let options = dir.join(OPTIONS_PAGE);
     std::fs::write(&options, options_page())
         .with_context(|| format!("cannot write {}", options.display()))?;
-    let mut written: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("geneve-ovs"))
-        })
-        .collect();
+    written.push(options);
     written.sort();
     Ok(written)
+}
+
+/// The page of `cmd` and, recursively, of its visible subcommands.
+fn write_command_pages(
+    cmd: &clap::Command,
+    top: bool,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_command_pages(sub, false, dir, written)?;
+    }
+    let man = clap_mangen::Man::new(cmd.clone());
+    let file = dir.join(man.get_filename());
+    let mut page = Vec::new();
+    render_command_page(&man, cmd, top, &mut page)
+        .with_context(|| format!("cannot render {}", file.display()))?;
+    std::fs::write(&file, page).with_context(|| format!("cannot write {}", file.display()))?;
+    written.push(file);
+    Ok(())
+}
+
+/// clap_mangen's sections, with EXIT STATUS, ENVIRONMENT and SEE ALSO as a man page has them
+/// instead of clap's free-form text after the help.
+fn render_command_page(
+    man: &clap_mangen::Man,
+    cmd: &clap::Command,
+    top: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(out)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(out)?;
+    }
+    let mut extra = Roff::new();
+    let preformatted = |roff: &mut Roff, title: &str, text: &str| {
+        roff.control("SH", [title]).control("nf", []);
+        for line in text.lines().skip(1) {
+            roff.text([roman(line.strip_prefix("  ").unwrap_or(line))]);
+        }
+        roff.control("fi", []);
+    };
+    if top {
+        preformatted(&mut extra, "EXIT STATUS", cli::EXIT_CODES);
+        preformatted(&mut extra, "ENVIRONMENT", cli::ENVIRONMENT);
+        extra.control("SH", ["SEE ALSO"]).text([roman(
+            "geneve-ovs-options(5), podman-network-create(1), podman-systemd.unit(5), \
+             netavark(1), ovs-vsctl(8)",
+        )]);
+    } else {
+        if let Some(exit) = cmd.get_after_long_help() {
+            let text = exit.to_string();
+            let text = text.strip_prefix("Exit status: ").unwrap_or(&text);
+            extra.control("SH", ["EXIT STATUS"]).text([roman(text)]);
+        }
+        extra
+            .control("SH", ["SEE ALSO"])
+            .text([roman("geneve-ovs(1), geneve-ovs-options(5)")]);
+    }
+    extra.to_writer(out)?;
+    man.render_version_section(out)
 }
 
 fn kind_text(kind: Kind) -> String {
@@ -161,6 +223,11 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("manpages")), "{names:?}");
-        assert!(main.contains("Exit status"), "{main}");
+        assert!(main.contains(".SH \"EXIT STATUS\""), "{main}");
+        assert!(
+            main.contains(".SH ENVIRONMENT") && main.contains("GENEVE_OVS_RUNDIR"),
+            "{main}"
+        );
+        assert!(!main.contains("EXTRA"), "{main}");
     }
 }

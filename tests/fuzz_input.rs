@@ -443,9 +443,27 @@ fn the_binary_answers_every_bad_input_with_one_json_error() -> Result<()> {
             expect_json_error(&ns, &["create"], doc.to_string().as_bytes())
         })
         .map_err(|e| anyhow::anyhow!("create options: {e}"))?;
-    // No stdin at all, and arguments netavark never sends.
-    for args in [&["create"][..], &["setup"], &["bogus"], &[]] {
+    // No stdin at all, and a plugin command without its argument.
+    for args in [&["create"][..], &["setup"], &["teardown"]] {
         expect_json_error(&ns, args, b"").map_err(|e| anyhow::anyhow!("{args:?}: {e}"))?;
+    }
+    // Arguments netavark never sends are the command line's usage errors: no panic, nothing on
+    // stdout, the reason on stderr, exit code 64.
+    for args in [&["bogus"][..], &[], &["status", "--bogus"]] {
+        let out = ns.enter(|| {
+            Ok(Command::new(common::host::PLUGIN_BIN)
+                .args(args)
+                .env_clear()
+                .env("OVS_RUNDIR", "/nonexistent/geneve-ovs-fuzz")
+                .stdin(Stdio::null())
+                .output()?)
+        })?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(!stderr.contains("panicked"), "{args:?}: panic: {stderr}");
+        anyhow::ensure!(
+            out.status.code() == Some(64) && out.stdout.is_empty() && !stderr.is_empty(),
+            "{args:?}: {out:?}"
+        );
     }
     println!(
         "binary: {} executions in {:?}, {} of them valid enough to get to the OVS connection",
