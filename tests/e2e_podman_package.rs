@@ -198,7 +198,7 @@ fn the_package_installs_works_and_purges_without_a_trace() -> Result<()> {
     // dpkg's own bookkeeping (status backups) may appear; nothing else may.
     let appeared: Vec<&String> = after
         .difference(&before)
-        .filter(|p| !(p.starts_with("/var/lib/dpkg/") && !p.contains("geneve")))
+        .filter(|p| !p.starts_with("/var/lib/dpkg/") || p.contains("geneve"))
         .collect();
     let vanished: Vec<&String> = before.difference(&after).collect();
     if !appeared.is_empty() || !vanished.is_empty() {
