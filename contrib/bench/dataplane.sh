@@ -117,11 +117,14 @@ iperf_once() {
 	jq -r '.end.sum_received.bits_per_second / 1e6' <<<"$json"
 }
 
-# PING_COUNT round trips from host 1 to host 2 over PATH, one RTT in ms per line.
+# PING_COUNT round trips from host 1 to host 2 over PATH, one RTT in ms per line. A lost reply
+# (ping then exits 1) is logged and the batch keeps the replies it got: one drop on a loaded
+# machine must not end the run.
 ping_batch() {
-	local path=$1
-	in_path "$path" 1 ping -n -c "$PING_COUNT" -i 0.02 -W 2 "${DP_IP[$path-2]}" |
-		sed -n 's/.* time=\([0-9.]*\) ms$/\1/p'
+	local path=$1 out
+	out=$(in_path "$path" 1 ping -n -c "$PING_COUNT" -i 0.02 -W 2 "${DP_IP[$path-2]}") ||
+		log "ping over $path: $(grep -o '[0-9]* received' <<<"$out" || echo no) replies of $PING_COUNT"
+	sed -n 's/.* time=\([0-9.]*\) ms$/\1/p' <<<"$out"
 }
 
 data_plane() {

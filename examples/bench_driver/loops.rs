@@ -163,7 +163,7 @@ pub fn create_peers<W: Write>(
             let size = sizes[(k + r) % sizes.len()];
             let name = format!("bench-p{size}-{r}");
             let peers = requests::peer_addresses(first_peer, size);
-            let network = requests::network(&name, "10.124.0.0/24", &peers);
+            let network = requests::network(&name, "10.124.0.0/16", &peers);
             let run = plugin
                 .run(&["create"], &network.to_string())
                 .with_context(|| format!("create with {size} peers"))?;

@@ -26,12 +26,15 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
 
     // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
+    // The published ports' nftables elements go at the same time, on another thread.
     let addresses = exec.network_options.static_ips.clone().unwrap_or_default();
-    let port = connect_ovs().and_then(|mut ovs| {
-        setup::detach_from_ovs(&mut ovs, &exec.network, &host_name, &addresses)
-    });
-    let veth = container_link::detach(&host_name);
-    let removed_port = port?;
+    let ((port, veth), firewall) =
+        setup::alongside_firewall_detach(!exec.network.internal, &addresses, || {
+            let port = connect_ovs()
+                .and_then(|mut ovs| setup::detach_port(&mut ovs, &exec.network, &host_name));
+            (port, container_link::detach(&host_name))
+        });
+    let removed_port = setup::first_error(port, firewall)?;
     let removed_veth = veth?;
     debug!("teardown {host_name}: port removed {removed_port}, veth removed {removed_veth}");
     Ok(())
