@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::flows::{self, Flow, PortIdentity};
-use crate::naming::{self, keys};
+use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::NetworkConfig;
 use crate::ovs::inventory::Inventory;
+use crate::ovs::schema::keys;
 use crate::ovs::state::BridgeRow;
 use crate::ovs::ContainerPort;
 

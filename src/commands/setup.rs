@@ -16,9 +16,10 @@ use crate::container_link::{self, AttachedLink, ContainerLinkSpec, ContainerRout
 use crate::firewall::{self, PortTaken, Published};
 use crate::flows;
 use crate::gateway;
-use crate::naming::{self, keys};
+use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
+use crate::ovs::schema::keys;
 use crate::ovs::{ContainerPort, Ovs};
 use crate::port_security;
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use crate::naming::{self, keys};
+use crate::naming;
+use crate::ovs::schema::keys;
 use crate::ovs::state::{Observed, PortRow};
 use crate::types::PortMapping;
 

@@ -35,9 +35,9 @@ use serde::Serialize;
 
 use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
-use crate::naming::keys;
 use crate::netconf::SavedNetworks;
 use crate::ovs::inventory::Inventory;
+use crate::ovs::schema::keys;
 use crate::ovs::state::BridgeRow;
 
 /// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made

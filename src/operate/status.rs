@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use super::host::{HostView, Vswitchd};
 use crate::flows;
-use crate::naming::keys;
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
+use crate::ovs::schema::keys;
 use crate::ovs::state::BridgeRow;
 
 /// The version of the JSON document.

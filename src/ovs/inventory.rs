@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::state::{decode_bridge, is_owned, owned_condition, BridgeRow};
+use super::schema::{is_owned, keys, owned_condition};
+use super::state::{decode_bridge, BridgeRow};
 use super::txn::DB;
 use super::Ovs;
-use crate::naming::keys;
 use crate::ovsdb::{ops, value};
 
 /// A Port row the plugin owns (a tunnel, a container port, or a bridge's internal port).

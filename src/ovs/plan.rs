@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{bail, Result};
-use ipnet::IpNet;
 
+use super::schema::{bridge_external_ids, common_ids, keys};
 use super::state::{BridgeRow, Observed};
-use crate::naming::{self, keys, OWNER};
+use crate::naming;
 use crate::options::{Datapath, NetworkConfig};
 
 /// One GENEVE tunnel port to one peer.
@@ -145,21 +145,6 @@ pub enum Change {
     RemoveBridge { uuid: String },
 }
 
-/// The `external_ids` of the network's bridge.
-pub fn bridge_external_ids(cfg: &NetworkConfig) -> BTreeMap<String, String> {
-    let mut ids = common_ids(cfg, keys::ROLE_BRIDGE);
-    ids.insert(keys::VNI.to_string(), cfg.vni.to_string());
-    ids.insert(keys::DATAPATH.to_string(), cfg.datapath.to_string());
-    ids.insert(keys::INTERNAL.to_string(), cfg.internal.to_string());
-    let subnets: Vec<String> = cfg.subnets.iter().map(IpNet::to_string).collect();
-    ids.insert(keys::SUBNETS.to_string(), subnets.join(","));
-    ids.insert(
-        keys::PORT_SECURITY.to_string(),
-        cfg.port_security.to_string(),
-    );
-    ids
-}
-
 /// The gateway port a non-internal network has on this host while containers are attached.
 pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
     if cfg.internal || cfg.gateways.is_empty() {
@@ -171,19 +156,6 @@ pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
         mtu: cfg.mtu,
         external_ids: common_ids(cfg, keys::ROLE_GATEWAY),
     })
-}
-
-/// The `external_ids` every row of the network carries: owner, role, network name and id.
-pub fn common_ids(cfg: &NetworkConfig, role: &str) -> BTreeMap<String, String> {
-    [
-        (keys::OWNER, OWNER),
-        (keys::ROLE, role),
-        (keys::NETWORK, cfg.name.as_str()),
-        (keys::NETWORK_ID, cfg.id.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
 }
 
 /// The tunnels the network wants on this host, one per peer.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::naming::{keys, OWNER};
+use super::schema::{is_owned, keys, owned_condition, owned_value};
 use crate::ovsdb::{ops, value};
 
 /// A row of the Bridge table (every bridge: the plugin must see bridges it does not own, to
@@ -91,28 +91,6 @@ impl Observed {
     pub fn bridge_of(&self, port: &PortRow) -> Option<&BridgeRow> {
         self.bridges.iter().find(|b| b.ports.contains(&port.uuid))
     }
-}
-
-/// Whether an `external_ids` map marks a row as the plugin's.
-pub fn is_owned(external_ids: &BTreeMap<String, String>) -> bool {
-    external_ids.get(keys::OWNER).map(String::as_str) == Some(OWNER)
-}
-
-fn owned_value<'a>(external_ids: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
-    if is_owned(external_ids) {
-        external_ids.get(key).map(String::as_str)
-    } else {
-        None
-    }
-}
-
-/// The `where` condition that matches the rows the plugin owns.
-pub fn owned_condition() -> Value {
-    ops::cond(
-        "external_ids",
-        "includes",
-        value::map([(keys::OWNER, OWNER)]),
-    )
 }
 
 /// The operations of the read transaction, in the order [`decode`] expects.
