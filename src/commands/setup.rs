@@ -19,7 +19,7 @@ use crate::gateway;
 use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
-use crate::ovs::schema::keys;
+use crate::ovs::schema::ContainerPortRecord;
 use crate::ovs::{ContainerPort, Ovs};
 use crate::port_security;
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
@@ -310,15 +310,18 @@ fn holder_of(ovs: &mut Ovs, address: IpAddr) -> String {
     observed
         .ports
         .iter()
-        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
-        .find(|p| firewall::elements::row_addresses(p).contains(&address))
-        .map(|p| {
-            let get = |k: &str| p.external_ids.get(k).map(String::as_str).unwrap_or("?");
+        .filter_map(|p| ContainerPortRecord::read(&p.external_ids))
+        .find(|record| record.addresses.contains(&address))
+        .map(|record| {
+            let get = |v: Option<String>| v.unwrap_or_else(|| "?".to_string());
             format!(
                 ": container {} ({}) on network {}",
-                get(keys::CONTAINER_NAME),
-                get(keys::CONTAINER_ID).chars().take(12).collect::<String>(),
-                get(keys::NETWORK)
+                get(record.container_name),
+                get(record.container_id)
+                    .chars()
+                    .take(12)
+                    .collect::<String>(),
+                get(record.network)
             )
         })
         .unwrap_or_default()

@@ -37,13 +37,13 @@ use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
 use crate::netconf::SavedNetworks;
 use crate::ovs::inventory::Inventory;
-use crate::ovs::schema::keys;
+use crate::ovs::schema::Role;
 use crate::ovs::state::BridgeRow;
 
 /// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
 /// before networks could be non-internal carry no flag: they are internal.
 fn has_firewall_rules(bridge: &BridgeRow) -> bool {
-    bridge.external_ids.get(keys::INTERNAL).map(String::as_str) == Some("false")
+    bridge.record().is_some_and(|r| !r.internal)
 }
 
 /// One thing removed (or to be removed, or kept), as reported.
@@ -93,16 +93,16 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
     let mut veths_done: Vec<String> = Vec::new();
 
     // 1. Container ports.
-    for port in inventory
+    for (port, record) in inventory
         .ports
         .iter()
-        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+        .filter_map(|p| Some((p, p.container()?)))
     {
         let Some(reason) = stale_reason(port, host) else {
             continue;
         };
-        let network = port.id(keys::NETWORK).map(str::to_string);
-        let container_id = port.id(keys::CONTAINER_ID).map(str::to_string);
+        let network = record.network;
+        let container_id = record.container_id;
         let item = |kind, reason: String| GcItem {
             kind,
             name: port.name.clone(),
@@ -182,7 +182,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
     for bridge in &inventory.bridges {
         let live = inventory
             .ports_of(bridge)
-            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .filter(|p| p.has_role(Role::Container))
             .any(|p| !removed_ports.contains(&p.uuid));
         if live {
             continue;
@@ -190,7 +190,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
         let network = bridge.network().unwrap_or_default().to_string();
         for gateway in inventory
             .ports_of(bridge)
-            .filter(|p| p.role() == Some(keys::ROLE_GATEWAY))
+            .filter(|p| p.has_role(Role::Gateway))
         {
             plan.steps.push(Step {
                 item: GcItem {
@@ -233,7 +233,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             }
         };
         if let Some(config) = saved.named(&network) {
-            if bridge.external_ids.get(keys::NETWORK_ID) != Some(&config.id) {
+            if bridge.record().and_then(|r| r.network_id) != Some(config.id.clone()) {
                 plan.kept.push(item(format!(
                     "podman's network {network:?} ({}) has another id than the bridge: the \
                      next create or setup of it takes the bridge over",
@@ -251,7 +251,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
         }
         let live: Vec<&str> = inventory
             .ports_of(bridge)
-            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .filter(|p| p.has_role(Role::Container))
             .filter(|p| !removed_ports.contains(&p.uuid))
             .map(|p| p.name.as_str())
             .collect();

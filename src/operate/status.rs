@@ -13,7 +13,7 @@ use super::host::{HostView, Vswitchd};
 use crate::flows;
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
-use crate::ovs::schema::keys;
+use crate::ovs::schema::{ContainerPortRecord, Role, TunnelRecord};
 use crate::ovs::state::BridgeRow;
 
 /// The version of the JSON document.
@@ -221,7 +221,8 @@ fn network_of_bridge(
     running: bool,
 ) -> NetworkStatus {
     let name = bridge.network().unwrap_or(bridge.name.as_str()).to_string();
-    let id = bridge.external_ids.get(keys::NETWORK_ID).cloned();
+    let record = bridge.record();
+    let id = record.as_ref().and_then(|r| r.network_id.clone());
     let config = saved.and_then(|s| s.named(&name));
     let podman_config = match (saved, config) {
         (None, _) => "unknown",
@@ -232,7 +233,7 @@ fn network_of_bridge(
 
     let mut tunnels: Vec<TunnelStatus> = inventory
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_TUNNEL))
+        .filter(|p| p.has_role(Role::Tunnel))
         .map(|p| tunnel_status(p, inventory.interface_of(p), running))
         .collect();
     for peer in saved_peers(config) {
@@ -244,7 +245,7 @@ fn network_of_bridge(
 
     let container_ports: Vec<&OwnedPort> = inventory
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+        .filter(|p| p.has_role(Role::Container))
         .collect();
     let mut containers: Vec<ContainerStatus> = container_ports
         .iter()
@@ -263,10 +264,7 @@ fn network_of_bridge(
         id,
         bridge: Some(bridge.name.clone()),
         bridge_present: true,
-        vni: bridge
-            .external_ids
-            .get(keys::VNI)
-            .and_then(|v| v.parse().ok()),
+        vni: record.and_then(|r| r.vni),
         mtu,
         datapath: Some(bridge.datapath_type.clone()),
         podman_config,
@@ -324,9 +322,9 @@ fn counter(iface: Option<&InterfaceState>, key: &str) -> Option<u64> {
 }
 
 fn tunnel_status(port: &OwnedPort, iface: Option<&InterfaceState>, running: bool) -> TunnelStatus {
-    let peer = port
-        .id(keys::PEER)
-        .map(str::to_string)
+    let peer = TunnelRecord::read(&port.external_ids)
+        .and_then(|t| t.peer)
+        .map(|p| p.to_string())
         .or_else(|| iface.and_then(|i| i.options.get("remote_ip").cloned()))
         .unwrap_or_else(|| "?".to_string());
     let enabled = iface.is_some_and(InterfaceState::bfd_enabled);
@@ -376,8 +374,8 @@ fn tunnel_status(port: &OwnedPort, iface: Option<&InterfaceState>, running: bool
 /// Whether a container port can never work again (its namespace or its veth is gone), and
 /// why. `gc` removes exactly these.
 pub fn stale_reason(port: &OwnedPort, host: &HostView) -> Option<String> {
-    if let Some(netns) = port.id(keys::NETNS) {
-        if !host.netns_alive(netns) {
+    if let Some(netns) = port.container().and_then(|c| c.netns) {
+        if !host.netns_alive(&netns) {
             return Some(format!("its network namespace {netns} is gone"));
         }
     }
@@ -399,14 +397,15 @@ fn container_status(
             None => ("ok", None),
         },
     };
-    let id = |key| port.id(key).map(str::to_string);
+    let record = ContainerPortRecord::read(&port.external_ids);
+    let record = record.as_ref();
     ContainerStatus {
-        name: id(keys::CONTAINER_NAME),
-        id: id(keys::CONTAINER_ID),
-        interface: id(keys::INTERFACE),
-        mac: id(keys::MAC),
+        name: record.and_then(|r| r.container_name.clone()),
+        id: record.and_then(|r| r.container_id.clone()),
+        interface: record.and_then(|r| r.interface.clone()),
+        mac: record.and_then(|r| r.mac.clone()),
         port: port.name.clone(),
-        netns: id(keys::NETNS),
+        netns: record.and_then(|r| r.netns.clone()),
         state,
         problem,
         flows: "unknown",

@@ -17,7 +17,6 @@ pub mod schema;
 pub mod state;
 pub mod txn;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,7 +25,6 @@ use serde_json::Value;
 
 use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value, Client, Until};
-use schema::keys;
 pub use schema::ContainerPort;
 use state::Observed;
 pub use txn::Applied;
@@ -246,19 +244,7 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         .into_iter()
         .map(|t| serde_json::json!({ "name": t.name, "bfd": bfd }))
         .collect();
-    let mut tunnel_filter = BTreeMap::new();
-    tunnel_filter.insert(keys::NETWORK_ID, cfg.id.as_str());
-    tunnel_filter.insert(keys::ROLE, keys::ROLE_TUNNEL);
-    let tunnels_of_network = || {
-        vec![
-            schema::owned_condition(),
-            ops::cond(
-                "external_ids",
-                "includes",
-                value::map(tunnel_filter.clone()),
-            ),
-        ]
-    };
+    let tunnels_of_network = || vec![schema::owned_condition(), schema::tunnels_condition(cfg)];
     let mut guards = vec![
         ops::wait(
             "Bridge",

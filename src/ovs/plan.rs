@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use super::schema::{bridge_external_ids, common_ids, keys};
+use super::schema::{bridge_external_ids, gateway_external_ids, tunnel_external_ids, Role};
 use super::state::{BridgeRow, Observed};
 use crate::naming;
 use crate::options::{Datapath, NetworkConfig};
@@ -154,7 +154,7 @@ pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
         name: naming::gateway_port_name(cfg.vni),
         mac: naming::gateway_mac(cfg.vni),
         mtu: cfg.mtu,
-        external_ids: common_ids(cfg, keys::ROLE_GATEWAY),
+        external_ids: gateway_external_ids(cfg),
     })
 }
 
@@ -163,9 +163,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
     cfg.peers
         .iter()
         .map(|&peer| {
-            let mut external_ids = common_ids(cfg, keys::ROLE_TUNNEL);
-            external_ids.insert(keys::PEER.to_string(), peer.to_string());
-            external_ids.insert(keys::DST_PORT.to_string(), cfg.dst_port.to_string());
+            let external_ids = tunnel_external_ids(cfg, peer);
             Tunnel {
                 name: naming::tunnel_port_name(cfg.vni, peer, cfg.local_ip, cfg.dst_port),
                 peer,
@@ -230,12 +228,13 @@ pub fn plan(
 }
 
 fn check_vni_is_free(cfg: &NetworkConfig, observed: &Observed) -> Result<()> {
-    let vni = cfg.vni.to_string();
+    let vni = cfg.vni;
     for bridge in &observed.bridges {
         let Some(other) = bridge.network() else {
             continue;
         };
-        if other != cfg.name && bridge.external_ids.get(keys::VNI) == Some(&vni) {
+        let same_vni = bridge.record().and_then(|r| r.vni) == Some(cfg.vni);
+        if other != cfg.name && same_vni {
             bail!(
                 "VNI {vni} is already used on this host by geneve-ovs network {other:?} \
                  (OVS bridge {}): give network {:?} another --opt vni=",
@@ -273,11 +272,11 @@ fn gateway_changes(
     let has_containers = adding_container
         || observed
             .ports_of(bridge)
-            .any(|p| p.role() == Some(keys::ROLE_CONTAINER));
+            .any(|p| p.has_role(Role::Container));
     let wanted = desired_gateway(cfg).filter(|_| has_containers);
     let present: Vec<_> = observed
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_GATEWAY))
+        .filter(|p| p.has_role(Role::Gateway))
         .collect();
     let mut changes = Vec::new();
     let stale: Vec<String> = present
@@ -312,7 +311,7 @@ fn gateway_changes(
 fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) -> Vec<Change> {
     let present: Vec<_> = observed
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_TUNNEL))
+        .filter(|p| p.has_role(Role::Tunnel))
         .collect();
     let mut changes = Vec::new();
 
@@ -372,6 +371,7 @@ fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ovs::schema::keys;
     use crate::ovs::state::{InterfaceRow, PortRow};
 
     fn cfg(peers: &[&str]) -> NetworkConfig {
@@ -586,6 +586,7 @@ mod tests {
 #[cfg(test)]
 mod gateway_tests {
     use super::*;
+    use crate::ovs::schema::{common_ids, keys};
     use crate::ovs::state::{InterfaceRow, PortRow};
 
     fn cfg() -> NetworkConfig {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::schema::{is_owned, keys, owned_condition, owned_value};
+use super::schema::{self, is_owned, owned_condition, BridgeRecord, Role};
 use crate::ovsdb::{ops, value};
 
 /// A row of the Bridge table (every bridge: the plugin must see bridges it does not own, to
@@ -31,7 +31,12 @@ impl BridgeRow {
 
     /// The geneve-ovs network the bridge belongs to, if the plugin owns it.
     pub fn network(&self) -> Option<&str> {
-        owned_value(&self.external_ids, keys::NETWORK)
+        schema::network_of(&self.external_ids)
+    }
+
+    /// What the bridge's `external_ids` say about its network, if the plugin owns it.
+    pub fn record(&self) -> Option<BridgeRecord> {
+        BridgeRecord::read(&self.external_ids)
     }
 }
 
@@ -45,9 +50,14 @@ pub struct PortRow {
 }
 
 impl PortRow {
-    /// What the port is for: [`keys::ROLE_TUNNEL`] or [`keys::ROLE_CONTAINER`].
+    /// What the port is for, as written: `tunnel`, `container` or `gateway`.
     pub fn role(&self) -> Option<&str> {
-        self.external_ids.get(keys::ROLE).map(String::as_str)
+        schema::role(&self.external_ids)
+    }
+
+    /// Whether the port is for `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        schema::has_role(&self.external_ids, role)
     }
 }
 
