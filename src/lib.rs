@@ -23,6 +23,7 @@
 pub mod addressing;
 pub mod commands;
 pub mod container_link;
+pub mod control;
 pub mod dad;
 pub mod ethtool;
 pub mod firewall;

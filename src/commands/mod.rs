@@ -2,6 +2,7 @@
 //! through the other modules, and returns what goes on stdout; [`run`] dispatches and
 //! [`crate::types::PluginError`] framing is done by `main`.
 
+mod attachment;
 mod create;
 mod flags;
 mod gc;

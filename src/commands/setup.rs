@@ -11,8 +11,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
+use super::attachment::Attachment;
 use super::{connect_ovs, lock_firewall, ovs_rundir, parse_input, refresh_underlay, LiveHost};
-use crate::container_link::{self, AttachedLink, ContainerLinkSpec, ContainerRoute};
+use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use crate::control;
 use crate::firewall::{self, PortTaken, Published};
 use crate::flows;
 use crate::gateway;
@@ -79,6 +81,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         // partial checksums: without this, ping works and TCP does not.
         disable_tx_checksum: cfg.datapath == Datapath::Netdev,
     };
+    let plane = control::for_network(network);
     let link = container_link::create(netns, &spec)?;
     let port = ContainerPort {
         name: spec.host_name.clone(),
@@ -90,64 +93,44 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         addresses: static_ips,
         port_mappings,
     };
-    let mut port_added = false;
-    let attached = (|| -> Result<AttachedLink> {
-        let applied = ovs.add_container_port(&cfg, &port).with_context(|| {
-            format!(
-                "cannot add container {} to OVS bridge {}",
-                exec.container_name, cfg.bridge
-            )
-        })?;
-        port_added = true;
-        if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
-            keep_offloads(&link, &spec);
+    let mut attachment = Attachment::new(ovs, network, plane, &spec.host_name);
+    let applied = attachment.attach_port(&cfg, &port).with_context(|| {
+        format!(
+            "cannot add container {} to OVS bridge {}",
+            exec.container_name, cfg.bridge
+        )
+    })?;
+    if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
+        keep_offloads(&link, &spec);
+    }
+    // The port's flows before anything is sent from it: the bridge drops whatever a port
+    // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
+    install_flows(attachment.ovs(), &cfg, &port, applied.repaired)?;
+    if let Some(timeout) = cfg.dad {
+        // The port is on the bridge and the link up for the probe only: an address in use
+        // elsewhere on the overlay is refused before this container ever claims it.
+        if let Some(conflict) = link.probe(&port.addresses, timeout)? {
+            bail!(
+                "address {} is already in use on network {:?}: the interface with MAC {} \
+                 answered for it (duplicate-address detection; choose another address, or \
+                 turn the check off with --opt dad=false)",
+                conflict.address,
+                network.name,
+                naming::format_mac(&conflict.mac)
+            );
         }
-        // The port's flows before anything is sent from it: the bridge drops whatever a port
-        // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
-        install_flows(&mut ovs, &cfg, &port, applied.repaired)?;
-        if let Some(timeout) = cfg.dad {
-            // The port is on the bridge and the link up for the probe only: an address in use
-            // elsewhere on the overlay is refused before this container ever claims it.
-            if let Some(conflict) = link.probe(&port.addresses, timeout)? {
-                bail!(
-                    "address {} is already in use on network {:?}: the interface with MAC {} \
-                     answered for it (duplicate-address detection; choose another address, or \
-                     turn the check off with --opt dad=false)",
-                    conflict.address,
-                    network.name,
-                    naming::format_mac(&conflict.mac)
-                );
-            }
+    }
+    link.configure(&spec)?;
+    if !cfg.internal {
+        connect_outside(attachment.ovs(), &cfg, &port.addresses, &published)?;
+    } else if cfg.datapath == Datapath::System {
+        // As in `create`: defence in depth, not a condition for the network to work.
+        if let Err(err) = refresh_underlay(attachment.ovs()) {
+            log::warn!("GENEVE underlay filter not refreshed: {err:#}");
         }
-        link.configure(&spec)?;
-        if !cfg.internal {
-            connect_outside(&mut ovs, &cfg, &port.addresses, &published)?;
-        } else if cfg.datapath == Datapath::System {
-            // As in `create`: defence in depth, not a condition for the network to work.
-            if let Err(err) = refresh_underlay(&mut ovs) {
-                log::warn!("GENEVE underlay filter not refreshed: {err:#}");
-            }
-        }
-        Ok(link.attached())
-    })();
-    let attached = match attached {
-        Ok(attached) => attached,
-        Err(err) => {
-            // Undo this container entirely: its port (and with it, if it was the only one, the
-            // gateway and the network's rules) and its veth.
-            if port_added {
-                if let Err(cleanup) =
-                    detach_from_ovs(&mut ovs, network, &port.name, &port.addresses)
-                {
-                    log::error!("could not remove OVS port {}: {cleanup:#}", port.name);
-                }
-            }
-            if let Err(cleanup) = container_link::detach(&spec.host_name) {
-                log::error!("could not remove veth {}: {cleanup:#}", spec.host_name);
-            }
-            return Err(err);
-        }
-    };
+    }
+    let attached = link.attached();
+    attachment.commit();
 
     let gateway_of = |ip: &IpNet| {
         network
@@ -237,37 +220,6 @@ fn check_static_mac(mac: Option<[u8; 6]>, gateway_mac: Option<[u8; 6]>) -> Resul
         );
     }
     Ok(())
-}
-
-/// Removes a container's port (its flows first, so it is closed before it goes), and for a
-/// non-internal network whatever its departure makes idle (the gateway port) and every
-/// published port that targets one of its `addresses`. Also what `teardown` does.
-pub(super) fn detach_from_ovs(
-    ovs: &mut Ovs,
-    network: &Network,
-    port: &str,
-    addresses: &[IpAddr],
-) -> Result<bool> {
-    let observed = ovs.read()?;
-    let bridge = observed
-        .ports
-        .iter()
-        .find(|p| p.name == port)
-        .and_then(|p| observed.bridge_of(p));
-    if let Some(bridge) = bridge {
-        // Best effort: flows left behind match a port number nothing uses until OVS hands it
-        // out again, and `gc` replaces every owned bridge's table whole.
-        if let Err(err) = port_security::remove(&Ofctl::new(&ovs_rundir()), &bridge.name, port) {
-            log::warn!("the flows of port {port} stay behind: {err:#}");
-        }
-    }
-    let removed = ovs.remove_container_port(port)?;
-    if !network.internal {
-        let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
-        ovs.ensure_network(&cfg)?;
-        firewall::detach_container(addresses)?;
-    }
-    Ok(removed)
 }
 
 /// The part of a non-internal network beyond the overlay: the gateway addresses on this host's

@@ -9,8 +9,9 @@ use std::path::Path;
 use anyhow::Result;
 use log::debug;
 
-use super::{connect_ovs, parse_input, setup};
+use super::{attachment, connect_ovs, parse_input};
 use crate::container_link;
+use crate::control;
 use crate::naming;
 use crate::types::NetworkPluginExec;
 
@@ -28,7 +29,8 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
     let addresses = exec.network_options.static_ips.clone().unwrap_or_default();
     let port = connect_ovs().and_then(|mut ovs| {
-        setup::detach_from_ovs(&mut ovs, &exec.network, &host_name, &addresses)
+        let plane = control::for_network(&exec.network);
+        attachment::detach_from_ovs(&mut ovs, plane, &exec.network, &host_name, &addresses)
     });
     let veth = container_link::detach(&host_name);
     let removed_port = port?;
