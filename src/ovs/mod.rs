@@ -1,6 +1,8 @@
 //! Open vSwitch operations: the network's bridge and tunnels, and container ports, each change
 //! one OVSDB transaction.
 //!
+//! * [`schema`] knows the `external_ids` of the plugin's rows, written and read back as typed
+//!   records;
 //! * [`state`] reads the database into plain rows;
 //! * [`plan`] decides what must change (pure);
 //! * [`txn`] turns changes into operations, commits them with the `next_cfg` handshake, waits
