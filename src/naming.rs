@@ -76,6 +76,16 @@ pub fn host_veth_name(network_id: &str, container_id: &str) -> String {
     format!("gv{}", hex(&digest, 13))
 }
 
+/// Whether `name` has the shape of the plugin's host veths: `gv` and 13 lowercase hex digits
+/// (see [`host_veth_name`]).
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.len() == 15
+        && name.starts_with("gv")
+        && name[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The name of a network's gateway port (an OVS internal port holding the subnets' gateway
 /// addresses on this host): `gw` followed by the VNI in decimal, at most 10 characters.
 pub fn gateway_port_name(vni: u32) -> String {
