@@ -87,12 +87,27 @@ pub struct GcPlan {
 }
 
 /// Works out the plan. `saved` is podman's network directory, or why it could not be read.
+///
+/// The rules run in the order of the module's list: each later one sees what the earlier ones
+/// remove (the ports that go, the veths already dealt with).
 pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks, &str>) -> GcPlan {
     let mut plan = GcPlan::default();
     let mut removed_ports: Vec<String> = Vec::new();
-    let mut veths_done: Vec<String> = Vec::new();
+    let veths_done = stale_container_ports(inventory, host, &mut plan, &mut removed_ports);
+    leaked_veths(inventory, host, &veths_done, &mut plan);
+    idle_gateways(inventory, &mut plan, &mut removed_ports);
+    removed_networks(inventory, saved, &removed_ports, &mut plan);
+    plan
+}
 
-    // 1. Container ports.
+/// Rule 1: stale container ports, and their veths. Returns the veths it judged.
+fn stale_container_ports(
+    inventory: &Inventory,
+    host: &HostView,
+    plan: &mut GcPlan,
+    removed_ports: &mut Vec<String>,
+) -> Vec<String> {
+    let mut veths_done: Vec<String> = Vec::new();
     for (port, record) in inventory
         .ports
         .iter()
@@ -147,7 +162,11 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
         }
     }
 
-    // 2. Leaked host veths.
+    veths_done
+}
+
+/// Rule 2: leaked host veths (none of `veths_done`, which rule 1 judged already).
+fn leaked_veths(inventory: &Inventory, host: &HostView, veths_done: &[String], plan: &mut GcPlan) {
     for (name, place) in &host.peers {
         if veths_done.contains(name) || inventory.has_interface(name) {
             continue;
@@ -177,8 +196,10 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             }),
         }
     }
+}
 
-    // 3. Gateway ports of networks without containers.
+/// Rule 3: gateway ports of networks without containers once the stale ports are gone.
+fn idle_gateways(inventory: &Inventory, plan: &mut GcPlan, removed_ports: &mut Vec<String>) {
     for bridge in &inventory.bridges {
         let live = inventory
             .ports_of(bridge)
@@ -212,8 +233,15 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             removed_ports.push(gateway.uuid.clone());
         }
     }
+}
 
-    // 4. Bridges of removed networks.
+/// Rule 4: bridges of networks podman no longer has.
+fn removed_networks(
+    inventory: &Inventory,
+    saved: Result<&SavedNetworks, &str>,
+    removed_ports: &[String],
+    plan: &mut GcPlan,
+) {
     for bridge in &inventory.bridges {
         let network = bridge.network().unwrap_or_default().to_string();
         let item = |reason: String| GcItem {
@@ -294,7 +322,6 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             firewall: has_firewall_rules(bridge),
         });
     }
-    plan
 }
 
 #[cfg(test)]
