@@ -9,7 +9,10 @@
 //! * [`netconf`]: podman's saved network files, the record of which networks still exist;
 //! * [`naming`]: deterministic names and identifiers (VNI, bridge, tunnel and veth names);
 //! * [`ovsdb`]: the OVSDB (RFC 7047) wire protocol, nothing OVS-specific;
-//! * [`ovs`]: Open vSwitch operations (bridges, tunnels, container ports) as transactions;
+//! * [`ovs`]: Open vSwitch operations (bridges, tunnels, container ports) as transactions, and
+//!   [`ovs::schema`], what the plugin keeps in its rows' `external_ids`;
+//! * [`control`]: the control-plane seam (switch, container ports, link health), the static
+//!   mesh of tunnels first;
 //! * [`netlink`], [`netns`], [`ethtool`], [`container_link`], [`gateway`]: link and namespace
 //!   plumbing;
 //! * [`dad`]: duplicate-address detection on the overlay, before a container's addresses are set;
@@ -27,6 +30,7 @@ pub mod addressing;
 pub mod cli;
 pub mod commands;
 pub mod container_link;
+pub mod control;
 pub mod dad;
 pub mod ethtool;
 pub mod firewall;

@@ -15,58 +15,6 @@ pub const MAX_VNI: u32 = 16_777_215;
 /// Linux interface names (and so OVS port names) are at most 15 bytes (IFNAMSIZ - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
 
-/// The value of [`keys::OWNER`] on every OVSDB row this plugin creates.
-pub const OWNER: &str = "geneve-ovs";
-
-/// Keys of the `external_ids` this plugin writes on its OVSDB rows.
-///
-/// They say who owns a row and what it is for, so that the plugin (and an operator reading
-/// `ovs-vsctl list`) can tell its rows from everybody else's and never touches the others.
-pub mod keys {
-    /// Always [`super::OWNER`]: the plugin only modifies or deletes rows carrying it.
-    pub const OWNER: &str = "geneve-ovs.owner";
-    /// What the row is: one of the `ROLE_*` values.
-    pub const ROLE: &str = "geneve-ovs.role";
-    /// The podman network name.
-    pub const NETWORK: &str = "geneve-ovs.network";
-    /// The podman network id (random per host).
-    pub const NETWORK_ID: &str = "geneve-ovs.network-id";
-    /// The VNI of the network (on bridges), so that a VNI collision can name the other network.
-    pub const VNI: &str = "geneve-ovs.vni";
-    /// The peer's underlay address (on tunnels).
-    pub const PEER: &str = "geneve-ovs.peer";
-    /// The podman container id (on container ports).
-    pub const CONTAINER_ID: &str = "geneve-ovs.container-id";
-    /// The container's interface name inside its netns (on container ports).
-    pub const INTERFACE: &str = "geneve-ovs.interface";
-    /// The netns path the container port was set up for (on container ports), for `gc`.
-    pub const NETNS: &str = "geneve-ovs.netns";
-    /// The podman container name (on container ports), for `status`.
-    pub const CONTAINER_NAME: &str = "geneve-ovs.container-name";
-    /// The MAC address of the container's interface (on container ports), for `status`.
-    pub const MAC: &str = "geneve-ovs.mac";
-    /// The UDP port of a tunnel (on tunnels), for the underlay filter.
-    pub const DST_PORT: &str = "geneve-ovs.dst-port";
-    /// The OVS datapath of a network (on bridges).
-    pub const DATAPATH: &str = "geneve-ovs.datapath";
-    /// `true` when the network is `--internal` (on bridges).
-    pub const INTERNAL: &str = "geneve-ovs.internal";
-    /// The network's subnets, comma-separated (on bridges), for NAT.
-    pub const SUBNETS: &str = "geneve-ovs.subnets";
-    /// The container's addresses, comma-separated (on container ports), for port mappings.
-    pub const ADDRESSES: &str = "geneve-ovs.addresses";
-    /// The container's port mappings as compact JSON (on container ports).
-    pub const PORT_MAPPINGS: &str = "geneve-ovs.port-mappings";
-    /// `false` when the network's container ports are plain switch ports (on bridges), so that
-    /// `gc` restores the same flows `setup` installed.
-    pub const PORT_SECURITY: &str = "geneve-ovs.port-security";
-
-    pub const ROLE_BRIDGE: &str = "bridge";
-    pub const ROLE_TUNNEL: &str = "tunnel";
-    pub const ROLE_CONTAINER: &str = "container";
-    pub const ROLE_GATEWAY: &str = "gateway";
-}
-
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for part in parts {
@@ -126,6 +74,16 @@ pub fn tunnel_port_name(vni: u32, peer: IpAddr, local_ip: Option<IpAddr>, dst_po
 pub fn host_veth_name(network_id: &str, container_id: &str) -> String {
     let digest = sha256(&[network_id.as_bytes(), container_id.as_bytes()]);
     format!("gv{}", hex(&digest, 13))
+}
+
+/// Whether `name` has the shape of the plugin's host veths: `gv` and 13 lowercase hex digits
+/// (see [`host_veth_name`]).
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.len() == 15
+        && name.starts_with("gv")
+        && name[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The name of a network's gateway port (an OVS internal port holding the subnets' gateway

@@ -11,14 +11,13 @@
 //! * `status` compares each bridge's table (one dump per bridge) with its container ports.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::flows::{self, Flow, PortIdentity};
-use crate::naming::{self, keys};
+use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::NetworkConfig;
 use crate::ovs::inventory::Inventory;
@@ -99,25 +98,22 @@ pub fn remove(ofctl: &Ofctl, bridge: &str, port: &str) -> Result<()> {
 /// Whether the network of `bridge` has port security on (bridges of older versions, without
 /// the key, get the default: on).
 fn enforced(bridge: &BridgeRow) -> bool {
-    bridge
-        .external_ids
-        .get(keys::PORT_SECURITY)
-        .map(String::as_str)
-        != Some("false")
+    bridge.record().is_none_or(|r| r.port_security)
 }
 
 /// The whole table of one owned bridge, from the database: base flows, and the flows of every
 /// container port ovs-vswitchd has (a port without a valid MAC in its row stays closed).
 pub fn bridge_table(inventory: &Inventory, bridge: &BridgeRow) -> Result<Vec<Flow>> {
-    let vni: u32 = bridge
-        .external_ids
-        .get(keys::VNI)
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("OVS bridge {} has no valid {} key", bridge.name, keys::VNI))?;
+    let vni: u32 = bridge.record().and_then(|r| r.vni).with_context(|| {
+        format!(
+            "OVS bridge {} has no valid VNI in its external_ids",
+            bridge.name
+        )
+    })?;
     let mut table = flows::base_flows(vni);
-    for port in inventory
+    for (port, record) in inventory
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+        .filter_map(|p| Some((p, p.container()?)))
     {
         let in_switch = inventory
             .interface_of(port)
@@ -126,24 +122,17 @@ pub fn bridge_table(inventory: &Inventory, bridge: &BridgeRow) -> Result<Vec<Flo
         if !in_switch {
             continue;
         }
-        let Some(mac) = port.id(keys::MAC).and_then(naming::parse_mac) else {
+        let Some(mac) = record.mac.as_deref().and_then(naming::parse_mac) else {
             log::warn!(
-                "container port {} has no valid {} key: it stays closed",
+                "container port {} has no valid MAC in its external_ids: it stays closed",
                 port.name,
-                keys::MAC
             );
             continue;
         };
-        let addresses: Vec<IpAddr> = port
-            .id(keys::ADDRESSES)
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|a| a.trim().parse().ok())
-            .collect();
         let identity = PortIdentity {
             port: port.name.clone(),
             mac,
-            addresses,
+            addresses: record.addresses,
             gateway_mac: naming::gateway_mac(vni),
         };
         table.extend(flows::port_flows(&identity, enforced(bridge)));
@@ -222,6 +211,7 @@ pub fn unbuildable_bridges(inventory: &Inventory, offered: &[String]) -> Vec<(St
 mod tests {
     use super::*;
     use crate::operate::fixture::Fix;
+    use crate::ovs::schema::keys;
 
     #[test]
     fn a_datapath_vswitchd_does_not_offer_has_no_table_to_restore() {

@@ -8,6 +8,7 @@
 use anyhow::Result;
 
 use super::{connect_ovs, ovs_rundir, parse_input, refresh_underlay, LiveHost};
+use crate::control;
 use crate::ofctl::Ofctl;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::plan::FAIL_MODE;
@@ -31,7 +32,7 @@ pub fn run(input: &str) -> Result<String> {
         .bridges
         .iter()
         .any(|b| b.name == cfg.bridge && b.fail_mode.as_deref() != Some(FAIL_MODE));
-    ovs.ensure_network(&cfg)?;
+    control::for_network(&network).create_switch(&mut ovs, &cfg)?;
     // The bridge drops everything until its flows are in; the first `setup` installs them
     // too (and fails loudly if it cannot), so here a failure is a warning.
     if let Err(err) = install_flows(&mut ovs, &cfg, upgraded) {

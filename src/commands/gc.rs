@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{connect_ovs, lock_firewall, lock_host, ovs_rundir, Reply};
 use crate::cli::GcArgs;
+use crate::control;
 use crate::firewall;
 use crate::lock::Mode;
 use crate::netconf;
@@ -94,7 +95,18 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
                     ovs.remove_owned_port(bridge, port, &step.item.name)
                 }
                 (Action::RemoveBridge { uuid, ports }, _) => {
-                    ovs.remove_owned_bridge(uuid, &step.item.name, ports)
+                    match inventory.bridges.iter().find(|b| &b.uuid == uuid) {
+                        Some(bridge) => control::for_bridge(bridge).remove_switch(
+                            &mut ovs,
+                            uuid,
+                            &step.item.name,
+                            ports,
+                        ),
+                        None => Err(anyhow::anyhow!(
+                            "bridge {} is not in the inventory",
+                            step.item.name
+                        )),
+                    }
                 }
                 (Action::DeleteVeth, Some(netlink)) => {
                     netlink.delete_link(&step.item.name).map(|_| ())

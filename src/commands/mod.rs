@@ -3,6 +3,7 @@
 //! netavark protocol's commands, [`run_operator`] the operator's (parsed by [`crate::cli`]), and
 //! the error framing is done by `main`.
 
+mod attachment;
 mod create;
 mod gc;
 mod info;

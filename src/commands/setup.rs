@@ -11,14 +11,17 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
+use super::attachment::Attachment;
 use super::{connect_ovs, lock_firewall, ovs_rundir, parse_input, refresh_underlay, LiveHost};
-use crate::container_link::{self, AttachedLink, ContainerLinkSpec, ContainerRoute};
+use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use crate::control;
 use crate::firewall::{self, PortTaken, Published};
 use crate::flows;
 use crate::gateway;
-use crate::naming::{self, keys};
+use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
+use crate::ovs::schema::ContainerPortRecord;
 use crate::ovs::{ContainerPort, Ovs};
 use crate::port_security;
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
@@ -78,6 +81,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         // partial checksums: without this, ping works and TCP does not.
         disable_tx_checksum: cfg.datapath == Datapath::Netdev,
     };
+    let plane = control::for_network(network);
     let link = container_link::create(netns, &spec)?;
     let port = ContainerPort {
         name: spec.host_name.clone(),
@@ -89,64 +93,44 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
         addresses: static_ips,
         port_mappings,
     };
-    let mut port_added = false;
-    let attached = (|| -> Result<AttachedLink> {
-        let applied = ovs.add_container_port(&cfg, &port).with_context(|| {
-            format!(
-                "cannot add container {} to OVS bridge {}",
-                exec.container_name, cfg.bridge
-            )
-        })?;
-        port_added = true;
-        if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
-            keep_offloads(&link, &spec);
+    let mut attachment = Attachment::new(ovs, network, plane, &spec.host_name);
+    let applied = attachment.attach_port(&cfg, &port).with_context(|| {
+        format!(
+            "cannot add container {} to OVS bridge {}",
+            exec.container_name, cfg.bridge
+        )
+    })?;
+    if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
+        keep_offloads(&link, &spec);
+    }
+    // The port's flows before anything is sent from it: the bridge drops whatever a port
+    // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
+    install_flows(attachment.ovs(), &cfg, &port, applied.repaired)?;
+    if let Some(timeout) = cfg.dad {
+        // The port is on the bridge and the link up for the probe only: an address in use
+        // elsewhere on the overlay is refused before this container ever claims it.
+        if let Some(conflict) = link.probe(&port.addresses, timeout)? {
+            bail!(
+                "address {} is already in use on network {:?}: the interface with MAC {} \
+                 answered for it (duplicate-address detection; choose another address, or \
+                 turn the check off with --opt dad=false)",
+                conflict.address,
+                network.name,
+                naming::format_mac(&conflict.mac)
+            );
         }
-        // The port's flows before anything is sent from it: the bridge drops whatever a port
-        // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
-        install_flows(&mut ovs, &cfg, &port, applied.repaired)?;
-        if let Some(timeout) = cfg.dad {
-            // The port is on the bridge and the link up for the probe only: an address in use
-            // elsewhere on the overlay is refused before this container ever claims it.
-            if let Some(conflict) = link.probe(&port.addresses, timeout)? {
-                bail!(
-                    "address {} is already in use on network {:?}: the interface with MAC {} \
-                     answered for it (duplicate-address detection; choose another address, or \
-                     turn the check off with --opt dad=false)",
-                    conflict.address,
-                    network.name,
-                    naming::format_mac(&conflict.mac)
-                );
-            }
+    }
+    link.configure(&spec)?;
+    if !cfg.internal {
+        connect_outside(attachment.ovs(), &cfg, &port.addresses, &published)?;
+    } else if cfg.datapath == Datapath::System {
+        // As in `create`: defence in depth, not a condition for the network to work.
+        if let Err(err) = refresh_underlay(attachment.ovs()) {
+            log::warn!("GENEVE underlay filter not refreshed: {err:#}");
         }
-        link.configure(&spec)?;
-        if !cfg.internal {
-            connect_outside(&mut ovs, &cfg, &port.addresses, &published)?;
-        } else if cfg.datapath == Datapath::System {
-            // As in `create`: defence in depth, not a condition for the network to work.
-            if let Err(err) = refresh_underlay(&mut ovs) {
-                log::warn!("GENEVE underlay filter not refreshed: {err:#}");
-            }
-        }
-        Ok(link.attached())
-    })();
-    let attached = match attached {
-        Ok(attached) => attached,
-        Err(err) => {
-            // Undo this container entirely: its port (and with it, if it was the only one, the
-            // gateway and the network's rules) and its veth.
-            if port_added {
-                if let Err(cleanup) =
-                    detach_from_ovs(&mut ovs, network, &port.name, &port.addresses)
-                {
-                    log::error!("could not remove OVS port {}: {cleanup:#}", port.name);
-                }
-            }
-            if let Err(cleanup) = container_link::detach(&spec.host_name) {
-                log::error!("could not remove veth {}: {cleanup:#}", spec.host_name);
-            }
-            return Err(err);
-        }
-    };
+    }
+    let attached = link.attached();
+    attachment.commit();
 
     let gateway_of = |ip: &IpNet| {
         network
@@ -238,83 +222,6 @@ fn check_static_mac(mac: Option<[u8; 6]>, gateway_mac: Option<[u8; 6]>) -> Resul
     Ok(())
 }
 
-/// Removes a container's port (its flows first, so it is closed before it goes), and for a
-/// non-internal network whatever its departure makes idle (the gateway port) and every
-/// published port that targets one of its `addresses`. Also what `teardown` does.
-///
-/// The nftables part runs alongside the OVS part ([`alongside_firewall_detach`]): the two
-/// touch nothing in common, and each costs process starts (`nft` twice, `ovs-ofctl` once).
-pub(super) fn detach_from_ovs(
-    ovs: &mut Ovs,
-    network: &Network,
-    port: &str,
-    addresses: &[IpAddr],
-) -> Result<bool> {
-    let (removed, detached) = alongside_firewall_detach(!network.internal, addresses, || {
-        detach_port(ovs, network, port)
-    });
-    first_error(removed, detached)
-}
-
-/// Runs `ovs_part` while, when `open` (a non-internal network), another thread deletes every
-/// nftables element that targets one of `addresses` (`Ok` when there is nothing to do);
-/// returns both results once both are done.
-pub(super) fn alongside_firewall_detach<T: Send>(
-    open: bool,
-    addresses: &[IpAddr],
-    ovs_part: impl FnOnce() -> T,
-) -> (T, Result<()>) {
-    if !open {
-        return (ovs_part(), Ok(()));
-    }
-    std::thread::scope(|scope| {
-        let firewall = scope.spawn(|| firewall::detach_container(addresses));
-        let done = ovs_part();
-        let detached = firewall
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the nftables update panicked")));
-        (done, detached)
-    })
-}
-
-/// `result`, unless only `firewall` failed; a firewall error behind another is logged.
-pub(super) fn first_error<T>(result: Result<T>, firewall: Result<()>) -> Result<T> {
-    match (result, firewall) {
-        (Ok(value), Ok(())) => Ok(value),
-        (Err(err), firewall) => {
-            if let Err(firewall) = firewall {
-                log::error!("{firewall:#}");
-            }
-            Err(err)
-        }
-        (Ok(_), Err(err)) => Err(err),
-    }
-}
-
-/// The OVS part of [`detach_from_ovs`]: the port's flows, the port, and for a non-internal
-/// network the network as it should be without it.
-pub(super) fn detach_port(ovs: &mut Ovs, network: &Network, port: &str) -> Result<bool> {
-    let observed = ovs.read()?;
-    let bridge = observed
-        .ports
-        .iter()
-        .find(|p| p.name == port)
-        .and_then(|p| observed.bridge_of(p));
-    if let Some(bridge) = bridge {
-        // Best effort: flows left behind match a port number nothing uses until OVS hands it
-        // out again, and `gc` replaces every owned bridge's table whole.
-        if let Err(err) = port_security::remove(&Ofctl::new(&ovs_rundir()), &bridge.name, port) {
-            log::warn!("the flows of port {port} stay behind: {err:#}");
-        }
-    }
-    let removed = ovs.remove_container_port(port)?;
-    if !network.internal {
-        let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
-        ovs.ensure_network(&cfg)?;
-    }
-    Ok(removed)
-}
-
 /// The part of a non-internal network beyond the overlay: the gateway addresses on this host's
 /// gateway port, and the network's and the container's elements in the nftables table (with
 /// the underlay filter on the kernel datapath).
@@ -355,15 +262,18 @@ fn holder_of(ovs: &mut Ovs, address: IpAddr) -> String {
     observed
         .ports
         .iter()
-        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
-        .find(|p| firewall::elements::row_addresses(p).contains(&address))
-        .map(|p| {
-            let get = |k: &str| p.external_ids.get(k).map(String::as_str).unwrap_or("?");
+        .filter_map(|p| ContainerPortRecord::read(&p.external_ids))
+        .find(|record| record.addresses.contains(&address))
+        .map(|record| {
+            let get = |v: Option<String>| v.unwrap_or_else(|| "?".to_string());
             format!(
                 ": container {} ({}) on network {}",
-                get(keys::CONTAINER_NAME),
-                get(keys::CONTAINER_ID).chars().take(12).collect::<String>(),
-                get(keys::NETWORK)
+                get(record.container_name),
+                get(record.container_id)
+                    .chars()
+                    .take(12)
+                    .collect::<String>(),
+                get(record.network)
             )
         })
         .unwrap_or_default()

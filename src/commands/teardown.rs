@@ -9,8 +9,9 @@ use std::path::Path;
 use anyhow::Result;
 use log::debug;
 
-use super::{connect_ovs, parse_input, setup};
+use super::{attachment, connect_ovs, parse_input};
 use crate::container_link;
+use crate::control;
 use crate::naming;
 use crate::types::NetworkPluginExec;
 
@@ -28,13 +29,15 @@ pub fn run(_netns: &Path, input: &str) -> Result<()> {
     // unreachable the veth still goes, and the error is reported (gc removes the port later).
     // The published ports' nftables elements go at the same time, on another thread.
     let addresses = exec.network_options.static_ips.clone().unwrap_or_default();
+    let plane = control::for_network(&exec.network);
     let ((port, veth), firewall) =
-        setup::alongside_firewall_detach(!exec.network.internal, &addresses, || {
-            let port = connect_ovs()
-                .and_then(|mut ovs| setup::detach_port(&mut ovs, &exec.network, &host_name));
+        attachment::alongside_firewall_detach(!exec.network.internal, &addresses, || {
+            let port = connect_ovs().and_then(|mut ovs| {
+                attachment::detach_port(&mut ovs, plane, &exec.network, &host_name)
+            });
             (port, container_link::detach(&host_name))
         });
-    let removed_port = setup::first_error(port, firewall)?;
+    let removed_port = attachment::first_error(port, firewall)?;
     let removed_veth = veth?;
     debug!("teardown {host_name}: port removed {removed_port}, veth removed {removed_veth}");
     Ok(())

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
-use crate::naming::{self, keys};
+use crate::naming;
+use crate::ovs::schema::{ContainerPortRecord, Role, TunnelRecord};
 use crate::ovs::state::{Observed, PortRow};
 use crate::types::PortMapping;
 
@@ -350,23 +351,15 @@ impl Underlay {
     /// GENEVE socket open in the kernel, so it needs no entry.
     pub fn from_observed(observed: &Observed) -> Underlay {
         let mut underlay = Underlay::default();
-        for bridge in observed.bridges.iter().filter(|b| b.is_owned()) {
-            if bridge.external_ids.get(keys::DATAPATH).map(String::as_str) != Some("system") {
+        for bridge in observed.bridges.iter() {
+            if !bridge.record().is_some_and(|r| r.on_kernel_datapath()) {
                 continue;
             }
             for tunnel in observed
                 .ports_of(bridge)
-                .filter(|p| p.role() == Some(keys::ROLE_TUNNEL))
+                .filter_map(|p| TunnelRecord::read(&p.external_ids))
             {
-                let peer = tunnel
-                    .external_ids
-                    .get(keys::PEER)
-                    .and_then(|p| p.parse().ok());
-                let port = tunnel
-                    .external_ids
-                    .get(keys::DST_PORT)
-                    .and_then(|p| p.parse().ok());
-                if let (Some(peer), Some(port)) = (peer, port) {
+                if let (Some(peer), Some(port)) = (tunnel.peer, tunnel.dst_port) {
                     underlay.ports.insert(port);
                     underlay.peers.insert((peer, port));
                 }
@@ -394,9 +387,8 @@ pub struct Desired {
 
 /// The addresses a container port row records.
 pub fn row_addresses(row: &PortRow) -> Vec<IpAddr> {
-    row.external_ids
-        .get(keys::ADDRESSES)
-        .map(|s| s.split(',').filter_map(|a| a.parse().ok()).collect())
+    ContainerPortRecord::read(&row.external_ids)
+        .map(|record| record.addresses)
         .unwrap_or_default()
 }
 
@@ -410,35 +402,37 @@ pub fn desired(observed: &Observed, alive: impl Fn(&PortRow) -> bool) -> Desired
         ..Desired::default()
     };
     let mut taken = BTreeSet::new();
-    for bridge in observed.bridges.iter().filter(|b| b.is_owned()) {
-        let ids = &bridge.external_ids;
-        let system = ids.get(keys::DATAPATH).map(String::as_str) == Some("system");
-        let internal = ids.get(keys::INTERNAL).map(String::as_str) != Some("false");
-        desired.needed |= system || !internal;
-        if internal {
+    for (bridge, record) in observed
+        .bridges
+        .iter()
+        .filter_map(|b| Some((b, b.record()?)))
+    {
+        desired.needed |= record.on_kernel_datapath() || !record.internal;
+        if record.internal {
             continue;
         }
-        let Some(vni) = ids.get(keys::VNI).and_then(|v| v.parse().ok()) else {
+        let Some(vni) = record.vni else {
             log::warn!("bridge {} has no VNI in its external_ids", bridge.name);
             continue;
         };
         desired.gateways.insert(naming::gateway_port_name(vni));
         for row in observed
             .ports_of(bridge)
-            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .filter(|p| p.has_role(Role::Container))
             .filter(|p| alive(p))
         {
-            let mappings: Vec<PortMapping> = match row.external_ids.get(keys::PORT_MAPPINGS) {
-                None => continue,
-                Some(json) => match serde_json::from_str(json) {
-                    Ok(m) => m,
-                    Err(err) => {
-                        log::warn!("port {}: unreadable port mappings: {err}", row.name);
-                        continue;
-                    }
-                },
+            let Some(record) = ContainerPortRecord::read(&row.external_ids) else {
+                continue;
             };
-            match published_ports(&row_addresses(row), &mappings) {
+            let mappings: Vec<PortMapping> = match record.port_mappings {
+                None => continue,
+                Some(Ok(m)) => m,
+                Some(Err(err)) => {
+                    log::warn!("port {}: unreadable port mappings: {err}", row.name);
+                    continue;
+                }
+            };
+            match published_ports(&record.addresses, &mappings) {
                 Ok(elements) => {
                     for element in elements {
                         if taken.insert(element.key) {

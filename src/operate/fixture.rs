@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::host::{HostView, PeerPlace, Vswitchd};
-use crate::naming::{keys, OWNER};
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::netlink::LinkSummary;
 use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
+use crate::ovs::schema::{keys, OWNER};
 use crate::ovs::state::BridgeRow;
 
 pub struct Fix {
@@ -87,7 +87,7 @@ impl Fix {
             .find(|b| b.name == bridge)
             .expect("bridge of the fixture");
         b.ports.push(port.uuid.clone());
-        if crate::ovs::state::is_owned(&port.external_ids) {
+        if crate::ovs::schema::is_owned(&port.external_ids) {
             self.inv.ports.push(port);
         }
         self.inv.interfaces.push(iface);

@@ -35,15 +35,15 @@ use serde::Serialize;
 
 use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
-use crate::naming::keys;
 use crate::netconf::SavedNetworks;
 use crate::ovs::inventory::Inventory;
+use crate::ovs::schema::Role;
 use crate::ovs::state::BridgeRow;
 
 /// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
 /// before networks could be non-internal carry no flag: they are internal.
 fn has_firewall_rules(bridge: &BridgeRow) -> bool {
-    bridge.external_ids.get(keys::INTERNAL).map(String::as_str) == Some("false")
+    bridge.record().is_some_and(|r| !r.internal)
 }
 
 /// One thing removed (or to be removed, or kept), as reported.
@@ -87,22 +87,37 @@ pub struct GcPlan {
 }
 
 /// Works out the plan. `saved` is podman's network directory, or why it could not be read.
+///
+/// The rules run in the order of the module's list: each later one sees what the earlier ones
+/// remove (the ports that go, the veths already dealt with).
 pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks, &str>) -> GcPlan {
     let mut plan = GcPlan::default();
     let mut removed_ports: Vec<String> = Vec::new();
-    let mut veths_done: Vec<String> = Vec::new();
+    let veths_done = stale_container_ports(inventory, host, &mut plan, &mut removed_ports);
+    leaked_veths(inventory, host, &veths_done, &mut plan);
+    idle_gateways(inventory, &mut plan, &mut removed_ports);
+    removed_networks(inventory, saved, &removed_ports, &mut plan);
+    plan
+}
 
-    // 1. Container ports.
-    for port in inventory
+/// Rule 1: stale container ports, and their veths. Returns the veths it judged.
+fn stale_container_ports(
+    inventory: &Inventory,
+    host: &HostView,
+    plan: &mut GcPlan,
+    removed_ports: &mut Vec<String>,
+) -> Vec<String> {
+    let mut veths_done: Vec<String> = Vec::new();
+    for (port, record) in inventory
         .ports
         .iter()
-        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+        .filter_map(|p| Some((p, p.container()?)))
     {
         let Some(reason) = stale_reason(port, host) else {
             continue;
         };
-        let network = port.id(keys::NETWORK).map(str::to_string);
-        let container_id = port.id(keys::CONTAINER_ID).map(str::to_string);
+        let network = record.network;
+        let container_id = record.container_id;
         let item = |kind, reason: String| GcItem {
             kind,
             name: port.name.clone(),
@@ -147,7 +162,11 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
         }
     }
 
-    // 2. Leaked host veths.
+    veths_done
+}
+
+/// Rule 2: leaked host veths (none of `veths_done`, which rule 1 judged already).
+fn leaked_veths(inventory: &Inventory, host: &HostView, veths_done: &[String], plan: &mut GcPlan) {
     for (name, place) in &host.peers {
         if veths_done.contains(name) || inventory.has_interface(name) {
             continue;
@@ -177,12 +196,14 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             }),
         }
     }
+}
 
-    // 3. Gateway ports of networks without containers.
+/// Rule 3: gateway ports of networks without containers once the stale ports are gone.
+fn idle_gateways(inventory: &Inventory, plan: &mut GcPlan, removed_ports: &mut Vec<String>) {
     for bridge in &inventory.bridges {
         let live = inventory
             .ports_of(bridge)
-            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .filter(|p| p.has_role(Role::Container))
             .any(|p| !removed_ports.contains(&p.uuid));
         if live {
             continue;
@@ -190,7 +211,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
         let network = bridge.network().unwrap_or_default().to_string();
         for gateway in inventory
             .ports_of(bridge)
-            .filter(|p| p.role() == Some(keys::ROLE_GATEWAY))
+            .filter(|p| p.has_role(Role::Gateway))
         {
             plan.steps.push(Step {
                 item: GcItem {
@@ -212,8 +233,15 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             removed_ports.push(gateway.uuid.clone());
         }
     }
+}
 
-    // 4. Bridges of removed networks.
+/// Rule 4: bridges of networks podman no longer has.
+fn removed_networks(
+    inventory: &Inventory,
+    saved: Result<&SavedNetworks, &str>,
+    removed_ports: &[String],
+    plan: &mut GcPlan,
+) {
     for bridge in &inventory.bridges {
         let network = bridge.network().unwrap_or_default().to_string();
         let item = |reason: String| GcItem {
@@ -233,7 +261,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             }
         };
         if let Some(config) = saved.named(&network) {
-            if bridge.external_ids.get(keys::NETWORK_ID) != Some(&config.id) {
+            if bridge.record().and_then(|r| r.network_id) != Some(config.id.clone()) {
                 plan.kept.push(item(format!(
                     "podman's network {network:?} ({}) has another id than the bridge: the \
                      next create or setup of it takes the bridge over",
@@ -251,7 +279,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
         }
         let live: Vec<&str> = inventory
             .ports_of(bridge)
-            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+            .filter(|p| p.has_role(Role::Container))
             .filter(|p| !removed_ports.contains(&p.uuid))
             .map(|p| p.name.as_str())
             .collect();
@@ -294,7 +322,6 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
             firewall: has_firewall_rules(bridge),
         });
     }
-    plan
 }
 
 #[cfg(test)]

@@ -65,15 +65,7 @@ impl HostView {
     }
 }
 
-/// Whether `name` has the shape of the plugin's host veths: `gv` and 13 lowercase hex digits
-/// (see [`crate::naming::host_veth_name`]).
-pub fn is_host_veth_name(name: &str) -> bool {
-    name.len() == 15
-        && name.starts_with("gv")
-        && name[2..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+pub use crate::naming::is_host_veth_name;
 
 /// Whether `path` is a live network namespace (a bind mount of one, or a `/proc` link).
 pub fn is_netns(path: &Path) -> bool {

@@ -10,10 +10,11 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::host::{HostView, Vswitchd};
+use crate::control::{self, TunnelStatus};
 use crate::flows;
-use crate::naming::keys;
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
+use crate::ovs::schema::{ContainerPortRecord, Role};
 use crate::ovs::state::BridgeRow;
 
 /// The version of the JSON document.
@@ -95,26 +96,6 @@ pub struct NetworkStatus {
     pub podman_config: &'static str,
     pub tunnels: Vec<TunnelStatus>,
     pub containers: Vec<ContainerStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TunnelStatus {
-    pub peer: String,
-    /// The OVS port, `None` when the tunnel is missing.
-    pub port: Option<String>,
-    /// `up`, `down`, or `unknown` (BFD disabled and nothing wrong).
-    pub state: &'static str,
-    /// BFD's own state: `up`, `down`, `init`, `admin_down`, `pending` (no state yet),
-    /// `disabled`, `unknown` (ovs-vswitchd not running) or `none` (no tunnel).
-    pub bfd: String,
-    /// BFD's diagnostic, when it has one to give.
-    pub bfd_diagnostic: Option<String>,
-    /// What OVS reports wrong with the tunnel, or why it is missing.
-    pub error: Option<String>,
-    pub rx_packets: Option<u64>,
-    pub tx_packets: Option<u64>,
-    pub rx_bytes: Option<u64>,
-    pub tx_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -221,7 +202,8 @@ fn network_of_bridge(
     running: bool,
 ) -> NetworkStatus {
     let name = bridge.network().unwrap_or(bridge.name.as_str()).to_string();
-    let id = bridge.external_ids.get(keys::NETWORK_ID).cloned();
+    let record = bridge.record();
+    let id = record.as_ref().and_then(|r| r.network_id.clone());
     let config = saved.and_then(|s| s.named(&name));
     let podman_config = match (saved, config) {
         (None, _) => "unknown",
@@ -230,21 +212,12 @@ fn network_of_bridge(
         (Some(_), Some(_)) => "id-mismatch",
     };
 
-    let mut tunnels: Vec<TunnelStatus> = inventory
-        .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_TUNNEL))
-        .map(|p| tunnel_status(p, inventory.interface_of(p), running))
-        .collect();
-    for peer in saved_peers(config) {
-        if !tunnels.iter().any(|t| t.peer == peer) {
-            tunnels.push(missing_tunnel(peer));
-        }
-    }
-    tunnels.sort_by(|a, b| a.peer.cmp(&b.peer));
+    let tunnels =
+        control::for_bridge(bridge).health(inventory, Some(bridge), saved_peers(config), running);
 
     let container_ports: Vec<&OwnedPort> = inventory
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
+        .filter(|p| p.has_role(Role::Container))
         .collect();
     let mut containers: Vec<ContainerStatus> = container_ports
         .iter()
@@ -263,10 +236,7 @@ fn network_of_bridge(
         id,
         bridge: Some(bridge.name.clone()),
         bridge_present: true,
-        vni: bridge
-            .external_ids
-            .get(keys::VNI)
-            .and_then(|v| v.parse().ok()),
+        vni: record.and_then(|r| r.vni),
         mtu,
         datapath: Some(bridge.datapath_type.clone()),
         podman_config,
@@ -289,95 +259,21 @@ fn network_without_bridge(saved: &SavedNetwork) -> NetworkStatus {
         mtu: parse_option(Some(saved), "mtu"),
         datapath: saved.options.get("datapath").cloned(),
         podman_config: "found",
-        tunnels: saved_peers(Some(saved))
-            .into_iter()
-            .map(missing_tunnel)
-            .collect(),
-        containers: Vec::new(),
-    }
-}
-
-fn missing_tunnel(peer: String) -> TunnelStatus {
-    TunnelStatus {
-        peer,
-        port: None,
-        state: "down",
-        bfd: "none".to_string(),
-        bfd_diagnostic: None,
-        error: Some(
-            "no tunnel port in OVS: the next setup (or podman network create) on this \
-             network adds it"
-                .to_string(),
+        tunnels: control::for_saved(saved).health(
+            &Inventory::default(),
+            None,
+            saved_peers(Some(saved)),
+            false,
         ),
-        rx_packets: None,
-        tx_packets: None,
-        rx_bytes: None,
-        tx_bytes: None,
-    }
-}
-
-fn counter(iface: Option<&InterfaceState>, key: &str) -> Option<u64> {
-    iface?
-        .statistics
-        .get(key)
-        .and_then(|v| u64::try_from(*v).ok())
-}
-
-fn tunnel_status(port: &OwnedPort, iface: Option<&InterfaceState>, running: bool) -> TunnelStatus {
-    let peer = port
-        .id(keys::PEER)
-        .map(str::to_string)
-        .or_else(|| iface.and_then(|i| i.options.get("remote_ip").cloned()))
-        .unwrap_or_else(|| "?".to_string());
-    let enabled = iface.is_some_and(InterfaceState::bfd_enabled);
-    let bfd = match iface {
-        _ if !enabled => "disabled".to_string(),
-        _ if !running => "unknown".to_string(),
-        Some(i) => i
-            .bfd_status
-            .get("state")
-            .cloned()
-            .unwrap_or_else(|| "pending".to_string()),
-        None => "unknown".to_string(),
-    };
-    let bfd_diagnostic = iface
-        .and_then(|i| i.bfd_status.get("diagnostic"))
-        .filter(|d| enabled && running && d.as_str() != "No Diagnostic")
-        .cloned();
-    let error = match iface {
-        None => Some("the port has no interface row".to_string()),
-        Some(i) => i.problem(),
-    };
-    let state = if error.is_some() || !running {
-        "down"
-    } else if enabled {
-        if bfd == "up" {
-            "up"
-        } else {
-            "down"
-        }
-    } else {
-        "unknown"
-    };
-    TunnelStatus {
-        peer,
-        port: Some(port.name.clone()),
-        state,
-        bfd,
-        bfd_diagnostic,
-        error,
-        rx_packets: counter(iface, "rx_packets"),
-        tx_packets: counter(iface, "tx_packets"),
-        rx_bytes: counter(iface, "rx_bytes"),
-        tx_bytes: counter(iface, "tx_bytes"),
+        containers: Vec::new(),
     }
 }
 
 /// Whether a container port can never work again (its namespace or its veth is gone), and
 /// why. `gc` removes exactly these.
 pub fn stale_reason(port: &OwnedPort, host: &HostView) -> Option<String> {
-    if let Some(netns) = port.id(keys::NETNS) {
-        if !host.netns_alive(netns) {
+    if let Some(netns) = port.container().and_then(|c| c.netns) {
+        if !host.netns_alive(&netns) {
             return Some(format!("its network namespace {netns} is gone"));
         }
     }
@@ -399,14 +295,15 @@ fn container_status(
             None => ("ok", None),
         },
     };
-    let id = |key| port.id(key).map(str::to_string);
+    let record = ContainerPortRecord::read(&port.external_ids);
+    let record = record.as_ref();
     ContainerStatus {
-        name: id(keys::CONTAINER_NAME),
-        id: id(keys::CONTAINER_ID),
-        interface: id(keys::INTERFACE),
-        mac: id(keys::MAC),
+        name: record.and_then(|r| r.container_name.clone()),
+        id: record.and_then(|r| r.container_id.clone()),
+        interface: record.and_then(|r| r.interface.clone()),
+        mac: record.and_then(|r| r.mac.clone()),
         port: port.name.clone(),
-        netns: id(keys::NETNS),
+        netns: record.and_then(|r| r.netns.clone()),
         state,
         problem,
         flows: "unknown",

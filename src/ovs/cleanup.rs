@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::state::owned_condition;
+use super::schema::owned_condition;
 use super::txn::DB;
 use super::Ovs;
 use crate::ovsdb::{ops, value, TransactError, Until};

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::state::{decode_bridge, is_owned, owned_condition, BridgeRow};
+use super::schema::{self, is_owned, owned_condition, ContainerPortRecord, Role};
+use super::state::{decode_bridge, BridgeRow};
 use super::txn::DB;
 use super::Ovs;
-use crate::naming::keys;
 use crate::ovsdb::{ops, value};
 
 /// A Port row the plugin owns (a tunnel, a container port, or a bridge's internal port).
@@ -25,14 +25,19 @@ pub struct OwnedPort {
 }
 
 impl OwnedPort {
-    /// One of the `keys::ROLE_*` values.
+    /// What the port is for, as written (`tunnel`, `container`, `gateway`).
     pub fn role(&self) -> Option<&str> {
-        self.id(keys::ROLE)
+        schema::role(&self.external_ids)
     }
 
-    /// An `external_ids` value.
-    pub fn id(&self, key: &str) -> Option<&str> {
-        self.external_ids.get(key).map(String::as_str)
+    /// Whether the port is for `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        schema::has_role(&self.external_ids, role)
+    }
+
+    /// The container port record, if this is one.
+    pub fn container(&self) -> Option<ContainerPortRecord> {
+        ContainerPortRecord::read(&self.external_ids)
     }
 }
 
@@ -102,8 +107,8 @@ impl Inventory {
         let mut paths: Vec<String> = self
             .ports
             .iter()
-            .filter(|p| p.role() == Some(keys::ROLE_CONTAINER))
-            .filter_map(|p| p.id(keys::NETNS).map(str::to_string))
+            .filter_map(OwnedPort::container)
+            .filter_map(|record| record.netns)
             .collect();
         paths.sort();
         paths.dedup();

@@ -1,6 +1,8 @@
 //! Open vSwitch operations: the network's bridge and tunnels, and container ports, each change
 //! one OVSDB transaction.
 //!
+//! * [`schema`] knows the `external_ids` of the plugin's rows, written and read back as typed
+//!   records;
 //! * [`state`] reads the database into plain rows;
 //! * [`plan`] decides what must change (pure);
 //! * [`txn`] turns changes into operations, commits them with the `next_cfg` handshake, waits
@@ -13,21 +15,19 @@
 pub mod cleanup;
 pub mod inventory;
 pub mod plan;
+pub mod schema;
 pub mod state;
 pub mod txn;
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::naming::keys;
 use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value, Client, Until};
-use crate::types::PortMapping;
+pub use schema::ContainerPort;
 use state::Observed;
 pub use txn::Applied;
 use txn::{is_conflict, Txn, DB};
@@ -40,52 +40,6 @@ const ATTEMPTS: usize = 8;
 /// operations. A healthy server answers in well under a millisecond, even with many plugin
 /// runs at once; this bounds how long a stopped or wedged one can hold up podman.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A container's port on the network's bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerPort {
-    /// The host end of the container's veth; also the OVS port name.
-    pub name: String,
-    pub container_id: String,
-    /// The podman container name, shown by `status`.
-    pub container_name: String,
-    /// The interface name inside the container.
-    pub interface: String,
-    /// The MAC address of that interface, shown by `status`.
-    pub mac: String,
-    /// The netns path `setup` was given.
-    pub netns: String,
-    /// The container's addresses on the network.
-    pub addresses: Vec<IpAddr>,
-    /// The container's `-p` mappings, kept with the port so that the firewall rules of every
-    /// container can be rebuilt from the database alone.
-    pub port_mappings: Vec<PortMapping>,
-}
-
-impl ContainerPort {
-    fn external_ids(&self, cfg: &NetworkConfig) -> BTreeMap<String, String> {
-        let mut ids = plan::common_ids(cfg, keys::ROLE_CONTAINER);
-        ids.insert(keys::CONTAINER_ID.to_string(), self.container_id.clone());
-        ids.insert(keys::INTERFACE.to_string(), self.interface.clone());
-        ids.insert(keys::NETNS.to_string(), self.netns.clone());
-        ids.insert(
-            keys::CONTAINER_NAME.to_string(),
-            self.container_name.clone(),
-        );
-        ids.insert(keys::MAC.to_string(), self.mac.clone());
-        if !self.addresses.is_empty() {
-            let addresses: Vec<String> = self.addresses.iter().map(IpAddr::to_string).collect();
-            ids.insert(keys::ADDRESSES.to_string(), addresses.join(","));
-        }
-        if !self.port_mappings.is_empty() {
-            // Serialising plain structs to a string cannot fail; an empty value would only
-            // lose the mappings' firewall rules, never break the port.
-            let json = serde_json::to_string(&self.port_mappings).unwrap_or_default();
-            ids.insert(keys::PORT_MAPPINGS.to_string(), json);
-        }
-        ids
-    }
-}
 
 /// A connection to this host's Open vSwitch database.
 pub struct Ovs {
@@ -192,7 +146,7 @@ impl Ovs {
                 DB,
                 vec![ops::select(
                     "Port",
-                    vec![ops::cond("name", "==", name), state::owned_condition()],
+                    vec![ops::cond("name", "==", name), schema::owned_condition()],
                     Some(&["_uuid"]),
                 )],
             )?;
@@ -278,7 +232,7 @@ impl Ovs {
 
 /// `wait` operations that hold when the network's bridge and tunnels are as `cfg` wants them.
 fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
-    let bridge_ids = plan::bridge_external_ids(cfg);
+    let bridge_ids = schema::bridge_external_ids(cfg);
     let tunnel_names: Vec<Value> = plan::desired_tunnels(cfg)
         .into_iter()
         .map(|t| serde_json::json!({ "name": t.name }))
@@ -292,19 +246,7 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         .into_iter()
         .map(|t| serde_json::json!({ "name": t.name, "bfd": bfd }))
         .collect();
-    let mut tunnel_filter = BTreeMap::new();
-    tunnel_filter.insert(keys::NETWORK_ID, cfg.id.as_str());
-    tunnel_filter.insert(keys::ROLE, keys::ROLE_TUNNEL);
-    let tunnels_of_network = || {
-        vec![
-            state::owned_condition(),
-            ops::cond(
-                "external_ids",
-                "includes",
-                value::map(tunnel_filter.clone()),
-            ),
-        ]
-    };
+    let tunnels_of_network = || vec![schema::owned_condition(), schema::tunnels_condition(cfg)];
     let mut guards = vec![
         ops::wait(
             "Bridge",
@@ -341,7 +283,7 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
             "Port",
             vec![
                 ops::cond("name", "==", gateway.name.as_str()),
-                state::owned_condition(),
+                schema::owned_condition(),
             ],
             &["name"],
             Until::Equal,
@@ -352,7 +294,7 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
             "Interface",
             vec![
                 ops::cond("name", "==", gateway.name.as_str()),
-                state::owned_condition(),
+                schema::owned_condition(),
             ],
             &["ofport_request"],
             Until::Equal,

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{bail, Result};
-use ipnet::IpNet;
 
+use super::schema::{bridge_external_ids, gateway_external_ids, tunnel_external_ids, Role};
 use super::state::{BridgeRow, Observed};
-use crate::naming::{self, keys, OWNER};
+use crate::naming;
 use crate::options::{Datapath, NetworkConfig};
 
 /// One GENEVE tunnel port to one peer.
@@ -145,21 +145,6 @@ pub enum Change {
     RemoveBridge { uuid: String },
 }
 
-/// The `external_ids` of the network's bridge.
-pub fn bridge_external_ids(cfg: &NetworkConfig) -> BTreeMap<String, String> {
-    let mut ids = common_ids(cfg, keys::ROLE_BRIDGE);
-    ids.insert(keys::VNI.to_string(), cfg.vni.to_string());
-    ids.insert(keys::DATAPATH.to_string(), cfg.datapath.to_string());
-    ids.insert(keys::INTERNAL.to_string(), cfg.internal.to_string());
-    let subnets: Vec<String> = cfg.subnets.iter().map(IpNet::to_string).collect();
-    ids.insert(keys::SUBNETS.to_string(), subnets.join(","));
-    ids.insert(
-        keys::PORT_SECURITY.to_string(),
-        cfg.port_security.to_string(),
-    );
-    ids
-}
-
 /// The gateway port a non-internal network has on this host while containers are attached.
 pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
     if cfg.internal || cfg.gateways.is_empty() {
@@ -169,21 +154,8 @@ pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
         name: naming::gateway_port_name(cfg.vni),
         mac: naming::gateway_mac(cfg.vni),
         mtu: cfg.mtu,
-        external_ids: common_ids(cfg, keys::ROLE_GATEWAY),
+        external_ids: gateway_external_ids(cfg),
     })
-}
-
-/// The `external_ids` every row of the network carries: owner, role, network name and id.
-pub fn common_ids(cfg: &NetworkConfig, role: &str) -> BTreeMap<String, String> {
-    [
-        (keys::OWNER, OWNER),
-        (keys::ROLE, role),
-        (keys::NETWORK, cfg.name.as_str()),
-        (keys::NETWORK_ID, cfg.id.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
 }
 
 /// The tunnels the network wants on this host, one per peer.
@@ -191,9 +163,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
     cfg.peers
         .iter()
         .map(|&peer| {
-            let mut external_ids = common_ids(cfg, keys::ROLE_TUNNEL);
-            external_ids.insert(keys::PEER.to_string(), peer.to_string());
-            external_ids.insert(keys::DST_PORT.to_string(), cfg.dst_port.to_string());
+            let external_ids = tunnel_external_ids(cfg, peer);
             Tunnel {
                 name: naming::tunnel_port_name(cfg.vni, peer, cfg.local_ip, cfg.dst_port),
                 peer,
@@ -258,12 +228,13 @@ pub fn plan(
 }
 
 fn check_vni_is_free(cfg: &NetworkConfig, observed: &Observed) -> Result<()> {
-    let vni = cfg.vni.to_string();
+    let vni = cfg.vni;
     for bridge in &observed.bridges {
         let Some(other) = bridge.network() else {
             continue;
         };
-        if other != cfg.name && bridge.external_ids.get(keys::VNI) == Some(&vni) {
+        let same_vni = bridge.record().and_then(|r| r.vni) == Some(cfg.vni);
+        if other != cfg.name && same_vni {
             bail!(
                 "VNI {vni} is already used on this host by geneve-ovs network {other:?} \
                  (OVS bridge {}): give network {:?} another --opt vni=",
@@ -301,11 +272,11 @@ fn gateway_changes(
     let has_containers = adding_container
         || observed
             .ports_of(bridge)
-            .any(|p| p.role() == Some(keys::ROLE_CONTAINER));
+            .any(|p| p.has_role(Role::Container));
     let wanted = desired_gateway(cfg).filter(|_| has_containers);
     let present: Vec<_> = observed
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_GATEWAY))
+        .filter(|p| p.has_role(Role::Gateway))
         .collect();
     let mut changes = Vec::new();
     let stale: Vec<String> = present
@@ -340,7 +311,7 @@ fn gateway_changes(
 fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) -> Vec<Change> {
     let present: Vec<_> = observed
         .ports_of(bridge)
-        .filter(|p| p.role() == Some(keys::ROLE_TUNNEL))
+        .filter(|p| p.has_role(Role::Tunnel))
         .collect();
     let mut changes = Vec::new();
 
@@ -400,6 +371,7 @@ fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ovs::schema::keys;
     use crate::ovs::state::{InterfaceRow, PortRow};
 
     fn cfg(peers: &[&str]) -> NetworkConfig {
@@ -614,6 +586,7 @@ mod tests {
 #[cfg(test)]
 mod gateway_tests {
     use super::*;
+    use crate::ovs::schema::{common_ids, keys};
     use crate::ovs::state::{InterfaceRow, PortRow};
 
     fn cfg() -> NetworkConfig {

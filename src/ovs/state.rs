@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::naming::{keys, OWNER};
+use super::schema::{self, is_owned, owned_condition, BridgeRecord, Role};
 use crate::ovsdb::{ops, value};
 
 /// A row of the Bridge table (every bridge: the plugin must see bridges it does not own, to
@@ -31,7 +31,12 @@ impl BridgeRow {
 
     /// The geneve-ovs network the bridge belongs to, if the plugin owns it.
     pub fn network(&self) -> Option<&str> {
-        owned_value(&self.external_ids, keys::NETWORK)
+        schema::network_of(&self.external_ids)
+    }
+
+    /// What the bridge's `external_ids` say about its network, if the plugin owns it.
+    pub fn record(&self) -> Option<BridgeRecord> {
+        BridgeRecord::read(&self.external_ids)
     }
 }
 
@@ -45,9 +50,14 @@ pub struct PortRow {
 }
 
 impl PortRow {
-    /// What the port is for: [`keys::ROLE_TUNNEL`] or [`keys::ROLE_CONTAINER`].
+    /// What the port is for, as written: `tunnel`, `container` or `gateway`.
     pub fn role(&self) -> Option<&str> {
-        self.external_ids.get(keys::ROLE).map(String::as_str)
+        schema::role(&self.external_ids)
+    }
+
+    /// Whether the port is for `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        schema::has_role(&self.external_ids, role)
     }
 }
 
@@ -91,28 +101,6 @@ impl Observed {
     pub fn bridge_of(&self, port: &PortRow) -> Option<&BridgeRow> {
         self.bridges.iter().find(|b| b.ports.contains(&port.uuid))
     }
-}
-
-/// Whether an `external_ids` map marks a row as the plugin's.
-pub fn is_owned(external_ids: &BTreeMap<String, String>) -> bool {
-    external_ids.get(keys::OWNER).map(String::as_str) == Some(OWNER)
-}
-
-fn owned_value<'a>(external_ids: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
-    if is_owned(external_ids) {
-        external_ids.get(key).map(String::as_str)
-    } else {
-        None
-    }
-}
-
-/// The `where` condition that matches the rows the plugin owns.
-pub fn owned_condition() -> Value {
-    ops::cond(
-        "external_ids",
-        "includes",
-        value::map([(keys::OWNER, OWNER)]),
-    )
 }
 
 /// The operations of the read transaction, in the order [`decode`] expects.

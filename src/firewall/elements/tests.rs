@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::naming::OWNER;
+use crate::ovs::schema::{keys, OWNER};
 use crate::ovs::state::BridgeRow;
 
 fn ip(s: &str) -> IpAddr {
