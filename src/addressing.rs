@@ -92,6 +92,39 @@ pub fn slot_of(host: IpAddr, capacity: u32) -> u32 {
     (to_u128(host) % u128::from(capacity.max(1))) as u32
 }
 
+/// Refuses `hosts` when two of them take the same slot of `capacity` (their address ranges
+/// would be the same), or there are more hosts than slots.
+pub fn check_slots(hosts: &[IpAddr], capacity: u32) -> Result<()> {
+    let mut sorted = hosts.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() > capacity as usize {
+        bail!(
+            "invalid option hosts={capacity}: the network lists {} hosts ({})",
+            sorted.len(),
+            sorted
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for (i, a) in sorted.iter().enumerate() {
+        if let Some(b) = sorted[i + 1..]
+            .iter()
+            .find(|b| slot_of(**b, capacity) == slot_of(*a, capacity))
+        {
+            bail!(
+                "hosts {a} and {b} would lease from the same addresses: both take slot {} of \
+                 hosts={capacity} (a host's slot is its underlay address mod hosts); choose \
+                 another hosts value for the network, or give one of them its own --ip-range",
+                slot_of(*a, capacity)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A host's slice of a subnet under a fixed capacity (option `hosts`): the usable addresses cut
 /// into `capacity` equal contiguous slices, of which `host` takes number [`slot_of`]. Unlike
 /// [`host_slice`], no slice depends on which other hosts exist, so hosts can come and go.

@@ -135,35 +135,6 @@ fn join(hosts: &[IpAddr]) -> String {
         .join(", ")
 }
 
-/// Refuses `hosts` when two of them take the same slot of `capacity` (their address ranges
-/// would be the same), or there are more hosts than slots.
-pub fn check_slots(hosts: &[IpAddr], capacity: u32) -> Result<()> {
-    let mut sorted = hosts.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    if sorted.len() > capacity as usize {
-        bail!(
-            "invalid option hosts={capacity}: the network lists {} hosts ({})",
-            sorted.len(),
-            join(&sorted)
-        );
-    }
-    for (i, a) in sorted.iter().enumerate() {
-        if let Some(b) = sorted[i + 1..]
-            .iter()
-            .find(|b| addressing::slot_of(**b, capacity) == addressing::slot_of(*a, capacity))
-        {
-            bail!(
-                "hosts {a} and {b} would lease from the same addresses: both take slot {} of \
-                 hosts={capacity} (a host's slot is its underlay address mod hosts); choose \
-                 another hosts value for the network, or give one of them its own --ip-range",
-                addressing::slot_of(*a, capacity)
-            );
-        }
-    }
-    Ok(())
-}
-
 /// The address rule for the hosts in `added`, now among `peers` (see the module's
 /// documentation).
 fn check_ranges(
@@ -183,7 +154,7 @@ fn check_ranges(
             join(added)
         );
     };
-    check_slots(peers, capacity)?;
+    addressing::check_slots(peers, capacity)?;
     for subnet in network.subnets() {
         let Some(own) = subnet
             .lease_range
@@ -380,8 +351,8 @@ mod tests {
 
     #[test]
     fn slots_of_the_listed_hosts_must_differ() {
-        check_slots(&[ip("10.99.0.1"), ip("10.99.0.2")], 4).unwrap();
-        let err = check_slots(&[ip("10.99.0.1"), ip("10.99.0.5")], 4).unwrap_err();
+        addressing::check_slots(&[ip("10.99.0.1"), ip("10.99.0.2")], 4).unwrap();
+        let err = addressing::check_slots(&[ip("10.99.0.1"), ip("10.99.0.5")], 4).unwrap_err();
         assert!(err.to_string().contains("same addresses"), "{err}");
     }
 }

@@ -728,7 +728,7 @@ fn split_lease_ranges(
     let mut hosts = remote;
     hosts.push(me);
     if let Some(capacity) = req.hosts {
-        crate::membership::check_slots(&hosts, capacity)?;
+        addressing::check_slots(&hosts, capacity)?;
     }
     for subnet in network.subnets.iter_mut().flatten() {
         if subnet.lease_range.is_some() {
