@@ -20,8 +20,8 @@ use crate::flows::{self, Flow, PortIdentity};
 use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::NetworkConfig;
-use crate::ovs::inventory::Inventory;
-use crate::ovs::state::BridgeRow;
+use crate::ovs::snapshot::BridgeRow;
+use crate::ovs::snapshot::Snapshot;
 use crate::ovs::ContainerPort;
 
 /// How long `gc` keeps trying to restore a bridge's table while ovs-vswitchd, just restarted,
@@ -68,8 +68,8 @@ pub fn install(ofctl: &Ofctl, cfg: &NetworkConfig, port: &ContainerPort) -> Resu
 /// without port security) has lost the table of the containers already running on it. Unlike
 /// [`restore_all`], it replaces cookie by cookie, so the flows of a concurrent `setup` that is
 /// not in `inventory` yet survive.
-pub fn repair_lines(inventory: &Inventory, bridge: &str) -> Result<Vec<String>> {
-    let Some(row) = inventory.bridges.iter().find(|b| b.name == bridge) else {
+pub fn repair_lines(inventory: &Snapshot, bridge: &str) -> Result<Vec<String>> {
+    let Some(row) = inventory.owned_bridges().find(|b| b.name == bridge) else {
         anyhow::bail!("OVS bridge {bridge} is missing");
     };
     let table = bridge_table(inventory, row)?;
@@ -103,7 +103,7 @@ fn enforced(bridge: &BridgeRow) -> bool {
 
 /// The whole table of one owned bridge, from the database: base flows, and the flows of every
 /// container port ovs-vswitchd has (a port without a valid MAC in its row stays closed).
-pub fn bridge_table(inventory: &Inventory, bridge: &BridgeRow) -> Result<Vec<Flow>> {
+pub fn bridge_table(inventory: &Snapshot, bridge: &BridgeRow) -> Result<Vec<Flow>> {
     let vni: u32 = bridge.record().and_then(|r| r.vni).with_context(|| {
         format!(
             "OVS bridge {} has no valid VNI in its external_ids",
@@ -150,7 +150,7 @@ pub fn bridge_table(inventory: &Inventory, bridge: &BridgeRow) -> Result<Vec<Flo
 pub fn restore_all(
     ofctl: &Ofctl,
     offered: &[String],
-    mut read: impl FnMut() -> Result<Inventory>,
+    mut read: impl FnMut() -> Result<Snapshot>,
 ) -> Result<BTreeMap<String, Result<usize, String>>> {
     let deadline = Instant::now() + RESTORE_WAIT;
     let mut outcome: BTreeMap<String, Result<usize, String>> = BTreeMap::new();
@@ -158,9 +158,8 @@ pub fn restore_all(
         let inventory = read()?;
         let mut pending = false;
         for bridge in inventory
-            .bridges
-            .iter()
-            .filter(|b| b.is_owned() && is_offered(&b.datapath_type, offered))
+            .owned_bridges()
+            .filter(|b| is_offered(&b.datapath_type, offered))
         {
             if matches!(outcome.get(&bridge.name), Some(Ok(_))) {
                 continue;
@@ -198,11 +197,10 @@ fn is_offered(datapath_type: &str, offered: &[String]) -> bool {
 }
 
 /// The owned bridges ovs-vswitchd cannot build, with their datapath type.
-pub fn unbuildable_bridges(inventory: &Inventory, offered: &[String]) -> Vec<(String, String)> {
+pub fn unbuildable_bridges(inventory: &Snapshot, offered: &[String]) -> Vec<(String, String)> {
     inventory
-        .bridges
-        .iter()
-        .filter(|b| b.is_owned() && !is_offered(&b.datapath_type, offered))
+        .owned_bridges()
+        .filter(|b| !is_offered(&b.datapath_type, offered))
         .map(|b| (b.name.clone(), b.datapath_type.clone()))
         .collect()
 }

@@ -11,6 +11,7 @@ use crate::control::ControlPlane;
 use crate::firewall;
 use crate::ofctl::Ofctl;
 use crate::options::{self, NetworkConfig, Stage};
+use crate::ovs::snapshot::Scope;
 use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::port_security;
 use crate::types::Network;
@@ -167,11 +168,9 @@ pub fn detach_port(
     network: &Network,
     port: &str,
 ) -> Result<bool> {
-    let observed = ovs.read()?;
+    let observed = ovs.snapshot(Scope::Config)?;
     let bridge = observed
-        .ports
-        .iter()
-        .find(|p| p.name == port)
+        .owned_port(port)
         .and_then(|p| observed.bridge_of(p));
     if let Some(bridge) = bridge {
         // Best effort: flows left behind match a port number nothing uses until OVS hands it

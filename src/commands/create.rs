@@ -12,6 +12,7 @@ use crate::control;
 use crate::ofctl::Ofctl;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::plan::FAIL_MODE;
+use crate::ovs::snapshot::Scope;
 use crate::ovs::Ovs;
 use crate::port_security;
 use crate::types::Network;
@@ -28,10 +29,9 @@ pub fn run(input: &str) -> Result<String> {
     // A bridge of a version without port security loses its OpenFlow table when it becomes
     // fail_mode=secure: then every port's flows go back in, not only the base ones.
     let upgraded = ovs
-        .read()?
-        .bridges
-        .iter()
-        .any(|b| b.name == cfg.bridge && b.fail_mode.as_deref() != Some(FAIL_MODE));
+        .snapshot(Scope::Config)?
+        .bridge(&cfg.bridge)
+        .is_some_and(|b| b.fail_mode.as_deref() != Some(FAIL_MODE));
     control::for_network(&network).create_switch(&mut ovs, &cfg)?;
     // The bridge drops everything until its flows are in; the first `setup` installs them
     // too (and fails loudly if it cannot), so here a failure is a warning.
@@ -61,7 +61,7 @@ pub fn run(input: &str) -> Result<String> {
 /// table from the database after an upgrade to a secure bridge.
 fn install_flows(ovs: &mut Ovs, cfg: &NetworkConfig, upgraded: bool) -> Result<()> {
     let lines = if upgraded {
-        port_security::repair_lines(&ovs.inventory()?, &cfg.bridge)?
+        port_security::repair_lines(&ovs.snapshot(Scope::Runtime)?, &cfg.bridge)?
     } else {
         port_security::create_lines(cfg)
     };

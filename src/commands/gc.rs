@@ -20,6 +20,7 @@ use crate::netlink::Netlink;
 use crate::ofctl::Ofctl;
 use crate::operate::gc::{self, Action, GcItem};
 use crate::operate::host::{self, Vswitchd};
+use crate::ovs::snapshot::Scope;
 use crate::ovs::Ovs;
 use crate::port_security;
 
@@ -48,7 +49,7 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
     // clap refuses --dry-run with --flows-only: --flows-only changes nothing but the flows.
     let _lock = lock_host(Mode::Exclusive)?;
     let mut ovs = connect_ovs()?;
-    let inventory = ovs.inventory()?;
+    let inventory = ovs.snapshot(Scope::Runtime)?;
     // More directories only ever keep more veths: the default is always among them.
     let mut netns_dirs = vec![PathBuf::from(host::DEFAULT_NETNS_DIR)];
     netns_dirs.extend(flags.netns_dir.iter().cloned());
@@ -95,7 +96,7 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
                     ovs.remove_owned_port(bridge, port, &step.item.name)
                 }
                 (Action::RemoveBridge { uuid, ports }, _) => {
-                    match inventory.bridges.iter().find(|b| &b.uuid == uuid) {
+                    match inventory.owned_bridges().find(|b| &b.uuid == uuid) {
                         Some(bridge) => control::for_bridge(bridge).remove_switch(
                             &mut ovs,
                             uuid,
@@ -181,7 +182,7 @@ fn restore_flows(ovs: &mut Ovs, report: &mut GcReport) {
             return;
         }
     };
-    if let Ok(inventory) = ovs.inventory() {
+    if let Ok(inventory) = ovs.snapshot(Scope::Runtime) {
         for (bridge, datapath) in port_security::unbuildable_bridges(&inventory, &offered) {
             report.kept.push(GcItem {
                 kind: "flows",
@@ -201,7 +202,7 @@ fn restore_flows(ovs: &mut Ovs, report: &mut GcReport) {
             });
         }
     }
-    match port_security::restore_all(&ofctl, &offered, || ovs.inventory()) {
+    match port_security::restore_all(&ofctl, &offered, || ovs.snapshot(Scope::Runtime)) {
         Ok(outcome) => {
             for (bridge, result) in outcome {
                 match result {
@@ -256,7 +257,7 @@ fn render(report: &GcReport) -> String {
 /// the underlay filter. The table goes when no network needs it.
 fn reconcile_firewall(ovs: &mut crate::ovs::Ovs, stale: &[String]) -> Result<()> {
     let _lock = lock_firewall()?;
-    let observed = ovs.read()?;
+    let observed = ovs.snapshot(Scope::Config)?;
     let desired = firewall::elements::desired(&observed, |row| !stale.contains(&row.name));
     firewall::reconcile(&desired)
 }

@@ -26,6 +26,7 @@ use crate::lock;
 use crate::manual;
 use crate::netlink::Netlink;
 use crate::options::{HostFacts, UnderlayRoute};
+use crate::ovs::snapshot::Scope;
 use crate::ovs::Ovs;
 use crate::ovsdb::Client;
 
@@ -213,6 +214,6 @@ impl HostFacts for LiveHost<'_> {
 /// lacks the other's peers.
 fn refresh_underlay(ovs: &mut Ovs) -> Result<()> {
     let _lock = lock_firewall()?;
-    let underlay = firewall::Underlay::from_observed(&ovs.read()?);
+    let underlay = firewall::Underlay::from_observed(&ovs.snapshot(Scope::Config)?);
     firewall::replace_underlay(&underlay)
 }

@@ -22,6 +22,7 @@ use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::schema::ContainerPortRecord;
+use crate::ovs::snapshot::Scope;
 use crate::ovs::{ContainerPort, Ovs};
 use crate::port_security;
 use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
@@ -190,7 +191,7 @@ fn install_flows(
 ) -> Result<()> {
     let ofctl = Ofctl::new(&ovs_rundir());
     if repaired {
-        let lines = ovs.inventory().and_then(|inventory| {
+        let lines = ovs.snapshot(Scope::Runtime).and_then(|inventory| {
             let mut lines = port_security::repair_lines(&inventory, &cfg.bridge)?;
             lines.extend(port_security::setup_lines(cfg, port)?);
             Ok(lines)
@@ -235,7 +236,7 @@ fn connect_outside(
     gateway::configure(&gateway, &cfg.gateways)?;
     let (_lock, underlay) = if cfg.datapath == Datapath::System {
         let lock = lock_firewall()?;
-        let underlay = firewall::Underlay::from_observed(&ovs.read()?);
+        let underlay = firewall::Underlay::from_observed(&ovs.snapshot(Scope::Config)?);
         (Some(lock), Some(underlay))
     } else {
         (None, None)
@@ -256,7 +257,7 @@ fn connect_outside(
 /// ": container NAME (ID) on network NET" for the container port that has `address`, if OVS
 /// knows one.
 fn holder_of(ovs: &mut Ovs, address: IpAddr) -> String {
-    let Ok(observed) = ovs.read() else {
+    let Ok(observed) = ovs.snapshot(Scope::Config) else {
         return String::new();
     };
     observed

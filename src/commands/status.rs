@@ -15,6 +15,7 @@ use crate::netconf;
 use crate::ofctl::Ofctl;
 use crate::operate::status::StatusReport;
 use crate::operate::{host, status};
+use crate::ovs::snapshot::Scope;
 
 /// The exit code when a tunnel is down, a container port lacks its flows, or ovs-vswitchd is
 /// not running.
@@ -40,7 +41,7 @@ fn flow_tables(report: &StatusReport) -> BTreeMap<String, Result<BTreeMap<u64, u
 
 pub fn run(args: &StatusArgs) -> Result<Reply> {
     let mut ovs = connect_ovs()?;
-    let inventory = ovs.inventory()?;
+    let inventory = ovs.snapshot(Scope::Runtime)?;
     let host = host::gather(&ovs_rundir(), &inventory.netns_paths(), &[])?;
     let dir = netconf::dir_from(args.dir.network_config_dir.as_deref());
     let saved = match netconf::load(&dir) {

@@ -7,9 +7,9 @@ use anyhow::Result;
 
 use super::{ControlPlane, TunnelStatus};
 use crate::options::NetworkConfig;
-use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
 use crate::ovs::schema::{Role, TunnelRecord};
-use crate::ovs::state::BridgeRow;
+use crate::ovs::snapshot::BridgeRow;
+use crate::ovs::snapshot::{InterfaceRow, PortRow, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 
 /// The static mesh of tunnels.
@@ -37,7 +37,7 @@ impl ControlPlane for Mesh {
     /// has none, sorted by peer.
     fn health(
         &self,
-        inventory: &Inventory,
+        inventory: &Snapshot,
         bridge: Option<&BridgeRow>,
         expected_peers: Vec<String>,
         running: bool,
@@ -83,20 +83,20 @@ fn missing_tunnel(peer: String) -> TunnelStatus {
     }
 }
 
-fn counter(iface: Option<&InterfaceState>, key: &str) -> Option<u64> {
+fn counter(iface: Option<&InterfaceRow>, key: &str) -> Option<u64> {
     iface?
         .statistics
         .get(key)
         .and_then(|v| u64::try_from(*v).ok())
 }
 
-fn tunnel_status(port: &OwnedPort, iface: Option<&InterfaceState>, running: bool) -> TunnelStatus {
+fn tunnel_status(port: &PortRow, iface: Option<&InterfaceRow>, running: bool) -> TunnelStatus {
     let peer = TunnelRecord::read(&port.external_ids)
         .and_then(|t| t.peer)
         .map(|p| p.to_string())
         .or_else(|| iface.and_then(|i| i.options.get("remote_ip").cloned()))
         .unwrap_or_else(|| "?".to_string());
-    let enabled = iface.is_some_and(InterfaceState::bfd_enabled);
+    let enabled = iface.is_some_and(InterfaceRow::bfd_enabled);
     let bfd = match iface {
         _ if !enabled => "disabled".to_string(),
         _ if !running => "unknown".to_string(),

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::netconf::SavedNetwork;
 use crate::options::NetworkConfig;
-use crate::ovs::inventory::Inventory;
-use crate::ovs::state::BridgeRow;
+use crate::ovs::snapshot::BridgeRow;
+use crate::ovs::snapshot::Snapshot;
 use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::types::Network;
 
@@ -45,7 +45,7 @@ pub trait ControlPlane {
     /// has no switch on this host) holds, and what the saved network expects.
     fn health(
         &self,
-        inventory: &Inventory,
+        inventory: &Snapshot,
         bridge: Option<&BridgeRow>,
         expected_peers: Vec<String>,
         running: bool,

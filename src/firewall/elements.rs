@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::naming;
 use crate::ovs::schema::{ContainerPortRecord, Role, TunnelRecord};
-use crate::ovs::state::{Observed, PortRow};
+use crate::ovs::snapshot::{PortRow, Snapshot};
 use crate::types::PortMapping;
 
 /// A transport protocol podman can publish.
@@ -349,9 +349,9 @@ impl Underlay {
     /// From the tunnels of the plugin's kernel-datapath bridges (on the userspace datapath
     /// tunnel packets never reach the host's netfilter). A network without tunnels has no
     /// GENEVE socket open in the kernel, so it needs no entry.
-    pub fn from_observed(observed: &Observed) -> Underlay {
+    pub fn from_observed(observed: &Snapshot) -> Underlay {
         let mut underlay = Underlay::default();
-        for bridge in observed.bridges.iter() {
+        for bridge in observed.owned_bridges() {
             if !bridge.record().is_some_and(|r| r.on_kernel_datapath()) {
                 continue;
             }
@@ -396,15 +396,14 @@ pub fn row_addresses(row: &PortRow) -> Vec<IpAddr> {
 /// ports for which `alive` holds. Rows whose mappings no longer validate, and keys a second
 /// container claims, are left out with a warning (the first row, in database order, keeps a
 /// contested key).
-pub fn desired(observed: &Observed, alive: impl Fn(&PortRow) -> bool) -> Desired {
+pub fn desired(observed: &Snapshot, alive: impl Fn(&PortRow) -> bool) -> Desired {
     let mut desired = Desired {
         underlay: Underlay::from_observed(observed),
         ..Desired::default()
     };
     let mut taken = BTreeSet::new();
     for (bridge, record) in observed
-        .bridges
-        .iter()
+        .owned_bridges()
         .filter_map(|b| Some((b, b.record()?)))
     {
         desired.needed |= record.on_kernel_datapath() || !record.internal;

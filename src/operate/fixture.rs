@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use super::host::{HostView, PeerPlace, Vswitchd};
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::netlink::LinkSummary;
-use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
 use crate::ovs::schema::{keys, OWNER};
-use crate::ovs::state::BridgeRow;
+use crate::ovs::snapshot::BridgeRow;
+use crate::ovs::snapshot::{InterfaceRow, PortRow, Snapshot};
 
 pub struct Fix {
-    pub inv: Inventory,
+    pub inv: Snapshot,
     pub host: HostView,
     pub saved: SavedNetworks,
     next: usize,
@@ -27,7 +27,7 @@ fn ids(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 impl Fix {
     pub fn new() -> Self {
         Fix {
-            inv: Inventory::default(),
+            inv: Snapshot::default(),
             host: HostView {
                 vswitchd: Some(Vswitchd::Running { pid: 42 }),
                 ..HostView::default()
@@ -79,7 +79,7 @@ impl Fix {
         self
     }
 
-    fn attach(&mut self, bridge: &str, port: OwnedPort, iface: InterfaceState) {
+    fn attach(&mut self, bridge: &str, port: PortRow, iface: InterfaceRow) {
         let b = self
             .inv
             .bridges
@@ -119,7 +119,7 @@ impl Fix {
             (keys::PEER, peer),
         ]);
         let (pu, iu) = (self.uuid("p"), self.uuid("i"));
-        let iface = InterfaceState {
+        let iface = InterfaceRow {
             uuid: iu.clone(),
             name: name.clone(),
             kind: "geneve".to_string(),
@@ -143,12 +143,14 @@ impl Fix {
             ofport: Some(if error.is_some() { -1 } else { 2 }),
             mtu: None,
             external_ids: external_ids.clone(),
+            ..InterfaceRow::default()
         };
-        let port = OwnedPort {
+        let port = PortRow {
             uuid: pu,
             name,
             external_ids,
             interfaces: vec![iu],
+            ..PortRow::default()
         };
         self.attach(bridge, port, iface);
         self
@@ -180,7 +182,7 @@ impl Fix {
             (keys::NETNS, netns),
         ]);
         let (pu, iu) = (self.uuid("p"), self.uuid("i"));
-        let iface = InterfaceState {
+        let iface = InterfaceRow {
             uuid: iu.clone(),
             name: name.to_string(),
             error: (!veth)
@@ -188,13 +190,14 @@ impl Fix {
             ofport: Some(if veth { 5 } else { -1 }),
             mtu: veth.then_some(1450),
             external_ids: external_ids.clone(),
-            ..InterfaceState::default()
+            ..InterfaceRow::default()
         };
-        let port = OwnedPort {
+        let port = PortRow {
             uuid: pu,
             name: name.to_string(),
             external_ids,
             interfaces: vec![iu],
+            ..PortRow::default()
         };
         self.attach(bridge, port, iface);
         if netns_alive {
@@ -220,18 +223,19 @@ impl Fix {
             (keys::NETWORK_ID, &id),
         ]);
         let (pu, iu) = (self.uuid("p"), self.uuid("i"));
-        let iface = InterfaceState {
+        let iface = InterfaceRow {
             uuid: iu.clone(),
             name: name.to_string(),
             kind: "internal".to_string(),
             external_ids: external_ids.clone(),
-            ..InterfaceState::default()
+            ..InterfaceRow::default()
         };
-        let port = OwnedPort {
+        let port = PortRow {
             uuid: pu,
             name: name.to_string(),
             external_ids,
             interfaces: vec![iu],
+            ..PortRow::default()
         };
         self.attach(bridge, port, iface);
         self
@@ -240,16 +244,17 @@ impl Fix {
     /// A port somebody else added to `bridge`.
     pub fn foreign_port(&mut self, bridge: &str, name: &str) -> &mut Self {
         let (pu, iu) = (self.uuid("p"), self.uuid("i"));
-        let iface = InterfaceState {
+        let iface = InterfaceRow {
             uuid: iu.clone(),
             name: name.to_string(),
-            ..InterfaceState::default()
+            ..InterfaceRow::default()
         };
-        let port = OwnedPort {
+        let port = PortRow {
             uuid: pu,
             name: name.to_string(),
             external_ids: BTreeMap::new(),
             interfaces: vec![iu],
+            ..PortRow::default()
         };
         self.attach(bridge, port, iface);
         self

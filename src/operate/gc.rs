@@ -36,9 +36,9 @@ use serde::Serialize;
 use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
 use crate::netconf::SavedNetworks;
-use crate::ovs::inventory::Inventory;
 use crate::ovs::schema::Role;
-use crate::ovs::state::BridgeRow;
+use crate::ovs::snapshot::BridgeRow;
+use crate::ovs::snapshot::Snapshot;
 
 /// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
 /// before networks could be non-internal carry no flag: they are internal.
@@ -90,7 +90,7 @@ pub struct GcPlan {
 ///
 /// The rules run in the order of the module's list: each later one sees what the earlier ones
 /// remove (the ports that go, the veths already dealt with).
-pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks, &str>) -> GcPlan {
+pub fn plan(inventory: &Snapshot, host: &HostView, saved: Result<&SavedNetworks, &str>) -> GcPlan {
     let mut plan = GcPlan::default();
     let mut removed_ports: Vec<String> = Vec::new();
     let veths_done = stale_container_ports(inventory, host, &mut plan, &mut removed_ports);
@@ -102,7 +102,7 @@ pub fn plan(inventory: &Inventory, host: &HostView, saved: Result<&SavedNetworks
 
 /// Rule 1: stale container ports, and their veths. Returns the veths it judged.
 fn stale_container_ports(
-    inventory: &Inventory,
+    inventory: &Snapshot,
     host: &HostView,
     plan: &mut GcPlan,
     removed_ports: &mut Vec<String>,
@@ -125,7 +125,8 @@ fn stale_container_ports(
             container_id: container_id.clone(),
             reason,
         };
-        match inventory.bridge_of(port) {
+        // gc removes only from the plugin's own bridges.
+        match inventory.bridge_of(port).filter(|b| b.is_owned()) {
             Some(bridge) => {
                 plan.steps.push(Step {
                     item: item("port", reason.clone()),
@@ -166,7 +167,7 @@ fn stale_container_ports(
 }
 
 /// Rule 2: leaked host veths (none of `veths_done`, which rule 1 judged already).
-fn leaked_veths(inventory: &Inventory, host: &HostView, veths_done: &[String], plan: &mut GcPlan) {
+fn leaked_veths(inventory: &Snapshot, host: &HostView, veths_done: &[String], plan: &mut GcPlan) {
     for (name, place) in &host.peers {
         if veths_done.contains(name) || inventory.has_interface(name) {
             continue;
@@ -199,8 +200,8 @@ fn leaked_veths(inventory: &Inventory, host: &HostView, veths_done: &[String], p
 }
 
 /// Rule 3: gateway ports of networks without containers once the stale ports are gone.
-fn idle_gateways(inventory: &Inventory, plan: &mut GcPlan, removed_ports: &mut Vec<String>) {
-    for bridge in &inventory.bridges {
+fn idle_gateways(inventory: &Snapshot, plan: &mut GcPlan, removed_ports: &mut Vec<String>) {
+    for bridge in inventory.owned_bridges() {
         let live = inventory
             .ports_of(bridge)
             .filter(|p| p.has_role(Role::Container))
@@ -237,12 +238,12 @@ fn idle_gateways(inventory: &Inventory, plan: &mut GcPlan, removed_ports: &mut V
 
 /// Rule 4: bridges of networks podman no longer has.
 fn removed_networks(
-    inventory: &Inventory,
+    inventory: &Snapshot,
     saved: Result<&SavedNetworks, &str>,
     removed_ports: &[String],
     plan: &mut GcPlan,
 ) {
-    for bridge in &inventory.bridges {
+    for bridge in inventory.owned_bridges() {
         let network = bridge.network().unwrap_or_default().to_string();
         let item = |reason: String| GcItem {
             kind: "bridge",

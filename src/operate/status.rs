@@ -13,9 +13,9 @@ use super::host::{HostView, Vswitchd};
 use crate::control::{self, TunnelStatus};
 use crate::flows;
 use crate::netconf::{SavedNetwork, SavedNetworks};
-use crate::ovs::inventory::{InterfaceState, Inventory, OwnedPort};
 use crate::ovs::schema::{ContainerPortRecord, Role};
-use crate::ovs::state::BridgeRow;
+use crate::ovs::snapshot::BridgeRow;
+use crate::ovs::snapshot::{InterfaceRow, PortRow, Snapshot};
 
 /// The version of the JSON document.
 pub const VERSION: u32 = 1;
@@ -117,7 +117,7 @@ pub struct ContainerStatus {
 
 /// Builds the report; `only` limits it to one network (by network or bridge name).
 pub fn build(
-    inventory: &Inventory,
+    inventory: &Snapshot,
     host: &HostView,
     saved: Option<&SavedNetworks>,
     only: Option<&str>,
@@ -142,8 +142,7 @@ pub fn build(
     };
 
     let mut networks: Vec<NetworkStatus> = inventory
-        .bridges
-        .iter()
+        .owned_bridges()
         .map(|b| network_of_bridge(inventory, host, saved, b, running))
         .collect();
     if let Some(saved) = saved {
@@ -195,7 +194,7 @@ fn saved_peers(saved: Option<&SavedNetwork>) -> Vec<String> {
 }
 
 fn network_of_bridge(
-    inventory: &Inventory,
+    inventory: &Snapshot,
     host: &HostView,
     saved: Option<&SavedNetworks>,
     bridge: &BridgeRow,
@@ -215,7 +214,7 @@ fn network_of_bridge(
     let tunnels =
         control::for_bridge(bridge).health(inventory, Some(bridge), saved_peers(config), running);
 
-    let container_ports: Vec<&OwnedPort> = inventory
+    let container_ports: Vec<&PortRow> = inventory
         .ports_of(bridge)
         .filter(|p| p.has_role(Role::Container))
         .collect();
@@ -260,7 +259,7 @@ fn network_without_bridge(saved: &SavedNetwork) -> NetworkStatus {
         datapath: saved.options.get("datapath").cloned(),
         podman_config: "found",
         tunnels: control::for_saved(saved).health(
-            &Inventory::default(),
+            &Snapshot::default(),
             None,
             saved_peers(Some(saved)),
             false,
@@ -271,7 +270,7 @@ fn network_without_bridge(saved: &SavedNetwork) -> NetworkStatus {
 
 /// Whether a container port can never work again (its namespace or its veth is gone), and
 /// why. `gc` removes exactly these.
-pub fn stale_reason(port: &OwnedPort, host: &HostView) -> Option<String> {
+pub fn stale_reason(port: &PortRow, host: &HostView) -> Option<String> {
     if let Some(netns) = port.container().and_then(|c| c.netns) {
         if !host.netns_alive(&netns) {
             return Some(format!("its network namespace {netns} is gone"));
@@ -284,13 +283,13 @@ pub fn stale_reason(port: &OwnedPort, host: &HostView) -> Option<String> {
 }
 
 fn container_status(
-    port: &OwnedPort,
-    iface: Option<&InterfaceState>,
+    port: &PortRow,
+    iface: Option<&InterfaceRow>,
     host: &HostView,
 ) -> ContainerStatus {
     let (state, problem) = match stale_reason(port, host) {
         Some(why) => ("stale", Some(why)),
-        None => match iface.and_then(InterfaceState::problem) {
+        None => match iface.and_then(InterfaceRow::problem) {
             Some(error) => ("error", Some(error)),
             None => ("ok", None),
         },

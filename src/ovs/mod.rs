@@ -3,20 +3,20 @@
 //!
 //! * [`schema`] knows the `external_ids` of the plugin's rows, written and read back as typed
 //!   records;
-//! * [`state`] reads the database into plain rows;
+//! * [`snapshot`] reads the database into plain rows, in the scope the caller needs (the
+//!   configuration `setup` plans against, or vswitchd's run-time state for the operator
+//!   commands);
 //! * [`plan`] decides what must change (pure);
 //! * [`txn`] turns changes into operations, commits them with the `next_cfg` handshake, waits
 //!   for ovs-vswitchd and undoes them on failure;
-//! * [`inventory`] reads everything the plugin owns, with vswitchd's run-time state, for the
-//!   operator commands, and [`cleanup`] removes what `gc` found stale.
+//! * [`cleanup`] removes what `gc` found stale.
 //!
 //! The plugin only modifies or deletes rows whose `external_ids` name it as their owner.
 
 pub mod cleanup;
-pub mod inventory;
 pub mod plan;
 pub mod schema;
-pub mod state;
+pub mod snapshot;
 pub mod txn;
 
 use std::path::Path;
@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value, Client, Until};
 pub use schema::ContainerPort;
-use state::Observed;
+use snapshot::{Scope, Snapshot};
 pub use txn::Applied;
 use txn::{is_conflict, Txn, DB};
 
@@ -93,12 +93,6 @@ impl Ovs {
             .iter()
             .map(|v| value::string(v).map(str::to_string))
             .collect()
-    }
-
-    /// Reads the bridges and the plugin's ports.
-    pub fn read(&mut self) -> Result<Observed> {
-        let results = self.client.transact(DB, state::read_ops())?;
-        state::decode(&results)
     }
 
     /// Makes the database hold the network's bridge and exactly its tunnels (`create`).
@@ -184,7 +178,7 @@ impl Ovs {
     fn reconcile(&mut self, cfg: &NetworkConfig, port: Option<&ContainerPort>) -> Result<Applied> {
         let mut last_conflict = None;
         for _ in 0..ATTEMPTS {
-            let observed = self.read()?;
+            let observed = self.snapshot(Scope::Config)?;
             let changes = plan::plan(cfg, &observed, port.is_some())?;
             let mut txn = Txn::new();
             // Guard the plan with what it was made from, so a concurrent change is refused
@@ -194,7 +188,7 @@ impl Ovs {
                 txn.add_change(change)?;
             }
             if let Some(port) = port {
-                if let Some(existing) = observed.ports.iter().find(|p| p.name == port.name) {
+                if let Some(existing) = observed.owned_port(&port.name) {
                     // A leftover of a crashed run: drop it so the port can be created again.
                     if let Some(bridge) = observed.bridge_of(existing) {
                         txn.add_change(&plan::Change::RemovePorts {
@@ -307,10 +301,9 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
 
 /// A `wait` that holds while the Bridge table still has the rows (names and ports) a plan was
 /// made from.
-fn guard_bridges(observed: &Observed) -> Value {
+fn guard_bridges(observed: &Snapshot) -> Value {
     let rows = observed
-        .bridges
-        .iter()
+        .all_bridges()
         .map(|b| {
             let ports = b.ports.iter().map(|u| value::uuid(u)).collect();
             serde_json::json!({"name": b.name, "ports": value::set(ports)})

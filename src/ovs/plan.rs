@@ -1,6 +1,6 @@
 //! Working out what must change in OVS for a network to be as its configuration says.
 //!
-//! Pure: it compares the desired network ([`NetworkConfig`]) with the [`Observed`] database
+//! Pure: it compares the desired network ([`NetworkConfig`]) with the [`Snapshot`] database
 //! and lists [`Change`]s. `create` applies them (a reconcile: run again with other peers it
 //! adds and removes tunnels), and `setup` applies them when the bridge was lost behind the
 //! plugin's back. Refusals (a foreign bridge of the same name, a VNI already in use) are
@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use anyhow::{bail, Result};
 
 use super::schema::{bridge_external_ids, gateway_external_ids, tunnel_external_ids, Role};
-use super::state::{BridgeRow, Observed};
+use super::snapshot::{BridgeRow, Snapshot};
 use crate::naming;
 use crate::options::{Datapath, NetworkConfig};
 
@@ -182,7 +182,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
 /// added).
 pub fn plan(
     cfg: &NetworkConfig,
-    observed: &Observed,
+    observed: &Snapshot,
     adding_container: bool,
 ) -> Result<Vec<Change>> {
     check_vni_is_free(cfg, observed)?;
@@ -216,9 +216,8 @@ pub fn plan(
     }
 
     for stale in observed
-        .bridges
-        .iter()
-        .filter(|b| b.is_owned() && b.network() == Some(cfg.name.as_str()) && b.name != cfg.bridge)
+        .owned_bridges()
+        .filter(|b| b.network() == Some(cfg.name.as_str()) && b.name != cfg.bridge)
     {
         changes.push(Change::RemoveBridge {
             uuid: stale.uuid.clone(),
@@ -227,9 +226,9 @@ pub fn plan(
     Ok(changes)
 }
 
-fn check_vni_is_free(cfg: &NetworkConfig, observed: &Observed) -> Result<()> {
+fn check_vni_is_free(cfg: &NetworkConfig, observed: &Snapshot) -> Result<()> {
     let vni = cfg.vni;
-    for bridge in &observed.bridges {
+    for bridge in observed.all_bridges() {
         let Some(other) = bridge.network() else {
             continue;
         };
@@ -266,7 +265,7 @@ fn check_bridge_is_ours(cfg: &NetworkConfig, bridge: &BridgeRow) -> Result<()> {
 fn gateway_changes(
     cfg: &NetworkConfig,
     bridge: &BridgeRow,
-    observed: &Observed,
+    observed: &Snapshot,
     adding_container: bool,
 ) -> Vec<Change> {
     let has_containers = adding_container
@@ -308,7 +307,7 @@ fn gateway_changes(
     changes
 }
 
-fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) -> Vec<Change> {
+fn tunnel_changes(bridge: &BridgeRow, observed: &Snapshot, wanted: Vec<Tunnel>) -> Vec<Change> {
     let present: Vec<_> = observed
         .ports_of(bridge)
         .filter(|p| p.has_role(Role::Tunnel))
@@ -372,7 +371,7 @@ fn tunnel_changes(bridge: &BridgeRow, observed: &Observed, wanted: Vec<Tunnel>) 
 mod tests {
     use super::*;
     use crate::ovs::schema::keys;
-    use crate::ovs::state::{InterfaceRow, PortRow};
+    use crate::ovs::snapshot::{InterfaceRow, PortRow};
 
     fn cfg(peers: &[&str]) -> NetworkConfig {
         NetworkConfig {
@@ -382,9 +381,9 @@ mod tests {
     }
 
     /// The database as `plan`'s own changes would leave it for `c`.
-    fn built(c: &NetworkConfig) -> Observed {
+    fn built(c: &NetworkConfig) -> Snapshot {
         let tunnels = desired_tunnels(c);
-        Observed {
+        Snapshot {
             bridges: vec![BridgeRow {
                 uuid: "b1".into(),
                 name: c.bridge.clone(),
@@ -400,6 +399,7 @@ mod tests {
                     name: t.name.clone(),
                     external_ids: t.external_ids.clone(),
                     protected: true,
+                    ..PortRow::default()
                 })
                 .collect(),
             interfaces: tunnels
@@ -409,6 +409,7 @@ mod tests {
                     name: t.name.clone(),
                     bfd: t.bfd_config(),
                     ofport_request: None,
+                    ..InterfaceRow::default()
                 })
                 .collect(),
         }
@@ -417,7 +418,7 @@ mod tests {
     #[test]
     fn empty_database_gets_a_bridge_with_all_tunnels() {
         let c = cfg(&["10.99.0.2", "10.99.0.3"]);
-        let changes = plan(&c, &Observed::default(), false).unwrap();
+        let changes = plan(&c, &Snapshot::default(), false).unwrap();
         let [Change::CreateBridge {
             name,
             tunnels,
@@ -587,7 +588,7 @@ mod tests {
 mod gateway_tests {
     use super::*;
     use crate::ovs::schema::{common_ids, keys};
-    use crate::ovs::state::{InterfaceRow, PortRow};
+    use crate::ovs::snapshot::{InterfaceRow, PortRow};
 
     fn cfg() -> NetworkConfig {
         NetworkConfig {
@@ -597,7 +598,7 @@ mod gateway_tests {
         }
     }
 
-    fn observed(c: &NetworkConfig, roles: &[(&str, &str)]) -> Observed {
+    fn observed(c: &NetworkConfig, roles: &[(&str, &str)]) -> Snapshot {
         let ports: Vec<PortRow> = roles
             .iter()
             .map(|(name, role)| PortRow {
@@ -605,9 +606,10 @@ mod gateway_tests {
                 name: name.to_string(),
                 external_ids: common_ids(c, role),
                 protected: true,
+                ..PortRow::default()
             })
             .collect();
-        Observed {
+        Snapshot {
             bridges: vec![BridgeRow {
                 uuid: "b1".into(),
                 name: c.bridge.clone(),
@@ -631,7 +633,7 @@ mod gateway_tests {
         };
         assert_eq!(gateway.name, "gw5001");
         assert_eq!(gateway.mac, naming::gateway_mac(5001));
-        let changes = plan(&c, &Observed::default(), true).unwrap();
+        let changes = plan(&c, &Snapshot::default(), true).unwrap();
         assert!(matches!(
             &changes[0],
             Change::CreateBridge {
@@ -677,6 +679,7 @@ mod gateway_tests {
             name: "gw5001".into(),
             bfd: BTreeMap::new(),
             ofport_request: None,
+            ..InterfaceRow::default()
         });
         assert_eq!(
             plan(&c, &busy, false).unwrap(),

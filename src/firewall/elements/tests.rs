@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::ovs::schema::{keys, OWNER};
-use crate::ovs::state::BridgeRow;
+use crate::ovs::snapshot::BridgeRow;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -241,13 +241,14 @@ fn port(uuid: &str, name: &str, role: &str, extra: &[(&str, &str)]) -> PortRow {
         name: name.into(),
         external_ids,
         protected: false,
+        ..PortRow::default()
     }
 }
 
-fn observed() -> Observed {
+fn observed() -> Snapshot {
     let web = r#"[{"container_port":80,"host_ip":"","host_port":8080,"protocol":"tcp","range":1}]"#;
     let dup = r#"[{"container_port":81,"host_ip":"","host_port":8080,"protocol":"tcp","range":1}]"#;
-    Observed {
+    Snapshot {
         bridges: vec![
             BridgeRow {
                 uuid: "b1".into(),

@@ -99,12 +99,10 @@ fn leaked_veths_only_when_no_container_holds_them() {
         .link("eth0", None);
     // Named like ours but OVS has an interface of that name: left alone.
     f.link("gv00000000000a4", Some(PeerPlace::Unmounted));
-    f.inv
-        .interfaces
-        .push(crate::ovs::inventory::InterfaceState {
-            name: "gv00000000000a4".into(),
-            ..Default::default()
-        });
+    f.inv.interfaces.push(crate::ovs::snapshot::InterfaceRow {
+        name: "gv00000000000a4".into(),
+        ..Default::default()
+    });
     let p = plan(&f.inv, &f.host, Ok(&f.saved));
     assert_eq!(
         kinds(&p),
