@@ -73,6 +73,22 @@ impl Fix {
         self
     }
 
+    /// A bridge geneve-ovs did not create, holding one port of its own: the
+    /// [`crate::ovs::snapshot::Scope::Runtime`] read sees every bridge.
+    pub fn foreign_bridge(&mut self, bridge: &str) -> &mut Self {
+        let uuid = self.uuid("b");
+        let port = self.uuid("p");
+        self.inv.bridges.push(BridgeRow {
+            uuid,
+            name: bridge.to_string(),
+            external_ids: BTreeMap::new(),
+            datapath_type: "netdev".to_string(),
+            fail_mode: None,
+            ports: vec![port],
+        });
+        self
+    }
+
     /// podman forgets `network` (podman network rm).
     pub fn forget(&mut self, network: &str) -> &mut Self {
         self.saved.networks.retain(|n| n.name != network);

@@ -479,4 +479,41 @@ mod tests {
         ];
         assert!(decode(&bad).is_err());
     }
+
+    #[test]
+    fn both_scopes_read_every_bridge_and_only_runtime_every_interface() {
+        for scope in [Scope::Config, Scope::Runtime] {
+            let ops = read_ops(scope);
+            assert_eq!(ops[0]["table"], "Bridge");
+            assert_eq!(ops[0]["where"], json!([]), "{scope:?}");
+            assert_eq!(ops[1]["where"], json!([owned_condition()]), "{scope:?}");
+        }
+        let config = read_ops(Scope::Config);
+        assert_eq!(config[2]["where"], json!([owned_condition()]));
+        assert!(!config[2]["columns"].to_string().contains("statistics"));
+        let runtime = read_ops(Scope::Runtime);
+        assert_eq!(runtime[2]["where"], json!([]));
+        assert!(runtime[2]["columns"].to_string().contains("bfd_status"));
+    }
+
+    #[test]
+    fn owned_bridges_leave_out_what_all_bridges_hold() {
+        let results = vec![
+            json!({"rows": [
+                {"_uuid": ["uuid", "b1"], "name": "gnv5", "datapath_type": "netdev",
+                 "external_ids": ["map", [["geneve-ovs.owner", "geneve-ovs"]]],
+                 "ports": ["set", []]},
+                {"_uuid": ["uuid", "b2"], "name": "br-ext", "datapath_type": "netdev",
+                 "external_ids": ["map", []], "ports": ["set", []]}
+            ]}),
+            json!({"rows": []}),
+            json!({"rows": []}),
+        ];
+        let snapshot = decode(&results).unwrap();
+        let all: Vec<_> = snapshot.all_bridges().map(|b| b.name.as_str()).collect();
+        let owned: Vec<_> = snapshot.owned_bridges().map(|b| b.name.as_str()).collect();
+        assert_eq!(all, ["gnv5", "br-ext"]);
+        assert_eq!(owned, ["gnv5"]);
+        assert_eq!(snapshot.bridge("br-ext").map(|b| b.is_owned()), Some(false));
+    }
 }

@@ -222,3 +222,14 @@ fn a_removed_network_takes_its_gateway_and_bridge() {
     assert!(ports.is_empty());
     assert!(p.steps.iter().all(|s| s.firewall));
 }
+
+#[test]
+fn a_bridge_geneve_ovs_did_not_create_is_left_alone() {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &[])
+        .foreign_bridge("br-ext")
+        .forget("net1");
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert_eq!(kinds(&p), [("bridge", "gnv5")]);
+    assert!(p.kept.iter().all(|k| k.name != "br-ext"), "{:?}", p.kept);
+}

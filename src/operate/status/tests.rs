@@ -237,3 +237,13 @@ fn missing_port_security_flows_are_reported_and_unhealthy() {
     assert_eq!(r.networks[0].containers[0].flows, "unknown");
     assert!(r.healthy());
 }
+
+#[test]
+fn a_bridge_geneve_ovs_did_not_create_is_not_a_network() {
+    let mut f = healthy();
+    f.foreign_bridge("br-ext");
+    let r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    assert!(r.healthy());
+    let names: Vec<_> = r.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["net1"]);
+}
