@@ -20,8 +20,7 @@ use crate::flows::{self, Flow, PortIdentity};
 use crate::naming;
 use crate::ofctl::Ofctl;
 use crate::options::NetworkConfig;
-use crate::ovs::snapshot::BridgeRow;
-use crate::ovs::snapshot::Snapshot;
+use crate::ovs::snapshot::{BridgeRow, Snapshot};
 use crate::ovs::ContainerPort;
 
 /// How long `gc` keeps trying to restore a bridge's table while ovs-vswitchd, just restarted,

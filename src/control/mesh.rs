@@ -8,8 +8,7 @@ use anyhow::Result;
 use super::{ControlPlane, TunnelStatus};
 use crate::options::NetworkConfig;
 use crate::ovs::schema::{Role, TunnelRecord};
-use crate::ovs::snapshot::BridgeRow;
-use crate::ovs::snapshot::{InterfaceRow, PortRow, Snapshot};
+use crate::ovs::snapshot::{BridgeRow, InterfaceRow, PortRow, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 
 /// The static mesh of tunnels.

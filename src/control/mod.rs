@@ -19,8 +19,7 @@ use serde::Serialize;
 
 use crate::netconf::SavedNetwork;
 use crate::options::NetworkConfig;
-use crate::ovs::snapshot::BridgeRow;
-use crate::ovs::snapshot::Snapshot;
+use crate::ovs::snapshot::{BridgeRow, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::types::Network;
 

@@ -7,8 +7,7 @@ use super::host::{HostView, PeerPlace, Vswitchd};
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::netlink::LinkSummary;
 use crate::ovs::schema::{keys, OWNER};
-use crate::ovs::snapshot::BridgeRow;
-use crate::ovs::snapshot::{InterfaceRow, PortRow, Snapshot};
+use crate::ovs::snapshot::{BridgeRow, InterfaceRow, PortRow, Snapshot};
 
 pub struct Fix {
     pub inv: Snapshot,

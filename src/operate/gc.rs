@@ -37,8 +37,7 @@ use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
 use crate::netconf::SavedNetworks;
 use crate::ovs::schema::Role;
-use crate::ovs::snapshot::BridgeRow;
-use crate::ovs::snapshot::Snapshot;
+use crate::ovs::snapshot::{BridgeRow, Snapshot};
 
 /// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
 /// before networks could be non-internal carry no flag: they are internal.

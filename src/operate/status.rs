@@ -14,8 +14,7 @@ use crate::control::{self, TunnelStatus};
 use crate::flows;
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovs::schema::{ContainerPortRecord, Role};
-use crate::ovs::snapshot::BridgeRow;
-use crate::ovs::snapshot::{InterfaceRow, PortRow, Snapshot};
+use crate::ovs::snapshot::{BridgeRow, InterfaceRow, PortRow, Snapshot};
 
 /// The version of the JSON document.
 pub const VERSION: u32 = 1;
