@@ -33,12 +33,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::naming::{check_ifname, format_mac};
+
 mod frames;
 mod parsing;
 mod socket;
 
 use frames::{multicast_mac, probe_frame, solicited_node};
-use parsing::{conflict_in, MacDisplay};
+use parsing::conflict_in;
 use socket::PacketSocket;
 
 /// An address that another station on the link already uses or is claiming at the same time.
@@ -56,7 +58,7 @@ impl fmt::Display for Conflict {
             f,
             "{} is already used by {}",
             self.address,
-            MacDisplay(self.mac)
+            format_mac(&self.mac)
         )
     }
 }
@@ -207,15 +209,6 @@ fn check_probe_target(address: IpAddr) -> Result<()> {
     };
     if unusable {
         bail!("{address} is not a unicast address that can be probed for on a link");
-    }
-    Ok(())
-}
-
-/// Refuses interface names the kernel could not hold, before any socket is made.
-fn check_ifname(ifname: &str) -> Result<()> {
-    let bytes = ifname.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        bail!("invalid interface name {ifname:?}");
     }
     Ok(())
 }

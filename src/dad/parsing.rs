@@ -1,6 +1,5 @@
 //! Frames in: what a received frame claims about an address. Pure, and takes nothing on trust.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
@@ -146,16 +145,6 @@ fn array_at<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
 /// A hardware address at `offset`.
 fn mac_at(bytes: &[u8], offset: usize) -> Option<[u8; 6]> {
     array_at(bytes, offset)
-}
-
-/// Formats a hardware address the usual way, for messages.
-pub(super) struct MacDisplay(pub(super) [u8; 6]);
-
-impl fmt::Display for MacDisplay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
 }
 
 #[cfg(test)]

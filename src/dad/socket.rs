@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::check_ifname;
-use super::parsing::MacDisplay;
+use crate::naming::{check_ifname, format_mac};
 
 /// A non-blocking AF_PACKET raw socket bound to one interface, seeing every frame on it in both
 /// directions (we write the Ethernet header ourselves and read ARP and IPv6 alike).
@@ -91,7 +90,7 @@ impl PacketSocket {
         };
         if rc != 0 {
             return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("joining multicast group {}", MacDisplay(group)));
+                .with_context(|| format!("joining multicast group {}", format_mac(&group)));
         }
         Ok(())
     }
