@@ -12,16 +12,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use ipnet::IpNet;
 
 use crate::dad;
 use crate::ethtool;
+use crate::naming::check_ifname;
 use crate::netlink::{is_exists_error, Netlink, RouteSpec, VethSpec};
 use crate::netns::Netns;
-
-/// Longest interface name the kernel accepts (IFNAMSIZ minus the terminating NUL).
-const MAX_IFNAME_LEN: usize = 15;
 
 /// A route the container gets through its interface (the interface is implied).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,22 +350,6 @@ fn default_destination(gateway: IpAddr) -> IpNet {
 fn write_sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/{key}");
     fs::write(&path, value).with_context(|| format!("setting {path} to {value}"))
-}
-
-/// Refuses names the kernel would refuse, before anything is created; the names also become
-/// path components under `/proc/sys`, so `/`, `.` and `..` must never get through.
-fn check_ifname(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_IFNAME_LEN
-        && name != "."
-        && name != ".."
-        && !name
-            .bytes()
-            .any(|byte| byte == b'/' || byte == b':' || byte.is_ascii_whitespace() || byte == 0);
-    if !valid {
-        bail!("invalid interface name {name:?}");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

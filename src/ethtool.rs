@@ -12,7 +12,7 @@
 use std::ffi::c_char;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// `ETHTOOL_GTXCSUM` from `<linux/ethtool.h>`: read the TX checksum offload state.
 const ETHTOOL_GTXCSUM: u32 = 0x0000_0016;
@@ -93,10 +93,8 @@ fn control_socket() -> Result<OwnedFd> {
 
 /// Builds a zeroed `ifreq` carrying `ifname`, refusing names the kernel could not hold.
 fn ifreq_for(ifname: &str) -> Result<libc::ifreq> {
+    crate::naming::check_ifname(ifname)?;
     let bytes = ifname.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        bail!("invalid interface name {ifname:?}");
-    }
     // SAFETY: `ifreq` is a plain C struct (byte array plus a union of integers, addresses and a
     // raw pointer) for which all-zero bytes is a valid value: an empty name, a null data pointer.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };

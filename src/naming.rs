@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 
 /// The largest GENEVE VNI: the field is 24 bits wide, and 0 is reserved here as "unset".
@@ -112,6 +113,19 @@ pub fn is_valid_ifname(name: &str) -> bool {
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
+/// [`is_valid_ifname`] as an error naming the refused name, for the places that hand a name to
+/// the kernel (an ioctl's `ifreq`, a netlink request, a `/proc/sys` path): the one rule every
+/// interface name the plugin touches passes, checked before anything is created or opened.
+pub fn check_ifname(name: &str) -> Result<()> {
+    if !is_valid_ifname(name) {
+        bail!(
+            "invalid interface name {name:?}: an interface name is 1 to {MAX_IFNAME_LEN} bytes, \
+             not '.' or '..', without '/', ':', spaces or control characters"
+        );
+    }
+    Ok(())
+}
+
 /// Parses a MAC address in the usual `aa:bb:cc:dd:ee:ff` form.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
@@ -208,6 +222,27 @@ mod tests {
             "tab\t",
         ] {
             assert!(!is_valid_ifname(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_checked_form_follows_the_predicate_and_names_the_value() {
+        for name in [
+            "eth0",
+            "x23456789012345",
+            "",
+            "..",
+            "a/b",
+            "nul\0inside",
+            "x234567890123456",
+        ] {
+            match check_ifname(name) {
+                Ok(()) => assert!(is_valid_ifname(name), "{name:?}"),
+                Err(err) => {
+                    assert!(!is_valid_ifname(name), "{name:?}");
+                    assert!(err.to_string().contains(&format!("{name:?}")), "{err}");
+                }
+            }
         }
     }
 

@@ -483,20 +483,39 @@ fn underlay_allowance(
 }
 
 /// Checks the network as a whole and works out every option's value on this host.
+///
+/// At [`Stage::Create`] the user's options are first held against the network and this host
+/// ([`check_at_create`]); the defaults ([`with_defaults`]) are the same at every stage, so that
+/// `setup` reads back exactly what `create` wrote.
 pub fn resolve(
     network: &Network,
     stage: Stage,
     facts: &mut dyn HostFacts,
 ) -> Result<NetworkConfig> {
     let req = parse(&network.options())?;
-    let has_ipv6_subnet = network.subnets().iter().any(|s| s.subnet.addr().is_ipv6());
+    let peers = match stage {
+        Stage::Create => check_at_create(network, &req, facts)?,
+        Stage::Saved => req.peers.clone(),
+    };
+    with_defaults(network, &req, peers, facts)
+}
 
-    if stage == Stage::Create {
-        check_network(network)?;
-    }
+/// The rules only `create` can check, against the user's options and this host: the network as
+/// a whole, `local_ip` being this host's, an explicit datapath being offered and an explicit MTU
+/// fitting the underlay (a warning). Returns the peers without this host's own addresses (the
+/// same `peers` is given on every host, listing all of them).
+///
+/// Saved options passed these checks at `create` and are not checked again: the host's
+/// addresses and routes may have changed since, and a running network must stay usable.
+fn check_at_create(
+    network: &Network,
+    req: &RequestedOptions,
+    facts: &mut dyn HostFacts,
+) -> Result<Vec<IpAddr>> {
+    check_network(network)?;
 
     let mut peers = req.peers.clone();
-    if stage == Stage::Create && !peers.is_empty() {
+    if !peers.is_empty() {
         let local = facts.local_addresses()?;
         peers.retain(|p| !local.contains(p));
         if let Some(ip) = req.local_ip {
@@ -509,6 +528,39 @@ pub fn resolve(
             }
         }
     }
+
+    if let Some(mtu) = req.mtu {
+        let allowance = underlay_allowance(&peers, req.local_ip, facts)?;
+        if mtu > allowance {
+            warn!(
+                "mtu={mtu} is larger than the underlay carries ({allowance}): \
+                 larger packets will be dropped or fragmented"
+            );
+        }
+    }
+
+    if let Some(dp) = req.datapath {
+        let offered = facts.datapath_types()?;
+        if !offered.iter().any(|t| t == dp.as_str()) {
+            return Err(invalid(
+                "datapath",
+                dp.as_str(),
+                format!("this ovs-vswitchd offers only: {}", offered.join(", ")),
+            ));
+        }
+    }
+    Ok(peers)
+}
+
+/// Every option's value, at every stage: what the options say, checked where the network's
+/// shape decides (the MTU's minimum, `local_ip`'s family, the bridge name), and a default for
+/// what they leave out, asked of `facts` only then.
+fn with_defaults(
+    network: &Network,
+    req: &RequestedOptions,
+    peers: Vec<IpAddr>,
+    facts: &mut dyn HostFacts,
+) -> Result<NetworkConfig> {
     if let Some(local_ip) = req.local_ip {
         if let Some(peer) = peers.iter().find(|p| p.is_ipv4() != local_ip.is_ipv4()) {
             return Err(invalid(
@@ -523,31 +575,21 @@ pub fn resolve(
         .vni
         .unwrap_or_else(|| naming::default_vni(&network.name));
 
+    let has_ipv6_subnet = network.subnets().iter().any(|s| s.subnet.addr().is_ipv6());
     let min_mtu = if has_ipv6_subnet {
         MIN_MTU_IPV6
     } else {
         MIN_MTU
     };
     let mtu = match req.mtu {
-        Some(mtu) => {
-            if mtu < min_mtu {
-                return Err(invalid(
-                    "mtu",
-                    &mtu.to_string(),
-                    format!("a network with an IPv6 subnet needs an MTU of at least {min_mtu}"),
-                ));
-            }
-            if stage == Stage::Create {
-                let allowance = underlay_allowance(&peers, req.local_ip, facts)?;
-                if mtu > allowance {
-                    warn!(
-                        "mtu={mtu} is larger than the underlay carries ({allowance}): \
-                         larger packets will be dropped or fragmented"
-                    );
-                }
-            }
-            mtu
+        Some(mtu) if mtu < min_mtu => {
+            return Err(invalid(
+                "mtu",
+                &mtu.to_string(),
+                format!("a network with an IPv6 subnet needs an MTU of at least {min_mtu}"),
+            ));
         }
+        Some(mtu) => mtu,
         None => {
             let allowance = underlay_allowance(&peers, req.local_ip, facts)?;
             if allowance < min_mtu {
@@ -561,19 +603,7 @@ pub fn resolve(
     };
 
     let datapath = match req.datapath {
-        Some(dp) => {
-            if stage == Stage::Create {
-                let offered = facts.datapath_types()?;
-                if !offered.iter().any(|t| t == dp.as_str()) {
-                    return Err(invalid(
-                        "datapath",
-                        dp.as_str(),
-                        format!("this ovs-vswitchd offers only: {}", offered.join(", ")),
-                    ));
-                }
-            }
-            dp
-        }
+        Some(dp) => dp,
         None => {
             let offered = facts.datapath_types()?;
             if offered.iter().any(|t| t == "system") {

@@ -9,6 +9,7 @@ mod gc;
 mod info;
 mod peers;
 mod setup;
+mod setup_plan;
 mod status;
 mod teardown;
 

@@ -4,19 +4,17 @@
 //! as podman's own bridge driver would (name, MAC, MTU, addresses, routes), and adds the host
 //! end to the network's OVS bridge. Any failure undoes what this call created.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use ipnet::IpNet;
 
 use super::attachment::Attachment;
+use super::setup_plan::{self, SetupPlan};
 use super::{connect_ovs, lock_firewall, ovs_rundir, parse_input, refresh_underlay, LiveHost};
-use crate::container_link::{self, ContainerLinkSpec, ContainerRoute};
+use crate::container_link::{self, ContainerLinkSpec};
 use crate::control;
 use crate::firewall::{self, PortTaken, Published};
-use crate::flows;
 use crate::gateway;
 use crate::naming;
 use crate::ofctl::Ofctl;
@@ -25,88 +23,49 @@ use crate::ovs::schema::ContainerPortRecord;
 use crate::ovs::snapshot::Scope;
 use crate::ovs::{ContainerPort, Ovs};
 use crate::port_security;
-use crate::types::{NetAddress, NetInterface, Network, NetworkPluginExec, StatusBlock};
+use crate::types::{Network, NetworkPluginExec};
 
 pub fn run(netns: &Path, input: &str) -> Result<String> {
     let exec: NetworkPluginExec = parse_input(input, "setup request")?;
-    let network = &exec.network;
-    let interface_name = exec.network_options.interface_name.clone();
-
     // Everything that can be checked without touching the host comes first.
-    let mac = match exec.network_options.static_mac.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(
-            naming::parse_mac(text)
-                .with_context(|| format!("invalid static MAC address {text:?} (mac=)"))?,
-        ),
-    };
-    check_static_mac(mac, None)?;
-    let static_ips = exec.network_options.static_ips.clone().unwrap_or_default();
-    let addresses = container_addresses(network, &static_ips)?;
-    // A port mapping that cannot be rendered fails here, before anything exists. Internal
-    // networks publish nothing (no gateway, no NAT).
-    let port_mappings = exec.port_mappings.clone().unwrap_or_default();
-    let published = if network.internal {
-        Vec::new()
-    } else {
-        firewall::published_ports(&static_ips, &port_mappings)
-            .with_context(|| format!("container {}", exec.container_name))?
-    };
-
+    let request = setup_plan::check_request(&exec)?;
     // Connect before building anything, so that OVS being down leaves nothing behind.
     let mut ovs = connect_ovs()?;
-    let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
-    check_static_mac(mac, Some(naming::gateway_mac(cfg.vni)))?;
+    let cfg = options::resolve(&exec.network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
+    let plan = SetupPlan::new(&exec, netns, request, &cfg)?;
+    let mac = apply(ovs, netns, &exec.network, &cfg, &plan)?;
+    Ok(serde_json::to_string(&plan.status(mac))?)
+}
 
+/// Builds what `plan` says in the container's namespace `netns`: all of it, or (through the
+/// [`Attachment`] guard) nothing. Returns the MAC of the container's interface.
+fn apply(
+    ovs: Ovs,
+    netns: &Path,
+    network: &Network,
+    cfg: &NetworkConfig,
+    plan: &SetupPlan,
+) -> Result<[u8; 6]> {
     // From the veth's birth to its OVS port, keep `gc` from taking it for a leak.
     let _lock = super::lock_host_shared()?;
 
-    let gateways = default_gateways(network, &addresses);
-    let spec = ContainerLinkSpec {
-        host_name: naming::host_veth_name(&network.id, &exec.container_id),
-        interface_name: interface_name.clone(),
-        mtu: cfg.mtu,
-        mac,
-        addresses: addresses.clone(),
-        routes: network
-            .routes()
-            .iter()
-            .map(|r| ContainerRoute {
-                destination: r.destination,
-                gateway: r.gateway,
-                metric: r.metric,
-            })
-            .collect(),
-        default_gateways: gateways,
-        // The userspace datapath reads the host end through AF_PACKET and does not complete
-        // partial checksums: without this, ping works and TCP does not.
-        disable_tx_checksum: cfg.datapath == Datapath::Netdev,
-    };
+    let spec = &plan.link;
     let plane = control::for_network(network);
-    let link = container_link::create(netns, &spec)?;
-    let port = ContainerPort {
-        name: spec.host_name.clone(),
-        container_id: exec.container_id.clone(),
-        container_name: exec.container_name.clone(),
-        interface: interface_name.clone(),
-        mac: naming::format_mac(&link.mac()),
-        netns: netns.display().to_string(),
-        addresses: static_ips,
-        port_mappings,
-    };
+    let link = container_link::create(netns, spec)?;
+    let port = plan.port(link.mac());
     let mut attachment = Attachment::new(ovs, network, plane, &spec.host_name);
-    let applied = attachment.attach_port(&cfg, &port).with_context(|| {
+    let applied = attachment.attach_port(cfg, &port).with_context(|| {
         format!(
             "cannot add container {} to OVS bridge {}",
-            exec.container_name, cfg.bridge
+            port.container_name, cfg.bridge
         )
     })?;
     if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
-        keep_offloads(&link, &spec);
+        keep_offloads(&link, spec);
     }
     // The port's flows before anything is sent from it: the bridge drops whatever a port
     // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
-    install_flows(attachment.ovs(), &cfg, &port, applied.repaired)?;
+    install_flows(attachment.ovs(), cfg, &port, applied.repaired)?;
     if let Some(timeout) = cfg.dad {
         // The port is on the bridge and the link up for the probe only: an address in use
         // elsewhere on the overlay is refused before this container ever claims it.
@@ -121,9 +80,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
             );
         }
     }
-    link.configure(&spec)?;
+    link.configure(spec)?;
     if !cfg.internal {
-        connect_outside(attachment.ovs(), &cfg, &port.addresses, &published)?;
+        connect_outside(attachment.ovs(), cfg, &port.addresses, &plan.published)?;
     } else if cfg.datapath == Datapath::System {
         // As in `create`: defence in depth, not a condition for the network to work.
         if let Err(err) = refresh_underlay(attachment.ovs()) {
@@ -132,35 +91,7 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     }
     let attached = link.attached();
     attachment.commit();
-
-    let gateway_of = |ip: &IpNet| {
-        network
-            .subnets()
-            .iter()
-            .filter(|_| !network.internal)
-            .find(|s| s.subnet.contains(&ip.addr()))
-            .and_then(|s| s.gateway)
-    };
-    let mut interfaces = BTreeMap::new();
-    interfaces.insert(
-        interface_name,
-        NetInterface {
-            mac_address: naming::format_mac(&attached.mac),
-            subnets: addresses
-                .iter()
-                .map(|ip| NetAddress {
-                    ipnet: *ip,
-                    gateway: gateway_of(ip),
-                })
-                .collect(),
-        },
-    );
-    let status = StatusBlock {
-        dns_search_domains: Vec::new(),
-        dns_server_ips: Vec::new(),
-        interfaces,
-    };
-    Ok(serde_json::to_string(&status)?)
+    Ok(attached.mac)
 }
 
 /// On the userspace datapath the container end starts with TX checksum offload off, because
@@ -206,21 +137,6 @@ fn install_flows(
         }
     }
     port_security::install(&ofctl, cfg, port)
-}
-
-/// Refuses a static MAC (`mac=`) no container may have, before anything is built; the
-/// gateway's is only known once the network is resolved.
-fn check_static_mac(mac: Option<[u8; 6]>, gateway_mac: Option<[u8; 6]>) -> Result<()> {
-    let Some(mac) = mac else {
-        return Ok(());
-    };
-    if let Some(why) = flows::static_mac_refusal(mac, gateway_mac) {
-        bail!(
-            "static MAC address {} (mac=) refused: {why}; give the container another MAC, or none",
-            naming::format_mac(&mac)
-        );
-    }
-    Ok(())
 }
 
 /// The part of a non-internal network beyond the overlay: the gateway addresses on this host's
@@ -278,103 +194,4 @@ fn holder_of(ovs: &mut Ovs, address: IpAddr) -> String {
             )
         })
         .unwrap_or_default()
-}
-
-/// Each static IP with the prefix length of the network subnet that contains it.
-fn container_addresses(network: &Network, static_ips: &[IpAddr]) -> Result<Vec<IpNet>> {
-    static_ips
-        .iter()
-        .map(|ip| {
-            let Some(subnet) = network.subnets().iter().find(|s| s.subnet.contains(ip)) else {
-                bail!(
-                    "static IP {ip} is in none of the subnets of network {:?}",
-                    network.name
-                );
-            };
-            IpNet::new(*ip, subnet.subnet.prefix_len()).with_context(|| {
-                format!("static IP {ip} with prefix {}", subnet.subnet.prefix_len())
-            })
-        })
-        .collect()
-}
-
-/// The gateways of the subnets the container has an address in; none on internal networks.
-fn default_gateways(network: &Network, addresses: &[IpNet]) -> Vec<IpAddr> {
-    if network.internal {
-        return Vec::new();
-    }
-    network
-        .subnets()
-        .iter()
-        .filter(|s| addresses.iter().any(|a| s.subnet.contains(&a.addr())))
-        .filter_map(|s| s.gateway)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn network(internal: bool) -> Network {
-        serde_json::from_value(serde_json::json!({
-            "name": "net1", "id": "x", "driver": "geneve-ovs",
-            "internal": internal, "dns_enabled": false, "ipv6_enabled": true,
-            "subnets": [
-                {"subnet": "192.168.120.0/24", "gateway": "192.168.120.254"},
-                {"subnet": "fd12:3456::/64", "gateway": "fd12:3456::1"}
-            ]
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn addresses_take_their_subnet_prefix() {
-        let ips: Vec<IpAddr> = vec![
-            "192.168.120.5".parse().unwrap(),
-            "fd12:3456::5".parse().unwrap(),
-        ];
-        let got = container_addresses(&network(true), &ips).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                "192.168.120.5/24".parse::<IpNet>().unwrap(),
-                "fd12:3456::5/64".parse().unwrap()
-            ]
-        );
-    }
-
-    #[test]
-    fn address_outside_the_subnets_is_an_error() {
-        let e = container_addresses(&network(true), &["10.1.1.1".parse().unwrap()]).unwrap_err();
-        assert!(e.to_string().contains("10.1.1.1"), "{e}");
-    }
-
-    #[test]
-    fn static_macs_no_container_may_have_are_refused() {
-        let gateway = naming::gateway_mac(5001);
-        let e = check_static_mac(Some([0x01, 0, 0x5e, 0, 0, 1]), None).unwrap_err();
-        assert!(
-            e.to_string().contains("01:00:5e:00:00:01") && e.to_string().contains("multicast"),
-            "{e}"
-        );
-        let e = check_static_mac(Some([0; 6]), None).unwrap_err();
-        assert!(e.to_string().contains("00:00:00:00:00:00"), "{e}");
-        let e = check_static_mac(Some(gateway), Some(gateway)).unwrap_err();
-        assert!(
-            e.to_string().contains("02:67:77:00:13:89") && e.to_string().contains("gateway"),
-            "{e}"
-        );
-        assert!(check_static_mac(Some([0x02, 1, 2, 3, 4, 5]), Some(gateway)).is_ok());
-        assert!(check_static_mac(None, Some(gateway)).is_ok());
-    }
-
-    #[test]
-    fn default_routes_only_off_internal_networks() {
-        let addrs = vec!["192.168.120.5/24".parse().unwrap()];
-        assert!(default_gateways(&network(true), &addrs).is_empty());
-        assert_eq!(
-            default_gateways(&network(false), &addrs),
-            vec!["192.168.120.254".parse::<IpAddr>().unwrap()]
-        );
-    }
 }
