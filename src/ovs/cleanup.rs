@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use super::schema::owned_condition;
-use super::txn::DB;
+use super::schema::DB;
 use super::Ovs;
 use crate::ovsdb::{ops, value, TransactError, Until};
 

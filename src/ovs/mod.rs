@@ -28,9 +28,10 @@ use serde_json::Value;
 use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value, Client, Until};
 pub use schema::ContainerPort;
+use schema::DB;
 use snapshot::{Scope, Snapshot};
 pub use txn::Applied;
-use txn::{is_conflict, Txn, DB};
+use txn::{is_conflict, Txn};
 
 /// How often a change is planned again when a concurrent plugin run changed the database
 /// between our read and our write (both `create`s of one network, 20 parallel `setup`s...).

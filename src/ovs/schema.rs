@@ -12,6 +12,9 @@ use crate::options::NetworkConfig;
 use crate::ovsdb::{ops, value};
 use crate::types::PortMapping;
 
+/// The Open vSwitch database name.
+pub const DB: &str = "Open_vSwitch";
+
 /// The value of [`keys::OWNER`] on every OVSDB row this plugin creates.
 pub const OWNER: &str = "geneve-ovs";
 

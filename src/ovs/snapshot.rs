@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use super::schema::DB;
 use super::schema::{self, is_owned, owned_condition, BridgeRecord, ContainerPortRecord, Role};
-use super::txn::DB;
 use super::Ovs;
 use crate::ovsdb::{ops, value};
 

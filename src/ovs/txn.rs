@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 use super::plan::{Change, Gateway, Tunnel};
 use crate::ovsdb::{ops, value, Client, TransactError, Until};
 
-/// The Open vSwitch database name.
-pub const DB: &str = "Open_vSwitch";
+use super::schema::DB;
 
 /// How long ovs-vswitchd gets to apply a change before the plugin gives up and undoes it.
 pub const APPLY_TIMEOUT_MS: u64 = 5000;
