@@ -32,6 +32,8 @@ PACKAGES=(
 	busybox-static iproute2 iputils-ping procps kmod
 	nftables iptables jq iperf3 ethtool tcpdump
 	util-linux mount ca-certificates
+	ovn-central ovn-host
+	openvswitch-ipsec strongswan
 )
 
 LAB_CACHE=${LAB_CACHE:-/var/cache/geneve-ovs-lab}
