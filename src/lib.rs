@@ -17,6 +17,7 @@
 //!   plumbing;
 //! * [`dad`]: duplicate-address detection on the overlay, before a container's addresses are set;
 //! * [`firewall`]: the plugin's nftables table (NAT, port mappings, underlay filter);
+//! * [`ipsec`]: encryption between hosts (OVS IPsec): the key file, the software, the SAs;
 //! * [`flows`], [`ofctl`]: port security, the OpenFlow table of each bridge (pure), and
 //!   installing it with `ovs-ofctl`; [`port_security`]: which flows each bridge and port gets;
 //! * [`membership`]: which hosts a running network reaches, and the rule that keeps their
@@ -36,6 +37,7 @@ pub mod ethtool;
 pub mod firewall;
 pub mod flows;
 pub mod gateway;
+pub mod ipsec;
 pub mod lock;
 pub mod manual;
 pub mod membership;

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use ipnet::IpNet;
 use log::warn;
 
 use crate::addressing;
+use crate::ipsec::{self, Encryption, Psk};
 use crate::naming;
 use crate::types::{LeaseRange, Network, Subnet};
 
@@ -55,6 +57,8 @@ pub enum Kind {
     AddressList,
     /// `true` or `false`, spelled exactly so.
     Bool,
+    /// An absolute file path.
+    Path,
 }
 
 /// How an option's default comes about.
@@ -105,7 +109,8 @@ pub const OPTIONS: &[OptionSpec] = &[
         },
         default: OptionDefault::Derived(
             "MTU of the underlay route towards the peers minus 50 (IPv4 underlay) \
-             or 70 (IPv6 underlay); 1500 minus that without peers",
+             or 70 (IPv6 underlay), and 40 more with encrypt=ipsec; 1500 minus that without \
+             peers",
         ),
         help: "MTU of the container interfaces; at least 1280 with an IPv6 subnet",
     },
@@ -170,6 +175,21 @@ pub const OPTIONS: &[OptionSpec] = &[
                without overlapping anyone; two hosts on the same slot are refused. Unset: the \
                subnet is shared among exactly the hosts listed at create, with no room to add one",
     },
+    OptionSpec {
+        name: "encrypt",
+        kind: Kind::Enum(&["none", "ipsec"]),
+        default: OptionDefault::Value("none"),
+        help: "encryption of the tunnels between hosts: none, or ipsec (Open vSwitch's IPsec, \
+               ESP in transport mode; needs the kernel datapath, openvswitch-ipsec and an IKE \
+               daemon, and psk_file); must be the same on every host",
+    },
+    OptionSpec {
+        name: "psk_file",
+        kind: Kind::Path,
+        default: OptionDefault::None,
+        help: "with encrypt=ipsec: a root-only file (mode 0600) holding the pre-shared key on one \
+               line, the same key on every host; only the path is saved",
+    },
 ];
 
 /// The largest `hosts` capacity: beyond it the slices of a default /24 are long empty.
@@ -221,6 +241,9 @@ pub struct RequestedOptions {
     pub port_security: bool,
     /// `hosts`: the fixed number of address slices, `None` for a split among the listed hosts.
     pub hosts: Option<u32>,
+    /// `encrypt=ipsec`.
+    pub encrypt_ipsec: bool,
+    pub psk_file: Option<PathBuf>,
 }
 
 fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
@@ -295,6 +318,17 @@ fn parse_underlay_address(name: &str, whole: &str, item: &str) -> Result<IpAddr>
     }
 }
 
+/// An absolute path without control characters (it is written into OVS and shown back).
+fn parse_path(name: &str, value: &str) -> Result<PathBuf> {
+    if !value.starts_with('/') {
+        return Err(invalid(name, value, "must be an absolute path"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(name, value, "must not contain control characters"));
+    }
+    Ok(PathBuf::from(value))
+}
+
 fn parse_peers(value: &str) -> Result<Vec<IpAddr>> {
     if value.trim().is_empty() {
         return Ok(Vec::new());
@@ -332,6 +366,8 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         dad_timeout_ms: DEFAULT_DAD_TIMEOUT_MS,
         port_security: true,
         hosts: None,
+        encrypt_ipsec: false,
+        psk_file: None,
     };
     for (name, value) in options {
         let Some(spec) = spec(name) else {
@@ -355,6 +391,14 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
             "dad_timeout_ms" => req.dad_timeout_ms = parse_integer(spec, value)?,
             "port_security" => req.port_security = parse_bool(name, value)?,
             "hosts" => req.hosts = Some(parse_integer(spec, value)? as u32),
+            "encrypt" => {
+                req.encrypt_ipsec = match value.as_str() {
+                    "none" => false,
+                    "ipsec" => true,
+                    _ => return Err(invalid(name, value, "must be none or ipsec")),
+                }
+            }
+            "psk_file" => req.psk_file = Some(parse_path(name, value)?),
             other => bail!("option {other} is listed but not handled"),
         }
     }
@@ -380,6 +424,10 @@ pub trait HostFacts {
     fn route_destinations(&mut self) -> Result<Vec<IpNet>>;
     /// `Open_vSwitch.datapath_types` of this host's ovs-vswitchd.
     fn datapath_types(&mut self) -> Result<Vec<String>>;
+    /// The pre-shared key in `path`, checked to be readable by root only ([`ipsec::read_psk`]).
+    fn read_psk(&mut self, path: &Path) -> Result<Psk>;
+    /// Whether this host runs OVS IPsec ([`ipsec::check_software`]).
+    fn check_ipsec_software(&mut self) -> Result<()>;
 }
 
 /// Where [`resolve`] is called from, which decides how much it may trust the options.
@@ -419,6 +467,8 @@ pub struct NetworkConfig {
     pub subnets: Vec<IpNet>,
     /// The subnets' gateway addresses, with their prefixes; empty for internal networks.
     pub gateways: Vec<IpNet>,
+    /// What the tunnels are protected with (`encrypt`, `psk_file`).
+    pub encryption: Encryption,
 }
 
 impl NetworkConfig {
@@ -444,6 +494,16 @@ impl NetworkConfig {
         if let Some(hosts) = self.hosts {
             options.insert("hosts".to_string(), hosts.to_string());
         }
+        match &self.encryption {
+            Encryption::None => {
+                options.insert("encrypt".to_string(), "none".to_string());
+            }
+            Encryption::IpsecPsk { psk_file, .. } => {
+                // The path only: `podman network inspect` never shows the key.
+                options.insert("encrypt".to_string(), "ipsec".to_string());
+                options.insert("psk_file".to_string(), psk_file.display().to_string());
+            }
+        }
         options
     }
 }
@@ -460,11 +520,13 @@ fn overhead(peer: IpAddr) -> u32 {
 fn underlay_allowance(
     peers: &[IpAddr],
     local_ip: Option<IpAddr>,
+    encrypted: bool,
     facts: &mut dyn HostFacts,
 ) -> Result<u32> {
+    let esp = if encrypted { ipsec::ESP_OVERHEAD } else { 0 };
     if peers.is_empty() {
         let overhead = local_ip.map_or(OVERHEAD_IPV4, overhead);
-        return Ok(FALLBACK_UNDERLAY_MTU - overhead);
+        return Ok(FALLBACK_UNDERLAY_MTU - overhead - esp);
     }
     let mut allowance = u32::MAX;
     for &peer in peers {
@@ -477,7 +539,7 @@ fn underlay_allowance(
                 FALLBACK_UNDERLAY_MTU
             }
         };
-        allowance = allowance.min(underlay.saturating_sub(overhead(peer)));
+        allowance = allowance.min(underlay.saturating_sub(overhead(peer) + esp));
     }
     Ok(allowance)
 }
@@ -529,8 +591,12 @@ fn check_at_create(
         }
     }
 
+    if req.encrypt_ipsec {
+        facts.check_ipsec_software()?;
+    }
+
     if let Some(mtu) = req.mtu {
-        let allowance = underlay_allowance(&peers, req.local_ip, facts)?;
+        let allowance = underlay_allowance(&peers, req.local_ip, req.encrypt_ipsec, facts)?;
         if mtu > allowance {
             warn!(
                 "mtu={mtu} is larger than the underlay carries ({allowance}): \
@@ -591,7 +657,7 @@ fn with_defaults(
         }
         Some(mtu) => mtu,
         None => {
-            let allowance = underlay_allowance(&peers, req.local_ip, facts)?;
+            let allowance = underlay_allowance(&peers, req.local_ip, req.encrypt_ipsec, facts)?;
             if allowance < min_mtu {
                 bail!(
                     "the underlay towards the peers allows an MTU of only {allowance}, \
@@ -619,6 +685,26 @@ fn with_defaults(
             }
         }
     };
+
+    let encryption =
+        match ipsec::from_options(req.encrypt_ipsec, req.psk_file.as_deref(), req.dst_port)? {
+            ipsec::Requested::None => Encryption::None,
+            ipsec::Requested::IpsecPsk { psk_file } => {
+                if datapath != Datapath::System {
+                    return Err(invalid(
+                        "encrypt",
+                        "ipsec",
+                        format!(
+                            "needs Open vSwitch's kernel datapath (datapath=system), and this \
+                         network's is {datapath}: the userspace datapath sends its tunnel \
+                         packets past the kernel's IPsec, so they would leave in clear"
+                        ),
+                    ));
+                }
+                let psk = facts.read_psk(&psk_file)?;
+                Encryption::IpsecPsk { psk_file, psk }
+            }
+        };
 
     let bridge = match &network.network_interface {
         Some(name) if !name.is_empty() => {
@@ -663,6 +749,7 @@ fn with_defaults(
         hosts: req.hosts,
         subnets,
         gateways,
+        encryption,
     })
 }
 
@@ -870,6 +957,7 @@ pub(crate) fn sample_config() -> NetworkConfig {
         hosts: None,
         subnets: vec![IpNet::new_assert(IpAddr::from([192, 168, 120, 0]), 24)],
         gateways: vec![],
+        encryption: Encryption::None,
     }
 }
 

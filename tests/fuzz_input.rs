@@ -276,6 +276,12 @@ impl HostFacts for FakeHost {
     fn datapath_types(&mut self) -> Result<Vec<String>> {
         Ok(vec!["netdev".into(), "system".into()])
     }
+    fn read_psk(&mut self, path: &std::path::Path) -> Result<geneve_ovs::ipsec::Psk> {
+        geneve_ovs::ipsec::check_key_text(path, "0123456789abcdef0123")
+    }
+    fn check_ipsec_software(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Parses and resolves `network` as create and setup would; checks the write-back round trip.

@@ -103,6 +103,15 @@ fn same_kinds_bounds_and_defaults() {
                 assert!(accepts(spec.name, "10.99.0.1,fd99::2") && accepts(spec.name, ""));
                 assert!(!accepts(spec.name, "10.99.0.1,x"), "{}", spec.name);
             }
+            Kind::Path => {
+                assert_eq!(prop["x-format"], "absolute-path", "{}", spec.name);
+                assert!(
+                    accepts(spec.name, "/etc/geneve-ovs/net1.psk"),
+                    "{}",
+                    spec.name
+                );
+                assert!(!accepts(spec.name, "net1.psk"), "{}", spec.name);
+            }
             Kind::Bool => {
                 assert_eq!(prop["x-boolean"], true, "{}", spec.name);
                 assert_eq!(

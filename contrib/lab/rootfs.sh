@@ -33,7 +33,7 @@ PACKAGES=(
 	nftables iptables jq iperf3 ethtool tcpdump
 	util-linux mount ca-certificates
 	ovn-central ovn-host
-	openvswitch-ipsec strongswan
+	openvswitch-ipsec strongswan-starter strongswan-charon
 )
 
 LAB_CACHE=${LAB_CACHE:-/var/cache/geneve-ovs-lab}

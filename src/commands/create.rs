@@ -45,8 +45,19 @@ pub fn run(input: &str) -> Result<String> {
         // The underlay filter (GENEVE only from the peers) is defence in depth: OVS itself
         // only accepts tunnel packets from a configured remote_ip. A host without nftables
         // still gets a working network. From now on the filter covers this network's peers.
-        if let Err(err) = refresh_underlay(&mut ovs) {
-            log::warn!("GENEVE underlay filter not installed: {err:#}");
+        // For an encrypted network it is more: the guard that no clear GENEVE goes to or
+        // comes from its peers, which must not depend on the IKE daemon running.
+        match refresh_underlay(&mut ovs) {
+            Err(err) if cfg.encryption.is_encrypted() => {
+                return Err(err.context(format!(
+                    "network {}: the firewall guard of its encrypted tunnels (nftables table \
+                     inet geneve_ovs) could not be installed; the tunnels are in OVS but carry \
+                     only what IPsec protects: install nftables and run the create again",
+                    cfg.name
+                )))
+            }
+            Err(err) => log::warn!("GENEVE underlay filter not installed: {err:#}"),
+            Ok(()) => {}
         }
     }
 

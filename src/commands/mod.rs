@@ -208,6 +208,14 @@ impl HostFacts for LiveHost<'_> {
     fn datapath_types(&mut self) -> Result<Vec<String>> {
         self.ovs.datapath_types()
     }
+
+    fn read_psk(&mut self, path: &Path) -> Result<crate::ipsec::Psk> {
+        crate::ipsec::read_psk(path)
+    }
+
+    fn check_ipsec_software(&mut self) -> Result<()> {
+        crate::ipsec::check_software(Path::new("/"), &ovs_rundir())
+    }
 }
 
 /// Replaces the underlay filter (GENEVE only from the peers of kernel-datapath networks) with

@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use super::{connect_ovs, ovs_rundir, Reply};
 use crate::cli::StatusArgs;
+use crate::ipsec::{self, EspState};
 use crate::netconf;
 use crate::ofctl::Ofctl;
 use crate::operate::status::StatusReport;
@@ -39,6 +40,24 @@ fn flow_tables(report: &StatusReport) -> BTreeMap<String, Result<BTreeMap<u64, u
         .collect()
 }
 
+/// The kernel's ESP security associations (`ip xfrm state`), or why they could not be read.
+fn esp_states() -> Result<Vec<EspState>, String> {
+    let output = std::process::Command::new("ip")
+        .args(["xfrm", "state"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `ip xfrm state` (iproute2): {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`ip xfrm state` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(ipsec::parse_xfrm_state(&String::from_utf8_lossy(
+        &output.stdout,
+    )))
+}
+
 pub fn run(args: &StatusArgs) -> Result<Reply> {
     let mut ovs = connect_ovs()?;
     let inventory = ovs.snapshot(Scope::Runtime)?;
@@ -54,6 +73,9 @@ pub fn run(args: &StatusArgs) -> Result<Reply> {
     let mut report = status::build(&inventory, &host, saved.as_ref(), args.network.as_deref())?;
     if report.vswitchd.running {
         report.check_flows(&flow_tables(&report));
+    }
+    if report.has_encrypted_tunnels() {
+        report.check_encryption(&esp_states());
     }
     let text = if args.json {
         serde_json::to_string_pretty(&report)?

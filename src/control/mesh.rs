@@ -79,6 +79,8 @@ fn missing_tunnel(peer: String) -> TunnelStatus {
         tx_packets: None,
         rx_bytes: None,
         tx_bytes: None,
+        encrypted: false,
+        ipsec: None,
     }
 }
 
@@ -90,7 +92,9 @@ fn counter(iface: Option<&InterfaceRow>, key: &str) -> Option<u64> {
 }
 
 fn tunnel_status(port: &PortRow, iface: Option<&InterfaceRow>, running: bool) -> TunnelStatus {
-    let peer = TunnelRecord::read(&port.external_ids)
+    let record = TunnelRecord::read(&port.external_ids);
+    let encrypted = record.as_ref().is_some_and(|t| t.encrypted);
+    let peer = record
         .and_then(|t| t.peer)
         .map(|p| p.to_string())
         .or_else(|| iface.and_then(|i| i.options.get("remote_ip").cloned()))
@@ -112,6 +116,11 @@ fn tunnel_status(port: &PortRow, iface: Option<&InterfaceRow>, running: bool) ->
         .cloned();
     let error = match iface {
         None => Some("the port has no interface row".to_string()),
+        Some(i) if encrypted && !i.options.contains_key("psk") => Some(
+            "the network encrypts, but the tunnel has no key in OVS (options:psk): \
+             podman network create again (or the next setup) puts it back"
+                .to_string(),
+        ),
         Some(i) => i.problem(),
     };
     let state = if error.is_some() || !running {
@@ -136,5 +145,7 @@ fn tunnel_status(port: &PortRow, iface: Option<&InterfaceRow>, running: bool) ->
         tx_packets: counter(iface, "tx_packets"),
         rx_bytes: counter(iface, "rx_bytes"),
         tx_bytes: counter(iface, "tx_bytes"),
+        encrypted,
+        ipsec: None,
     }
 }

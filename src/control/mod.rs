@@ -73,6 +73,11 @@ pub struct TunnelStatus {
     pub tx_packets: Option<u64>,
     pub rx_bytes: Option<u64>,
     pub tx_bytes: Option<u64>,
+    /// Whether the network encrypts this tunnel (`encrypt=ipsec`).
+    pub encrypted: bool,
+    /// For an encrypted tunnel, the kernel's IPsec state towards the peer: `established`,
+    /// `one-way`, `no-sa` ([`crate::ipsec::PeerSecurity`]) or `unknown` (not read).
+    pub ipsec: Option<String>,
 }
 
 static MESH: mesh::Mesh = mesh::Mesh;

@@ -343,6 +343,8 @@ pub fn detach(listing: &Listing, own: &[IpAddr]) -> ContainerChange {
 pub struct Underlay {
     pub ports: BTreeSet<u16>,
     pub peers: BTreeSet<(IpAddr, u16)>,
+    /// The peers (and ports) of encrypted networks' tunnels: only IPsec to and from them.
+    pub encrypted: BTreeSet<(IpAddr, u16)>,
 }
 
 impl Underlay {
@@ -362,6 +364,9 @@ impl Underlay {
                 if let (Some(peer), Some(port)) = (tunnel.peer, tunnel.dst_port) {
                     underlay.ports.insert(port);
                     underlay.peers.insert((peer, port));
+                    if tunnel.encrypted {
+                        underlay.encrypted.insert((peer, port));
+                    }
                 }
             }
         }

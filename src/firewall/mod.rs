@@ -15,7 +15,9 @@
 //!   reuses its address, then `setup` adds its own; a key held by another address is refused;
 //! * the underlay filter: (peer . UDP port) of the tunnels of kernel-datapath networks,
 //!   replaced as a whole from OVS by `create`, `gc` and `setup` on that datapath, under the
-//!   firewall lock ([`crate::lock::Kind::Firewall`]).
+//!   firewall lock ([`crate::lock::Kind::Firewall`]); for encrypted networks' tunnels also in
+//!   the IPsec guard's sets: GENEVE to or from those peers that did not go through IPsec is
+//!   dropped.
 //!
 //! Each change is one nft transaction, atomic in the kernel, that starts with the skeleton.
 //! Concurrent runs change disjoint elements, so none can lose another's update; `gc` (which
@@ -49,10 +51,16 @@ fn nft_error(err: nftables::helper::NftablesError) -> anyhow::Error {
 
 /// Sends `cmds` to nft as one transaction.
 pub fn apply(cmds: Vec<Value>) -> Result<()> {
-    let document = render::document(cmds);
-    // The crate's schema is a second opinion on what we render, before the kernel's.
-    let _: nftables::schema::Nftables = serde_json::from_value(document.clone())
+    // The crate's schema is a second opinion on what we render, before the kernel's (on
+    // everything it knows: see render::outside_crate_schema).
+    let checkable: Vec<Value> = cmds
+        .iter()
+        .filter(|c| !render::outside_crate_schema(c))
+        .cloned()
+        .collect();
+    let _: nftables::schema::Nftables = serde_json::from_value(render::document(checkable))
         .context("the rendered nftables commands do not parse")?;
+    let document = render::document(cmds);
     nftables::helper::apply_ruleset_raw(
         &document.to_string(),
         None::<&str>,

@@ -5,12 +5,59 @@ use serde_json::{json, Value};
 use super::elements::{self, Current, Desired, Listing, PortKey, Protocol, Published, Target};
 use super::render;
 
+/// Parses with the crate everything it knows (as `firewall::apply` checks), and returns the
+/// whole document's text.
 fn parses(cmds: Vec<Value>) -> String {
-    let document = render::document(cmds);
+    let checkable: Vec<Value> = cmds
+        .iter()
+        .filter(|c| !render::outside_crate_schema(c))
+        .cloned()
+        .collect();
+    let document = render::document(checkable);
     let parsed: nftables::schema::Nftables = serde_json::from_value(document.clone())
         .unwrap_or_else(|e| panic!("does not parse: {e}\n{document:#}"));
     assert!(!parsed.objects.is_empty());
-    document.to_string()
+    render::document(cmds).to_string()
+}
+
+#[test]
+fn encrypted_peers_get_only_ipsec_both_ways() {
+    let rules: Vec<Value> = render::skeleton()
+        .into_iter()
+        .filter(render::outside_crate_schema)
+        .collect();
+    // In and out, per family; nothing else escapes the crate's check.
+    assert_eq!(rules.len(), 4, "{rules:#?}");
+    let text = Value::Array(rules).to_string();
+    // Exactly as nft 1.1 lists `udp dport ... rt ipsec missing drop` and `meta ipsec missing`.
+    assert!(
+        text.contains(r#"{"match":{"left":{"rt":{"key":"ipsec"}},"op":"==","right":false}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"{"match":{"left":{"meta":{"key":"ipsec"}},"op":"==","right":false}}"#),
+        "{text}"
+    );
+    for set in ["@underlay_ipsec4", "@underlay_ipsec6"] {
+        assert!(text.contains(set), "{text}");
+    }
+    assert!(text.contains(r#""chain":"tunnel_out""#), "{text}");
+
+    let mut underlay = elements::Underlay::default();
+    let peer: std::net::IpAddr = "10.99.0.2".parse().unwrap();
+    underlay.ports.insert(6081);
+    underlay.peers.insert((peer, 6081));
+    underlay.peers.insert(("10.99.0.3".parse().unwrap(), 6082));
+    underlay.encrypted.insert((peer, 6081));
+    let text = parses(render::replace_underlay(&underlay));
+    assert!(
+        text.contains(
+            r#"{"add":{"element":{"elem":[{"concat":["10.99.0.2",6081]}],"family":"inet","name":"underlay_ipsec4""#
+        ),
+        "{text}"
+    );
+    assert!(!text
+        .contains(r#"{"concat":["10.99.0.3",6082]}],"family":"inet","name":"underlay_ipsec4""#));
 }
 
 fn element(host_ip: Option<&str>, port: u16, addr: &str, to: u16) -> Published {

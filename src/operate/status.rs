@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::host::{HostView, Vswitchd};
 use crate::control::{self, TunnelStatus};
 use crate::flows;
+use crate::ipsec::{self, EspState, PeerSecurity};
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovs::schema::{ContainerPortRecord, Role};
 use crate::ovs::snapshot::{BridgeRow, InterfaceRow, PortRow, Snapshot};
@@ -36,6 +37,60 @@ impl StatusReport {
     /// container port has its flows.
     pub fn healthy(&self) -> bool {
         self.vswitchd.running && self.tunnels_down == 0 && self.flows_missing == 0
+    }
+
+    /// Fills in each encrypted tunnel's `ipsec` from the kernel's ESP security associations
+    /// (`states`, or why they could not be read). An encrypted tunnel without them both ways
+    /// carries nothing (the firewall drops clear GENEVE to and from its peer): it is down.
+    pub fn check_encryption(&mut self, states: &Result<Vec<EspState>, String>) {
+        for tunnel in self.networks.iter_mut().flat_map(|n| &mut n.tunnels) {
+            if !tunnel.encrypted {
+                continue;
+            }
+            let security = match (states, tunnel.peer.parse()) {
+                (Ok(states), Ok(peer)) => ipsec::peer_security(states, peer),
+                (Err(why), _) => {
+                    tunnel.ipsec = Some("unknown".to_string());
+                    tunnel.state = "down";
+                    tunnel.error.get_or_insert_with(|| {
+                        format!("cannot tell whether the tunnel is encrypted: {why}")
+                    });
+                    continue;
+                }
+                (_, Err(_)) => PeerSecurity::NoSecurityAssociation,
+            };
+            tunnel.ipsec = Some(security.as_str().to_string());
+            if security != PeerSecurity::Established {
+                tunnel.state = "down";
+                tunnel.error.get_or_insert_with(|| {
+                    format!(
+                        "IPsec: {} security association with {} (nothing crosses in clear): \
+                         check that the peer runs encrypt=ipsec with the same key, and \
+                         ovs-monitor-ipsec and the IKE daemon on both hosts",
+                        if security == PeerSecurity::OneWay {
+                            "only a one-way"
+                        } else {
+                            "no"
+                        },
+                        tunnel.peer
+                    )
+                });
+            }
+        }
+        self.tunnels_down = self
+            .networks
+            .iter()
+            .flat_map(|n| &n.tunnels)
+            .filter(|t| t.state == "down")
+            .count();
+    }
+
+    /// Whether any tunnel of the report is encrypted.
+    pub fn has_encrypted_tunnels(&self) -> bool {
+        self.networks
+            .iter()
+            .flat_map(|n| &n.tunnels)
+            .any(|t| t.encrypted)
     }
 
     /// Fills in each container's `flows` from its bridge's table (`tables`: the flow count
@@ -383,10 +438,16 @@ pub fn render(report: &StatusReport) -> String {
                             problem = format!("BFD: {d}");
                         }
                     }
+                    let ipsec = match (&t.ipsec, t.encrypted) {
+                        (Some(state), _) => format!("ipsec {state}"),
+                        (None, true) => "ipsec".to_string(),
+                        (None, false) => "none".to_string(),
+                    };
                     vec![
                         t.peer.clone(),
                         t.state.to_string(),
                         t.bfd.clone(),
+                        ipsec,
                         or_dash(&t.rx_packets),
                         or_dash(&t.tx_packets),
                         or_dash(&t.rx_bytes),
@@ -398,7 +459,15 @@ pub fn render(report: &StatusReport) -> String {
                 .collect();
             out.push(table(
                 &[
-                    "PEER", "STATE", "BFD", "RX PKTS", "TX PKTS", "RX BYTES", "TX BYTES", "PORT",
+                    "PEER",
+                    "STATE",
+                    "BFD",
+                    "ENCRYPTION",
+                    "RX PKTS",
+                    "TX PKTS",
+                    "RX BYTES",
+                    "TX BYTES",
+                    "PORT",
                     "ERROR",
                 ],
                 &rows,

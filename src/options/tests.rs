@@ -9,6 +9,8 @@ struct FakeHost {
     datapaths: Vec<String>,
     routes: Vec<IpNet>,
     asked: usize,
+    /// The key files that exist, with their text; `None`: the IPsec software is missing.
+    keys: Option<BTreeMap<PathBuf, String>>,
 }
 
 impl FakeHost {
@@ -25,6 +27,14 @@ impl FakeHost {
             datapaths: vec!["netdev".into(), "system".into()],
             routes: vec!["10.99.0.0/24".parse().unwrap()],
             asked: 0,
+            keys: Some(
+                [(
+                    "/etc/geneve-ovs/net1.psk".into(),
+                    "0123456789abcdef0123\n".into(),
+                )]
+                .into_iter()
+                .collect(),
+            ),
         }
     }
 }
@@ -53,6 +63,23 @@ impl HostFacts for FakeHost {
     fn datapath_types(&mut self) -> Result<Vec<String>> {
         self.asked += 1;
         Ok(self.datapaths.clone())
+    }
+    fn read_psk(&mut self, path: &Path) -> Result<Psk> {
+        self.asked += 1;
+        match self.keys.as_ref().and_then(|k| k.get(path)) {
+            Some(text) => ipsec::check_key_text(path, text),
+            None => bail!(
+                "cannot read the key file {} (option psk_file)",
+                path.display()
+            ),
+        }
+    }
+    fn check_ipsec_software(&mut self) -> Result<()> {
+        self.asked += 1;
+        match self.keys {
+            Some(_) => Ok(()),
+            None => bail!("encrypt=ipsec needs OVS IPsec: install the package openvswitch-ipsec"),
+        }
     }
 }
 
@@ -98,6 +125,8 @@ fn defaults_when_nothing_is_given() {
             dad_timeout_ms: 50,
             port_security: true,
             hosts: None,
+            encrypt_ipsec: false,
+            psk_file: None,
         }
     );
 }
@@ -201,7 +230,7 @@ fn bad_values_name_option_and_value() {
         (&[("dad_timeout_ms", "1001")], r#"dad_timeout_ms="1001""#),
         (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts)"#,
+            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts, encrypt, psk_file)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -435,6 +464,7 @@ fn resolved_options_are_written_back() {
             ("mtu", "1450"),
             ("datapath", "system"),
             ("dst_port", "6081"),
+            ("encrypt", "none"),
             ("local_ip", "10.99.0.1"),
             ("bfd", "true"),
             ("dad", "true"),
@@ -695,4 +725,115 @@ fn with_hosts_colliding_slots_and_an_unknown_self_are_refused() {
     options.insert("local_ip".into(), "10.99.0.1".into());
     complete_network(&mut alone, &mut host(1)).unwrap();
     assert!(alone.subnets()[0].lease_range.is_some());
+}
+
+const PSK_FILE: &str = "/etc/geneve-ovs/net1.psk";
+
+#[test]
+fn ipsec_reads_the_key_and_saves_only_its_path() {
+    let net = network(&[
+        ("peers", "10.99.0.2"),
+        ("encrypt", "ipsec"),
+        ("psk_file", PSK_FILE),
+    ]);
+    let mut host = FakeHost::new();
+    let cfg = resolve(&net, Stage::Create, &mut host).unwrap();
+    assert_eq!(cfg.datapath, Datapath::System);
+    assert_eq!(
+        cfg.encryption.psk().map(Psk::expose),
+        Some("0123456789abcdef0123")
+    );
+    // ESP's overhead comes off the MTU: 1500 - 50 - 40.
+    assert_eq!(cfg.mtu, 1410);
+    let saved = cfg.to_options();
+    assert_eq!(saved["encrypt"], "ipsec");
+    assert_eq!(saved["psk_file"], PSK_FILE);
+    assert!(
+        !saved.values().any(|v| v.contains("0123456789abcdef")),
+        "{saved:?}"
+    );
+    // Read back as setup does: the same key, the same MTU.
+    let mut again = net.clone();
+    again.options = Some(saved);
+    assert_eq!(
+        resolve(&again, Stage::Saved, &mut FakeHost::new()).unwrap(),
+        cfg
+    );
+    // A clear network says so.
+    let clear = resolve(
+        &network(&[("peers", "10.99.0.2")]),
+        Stage::Create,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(clear.to_options()["encrypt"], "none");
+    assert_eq!(clear.mtu, 1450);
+}
+
+#[test]
+fn ipsec_is_refused_on_the_userspace_datapath() {
+    let mut host = FakeHost::new();
+    let explicit = network(&[
+        ("encrypt", "ipsec"),
+        ("psk_file", PSK_FILE),
+        ("datapath", "netdev"),
+    ]);
+    let err = format!(
+        "{:#}",
+        resolve(&explicit, Stage::Create, &mut host).unwrap_err()
+    );
+    assert!(
+        err.contains("encrypt") && err.contains("userspace datapath") && err.contains("netdev"),
+        "{err}"
+    );
+    // Also when netdev is all this ovs-vswitchd offers (the default would be netdev).
+    host.datapaths = vec!["netdev".into()];
+    let default = network(&[("encrypt", "ipsec"), ("psk_file", PSK_FILE)]);
+    let err = format!(
+        "{:#}",
+        resolve(&default, Stage::Create, &mut host).unwrap_err()
+    );
+    assert!(err.contains("kernel datapath"), "{err}");
+}
+
+#[test]
+fn ipsec_needs_its_software_a_readable_key_and_port_6081() {
+    let mut host = FakeHost::new();
+    host.keys = None;
+    let net = network(&[("encrypt", "ipsec"), ("psk_file", PSK_FILE)]);
+    let err = format!("{:#}", resolve(&net, Stage::Create, &mut host).unwrap_err());
+    assert!(err.contains("openvswitch-ipsec"), "{err}");
+
+    let mut host = FakeHost::new();
+    let other = network(&[("encrypt", "ipsec"), ("psk_file", "/etc/other.psk")]);
+    let err = format!(
+        "{:#}",
+        resolve(&other, Stage::Create, &mut host).unwrap_err()
+    );
+    assert!(err.contains("/etc/other.psk"), "{err}");
+
+    for (pairs, needle) in [
+        (vec![("encrypt", "ipsec")], "psk_file=PATH"),
+        (vec![("psk_file", PSK_FILE)], "only used with encrypt=ipsec"),
+        (
+            vec![
+                ("encrypt", "ipsec"),
+                ("psk_file", PSK_FILE),
+                ("dst_port", "6082"),
+            ],
+            "dst_port=6082",
+        ),
+    ] {
+        let err = format!(
+            "{:#}",
+            resolve(&network(&pairs), Stage::Create, &mut FakeHost::new()).unwrap_err()
+        );
+        assert!(err.contains(needle), "{pairs:?}: {err}");
+    }
+    assert!(err_of(&[("encrypt", "wireguard")]).contains("encrypt=\"wireguard\""));
+    assert!(err_of(&[("psk_file", "relative.psk")]).contains("absolute path"));
+}
+
+fn err_of(pairs: &[(&str, &str)]) -> String {
+    err(pairs)
 }

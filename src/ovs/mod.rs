@@ -237,9 +237,14 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
             .into_iter()
             .collect::<Vec<(String, String)>>(),
     );
+    // The options too: a tunnel that lost its key (or kept one the network no longer has)
+    // is repaired by the next setup.
     let tunnel_bfd: Vec<Value> = plan::desired_tunnels(cfg)
         .into_iter()
-        .map(|t| serde_json::json!({ "name": t.name, "bfd": bfd }))
+        .map(|t| {
+            let options = value::map(t.options().into_iter().collect::<Vec<(String, String)>>());
+            serde_json::json!({ "name": t.name, "bfd": bfd, "options": options })
+        })
         .collect();
     let tunnels_of_network = || vec![schema::owned_condition(), schema::tunnels_condition(cfg)];
     let mut guards = vec![
@@ -267,7 +272,7 @@ fn network_guards(cfg: &NetworkConfig) -> Vec<Value> {
         ops::wait(
             "Interface",
             tunnels_of_network(),
-            &["name", "bfd"],
+            &["name", "bfd", "options"],
             Until::Equal,
             tunnel_bfd,
             Some(0),

@@ -13,6 +13,7 @@ use anyhow::{bail, Result};
 
 use super::schema::{bridge_external_ids, gateway_external_ids, tunnel_external_ids, Role};
 use super::snapshot::{BridgeRow, Snapshot};
+use crate::ipsec::Psk;
 use crate::naming;
 use crate::options::{Datapath, NetworkConfig};
 
@@ -25,6 +26,9 @@ pub struct Tunnel {
     pub local_ip: Option<IpAddr>,
     pub dst_port: u16,
     pub bfd: bool,
+    /// The pre-shared key of an encrypted network: `options:psk`, which is what makes
+    /// ovs-monitor-ipsec set up IPsec for the tunnel (and ovs-vswitchd mark its packets).
+    pub psk: Option<Psk>,
     pub external_ids: BTreeMap<String, String>,
 }
 
@@ -53,6 +57,9 @@ impl Tunnel {
         }
         if let Some(ip) = self.local_ip {
             options.insert("local_ip".to_string(), ip.to_string());
+        }
+        if let Some(psk) = &self.psk {
+            options.insert("psk".to_string(), psk.expose().to_string());
         }
         options
     }
@@ -136,6 +143,14 @@ pub enum Change {
     /// The gateway interface (by UUID) of an older version, whose OpenFlow port number is not
     /// the pinned [`GATEWAY_OFPORT`](crate::flows::GATEWAY_OFPORT) the base flows name.
     PinGateway { interface: String },
+    /// A tunnel whose options or `external_ids` differ from the network's (encryption turned
+    /// on or off, a new key): its port and interface rows are rewritten in place.
+    UpdateTunnel {
+        port: String,
+        interface: String,
+        options: BTreeMap<String, String>,
+        external_ids: BTreeMap<String, String>,
+    },
     /// Tunnel interfaces (by UUID) whose `bfd` column differs from the network's setting.
     SetBfd {
         interfaces: Vec<String>,
@@ -171,6 +186,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
                 local_ip: cfg.local_ip,
                 dst_port: cfg.dst_port,
                 bfd: cfg.bfd,
+                psk: cfg.encryption.psk().cloned(),
                 external_ids,
             }
         })
@@ -347,6 +363,27 @@ fn tunnel_changes(bridge: &BridgeRow, observed: &Snapshot, wanted: Vec<Tunnel>) 
         changes.push(Change::ProtectPorts { ports: unprotected });
     }
 
+    for tunnel in &wanted {
+        let Some(port) = present.iter().find(|p| p.name == tunnel.name) else {
+            continue;
+        };
+        let Some(interface) = observed.interface(&tunnel.name) else {
+            continue;
+        };
+        let options = tunnel.options();
+        if interface.options != options
+            || interface.external_ids != tunnel.external_ids
+            || port.external_ids != tunnel.external_ids
+        {
+            changes.push(Change::UpdateTunnel {
+                port: port.uuid.clone(),
+                interface: interface.uuid.clone(),
+                options,
+                external_ids: tunnel.external_ids.clone(),
+            });
+        }
+    }
+
     // BFD is one setting for the whole network, so one change covers every stray tunnel.
     if let Some(first) = wanted.first() {
         let bfd = first.bfd_config();
@@ -409,9 +446,64 @@ mod tests {
                     name: t.name.clone(),
                     bfd: t.bfd_config(),
                     ofport_request: None,
+                    options: t.options(),
+                    external_ids: t.external_ids.clone(),
                     ..InterfaceRow::default()
                 })
                 .collect(),
+        }
+    }
+
+    fn encrypted(c: NetworkConfig, key: &str) -> NetworkConfig {
+        NetworkConfig {
+            datapath: Datapath::System,
+            encryption: crate::ipsec::Encryption::IpsecPsk {
+                psk_file: "/etc/net1.psk".into(),
+                psk: crate::ipsec::check_key_text(std::path::Path::new("/k"), key).unwrap(),
+            },
+            ..c
+        }
+    }
+
+    #[test]
+    fn encrypted_tunnels_carry_the_key_and_say_so() {
+        let c = encrypted(cfg(&["10.99.0.2"]), "0123456789abcdef0123");
+        let tunnels = desired_tunnels(&c);
+        assert_eq!(tunnels[0].options()["psk"], "0123456789abcdef0123");
+        assert_eq!(tunnels[0].external_ids[keys::ENCRYPT], "ipsec");
+        assert!(!format!("{tunnels:?}").contains("0123456789abcdef"));
+        assert!(plan(&c, &built(&c), false).unwrap().is_empty());
+        // A clear network's tunnels have neither.
+        let clear = desired_tunnels(&cfg(&["10.99.0.2"]));
+        assert!(!clear[0].options().contains_key("psk"));
+        assert!(!clear[0].external_ids.contains_key(keys::ENCRYPT));
+    }
+
+    #[test]
+    fn turning_encryption_on_off_or_a_new_key_updates_the_tunnels_in_place() {
+        let clear = NetworkConfig {
+            datapath: Datapath::System,
+            ..cfg(&["10.99.0.2", "10.99.0.3"])
+        };
+        let on = encrypted(clear.clone(), "0123456789abcdef0123");
+        let rotated = encrypted(clear.clone(), "fedcba9876543210fedc");
+        for (from, to) in [(&clear, &on), (&on, &clear), (&on, &rotated)] {
+            let changes = plan(to, &built(from), false).unwrap();
+            assert_eq!(changes.len(), 2, "{changes:?}");
+            for (change, tunnel) in changes.iter().zip(desired_tunnels(to)) {
+                let Change::UpdateTunnel {
+                    port,
+                    options,
+                    external_ids,
+                    ..
+                } = change
+                else {
+                    panic!("{change:?}");
+                };
+                assert_eq!(port, &format!("u-{}", tunnel.name));
+                assert_eq!(options, &tunnel.options());
+                assert_eq!(external_ids, &tunnel.external_ids);
+            }
         }
     }
 
@@ -488,10 +580,16 @@ mod tests {
         let mut new = old.clone();
         new.id = "id2".into();
         let changes = plan(&new, &built(&old), false).unwrap();
-        let [Change::UpdateBridge { external_ids, .. }] = changes.as_slice() else {
+        // The tunnels carry the network's id too (setup's guards find them by it).
+        let [Change::UpdateBridge { external_ids, .. }, Change::UpdateTunnel {
+            external_ids: tunnel_ids,
+            ..
+        }] = changes.as_slice()
+        else {
             panic!("{changes:?}")
         };
         assert_eq!(external_ids[keys::NETWORK_ID], "id2");
+        assert_eq!(tunnel_ids[keys::NETWORK_ID], "id2");
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub mod keys {
     pub const MAC: &str = "geneve-ovs.mac";
     /// The UDP port of a tunnel (on tunnels), for the underlay filter.
     pub const DST_PORT: &str = "geneve-ovs.dst-port";
+    /// On tunnels of encrypted networks: how (`ipsec`). The firewall drops clear GENEVE to
+    /// and from their peers.
+    pub const ENCRYPT: &str = "geneve-ovs.encrypt";
     /// The OVS datapath of a network (on bridges).
     pub const DATAPATH: &str = "geneve-ovs.datapath";
     /// `true` when the network is `--internal` (on bridges).
@@ -168,6 +171,9 @@ pub fn tunnel_external_ids(cfg: &NetworkConfig, peer: IpAddr) -> BTreeMap<String
     let mut ids = common_ids(cfg, keys::ROLE_TUNNEL);
     ids.insert(keys::PEER.to_string(), peer.to_string());
     ids.insert(keys::DST_PORT.to_string(), cfg.dst_port.to_string());
+    if cfg.encryption.is_encrypted() {
+        ids.insert(keys::ENCRYPT.to_string(), "ipsec".to_string());
+    }
     ids
 }
 
@@ -300,6 +306,8 @@ pub struct TunnelRecord {
     pub network: Option<String>,
     pub peer: Option<IpAddr>,
     pub dst_port: Option<u16>,
+    /// Whether the tunnel is one of an encrypted network's.
+    pub encrypted: bool,
 }
 
 impl TunnelRecord {
@@ -314,6 +322,9 @@ impl TunnelRecord {
             dst_port: external_ids
                 .get(keys::DST_PORT)
                 .and_then(|p| p.parse().ok()),
+            encrypted: external_ids
+                .get(keys::ENCRYPT)
+                .is_some_and(|v| v == "ipsec"),
         })
     }
 }

@@ -223,7 +223,15 @@ const CONFIG_PORT_COLUMNS: &[&str] = &["_uuid", "name", "external_ids", "protect
 
 const RUNTIME_PORT_COLUMNS: &[&str] = &["_uuid", "name", "external_ids", "interfaces"];
 
-const CONFIG_INTERFACE_COLUMNS: &[&str] = &["_uuid", "name", "bfd", "ofport_request"];
+// `options` and `external_ids`: the tunnels' are reconciled (encryption and its key).
+const CONFIG_INTERFACE_COLUMNS: &[&str] = &[
+    "_uuid",
+    "name",
+    "bfd",
+    "ofport_request",
+    "options",
+    "external_ids",
+];
 
 const RUNTIME_INTERFACE_COLUMNS: &[&str] = &[
     "_uuid",

@@ -255,6 +255,23 @@ impl Txn {
                     json!({"ofport_request": crate::flows::GATEWAY_OFPORT}),
                 ));
             }
+            Change::UpdateTunnel {
+                port,
+                interface,
+                options,
+                external_ids,
+            } => {
+                self.ops.push(ops::update(
+                    "Interface",
+                    by_uuid(interface),
+                    json!({"options": string_map(options), "external_ids": string_map(external_ids)}),
+                ));
+                self.ops.push(ops::update(
+                    "Port",
+                    by_uuid(port),
+                    json!({"external_ids": string_map(external_ids)}),
+                ));
+            }
             Change::SetBfd { interfaces, bfd } => {
                 for interface in interfaces {
                     self.ops.push(ops::update(
