@@ -592,6 +592,14 @@ fn check_at_create(
     }
 
     if req.encrypt_ipsec {
+        // The datapath first: on the userspace one no software makes encryption possible.
+        let datapath = match req.datapath {
+            Some(dp) => dp,
+            None => default_datapath(facts)?,
+        };
+        if datapath != Datapath::System {
+            return Err(ipsec_needs_kernel_datapath(datapath));
+        }
         facts.check_ipsec_software()?;
     }
 
@@ -670,20 +678,7 @@ fn with_defaults(
 
     let datapath = match req.datapath {
         Some(dp) => dp,
-        None => {
-            let offered = facts.datapath_types()?;
-            if offered.iter().any(|t| t == "system") {
-                Datapath::System
-            } else if offered.iter().any(|t| t == "netdev") {
-                Datapath::Netdev
-            } else {
-                bail!(
-                    "this ovs-vswitchd offers neither the system nor the netdev datapath \
-                     (datapath_types: {:?})",
-                    offered
-                );
-            }
-        }
+        None => default_datapath(facts)?,
     };
 
     let encryption =
@@ -691,15 +686,7 @@ fn with_defaults(
             ipsec::Requested::None => Encryption::None,
             ipsec::Requested::IpsecPsk { psk_file } => {
                 if datapath != Datapath::System {
-                    return Err(invalid(
-                        "encrypt",
-                        "ipsec",
-                        format!(
-                            "needs Open vSwitch's kernel datapath (datapath=system), and this \
-                         network's is {datapath}: the userspace datapath sends its tunnel \
-                         packets past the kernel's IPsec, so they would leave in clear"
-                        ),
-                    ));
+                    return Err(ipsec_needs_kernel_datapath(datapath));
                 }
                 let psk = facts.read_psk(&psk_file)?;
                 Encryption::IpsecPsk { psk_file, psk }
@@ -751,6 +738,34 @@ fn with_defaults(
         gateways,
         encryption,
     })
+}
+
+/// The datapath without option `datapath`: the kernel's when ovs-vswitchd offers it.
+fn default_datapath(facts: &mut dyn HostFacts) -> Result<Datapath> {
+    let offered = facts.datapath_types()?;
+    if offered.iter().any(|t| t == "system") {
+        Ok(Datapath::System)
+    } else if offered.iter().any(|t| t == "netdev") {
+        Ok(Datapath::Netdev)
+    } else {
+        bail!(
+            "this ovs-vswitchd offers neither the system nor the netdev datapath \
+             (datapath_types: {:?})",
+            offered
+        );
+    }
+}
+
+fn ipsec_needs_kernel_datapath(datapath: Datapath) -> anyhow::Error {
+    invalid(
+        "encrypt",
+        "ipsec",
+        format!(
+            "needs Open vSwitch's kernel datapath (datapath=system), and this network's is \
+             {datapath}: the userspace datapath sends its tunnel packets past the kernel's \
+             IPsec, so they would leave in clear"
+        ),
+    )
 }
 
 /// Completes the network `create` receives from podman, so that the identical command on

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use podman_lab::{Datapath, PodmanLab};
-use scenarios::{open, overlay, recovery, underlay};
+use scenarios::{ipsec, open, overlay, recovery, underlay};
 
 type Scenario = fn(&PodmanLab) -> Result<()>;
 
@@ -132,6 +132,35 @@ fn kernel_datapath_mesh_underlay_and_recovery() -> Result<()> {
             ("reboot_then_gc_and_podman_start_reconnect", 2, |lab| {
                 recovery::reboot_case(lab, "kernel-reboot-gc", true)
             }),
+        ],
+    )
+}
+
+/// Encryption between hosts (`encrypt=ipsec`, OVS IPsec with strongSwan): two hosts with a
+/// pre-shared key (only ESP on the wire), a wrong key on one host (nothing crosses, `status`
+/// exits 2 naming the tunnel), three hosts with a clear network beside the encrypted one and
+/// a host leaving.
+#[test]
+fn kernel_datapath_ipsec() -> Result<()> {
+    let lab = PodmanLab::up_kernel("kernel-ipsec", 3)?;
+    run_group(
+        &lab,
+        &[
+            (
+                "ipsec_two_hosts_psk_only_esp_on_the_wire",
+                2,
+                ipsec::two_hosts_psk_only_esp_on_the_wire,
+            ),
+            (
+                "ipsec_wrong_key_nothing_crosses_and_status_says_which_tunnel",
+                2,
+                ipsec::wrong_key_nothing_crosses_and_status_says_which_tunnel,
+            ),
+            (
+                "ipsec_three_hosts_encrypted_and_clear_side_by_side",
+                3,
+                ipsec::three_hosts_encrypted_and_clear_side_by_side,
+            ),
         ],
     )
 }

@@ -264,6 +264,37 @@ fn refusals_leave_ovs_untouched() -> Result<()> {
             podman::network("net2", SUBNET, None, &[("datapath", "system")]),
             "offers only: netdev",
         ),
+        // No kernel IPsec on the userspace datapath: refused before anything else is asked.
+        (
+            podman::network(
+                "net2",
+                SUBNET,
+                None,
+                &[
+                    ("encrypt", "ipsec"),
+                    ("psk_file", "/etc/geneve-ovs/net2.psk"),
+                ],
+            ),
+            "invalid option encrypt=\"ipsec\": needs Open vSwitch's kernel datapath \
+             (datapath=system), and this network's is netdev: the userspace datapath",
+        ),
+        (
+            podman::network(
+                "net2",
+                SUBNET,
+                None,
+                &[
+                    ("encrypt", "ipsec"),
+                    ("psk_file", "/etc/geneve-ovs/net2.psk"),
+                    ("datapath", "netdev"),
+                ],
+            ),
+            "userspace datapath sends its tunnel packets past the kernel's IPsec",
+        ),
+        (
+            podman::network("net2", SUBNET, None, &[("psk_file", "/etc/net2.psk")]),
+            "psk_file=\"/etc/net2.psk\": a key file is only used with encrypt=ipsec",
+        ),
         (
             podman::network(
                 "net2",
@@ -313,6 +344,37 @@ fn refusals_leave_ovs_untouched() -> Result<()> {
     let err = error_of(&h1.plugin(&["setup"], "{}"))?;
     assert!(err.contains("netns path"), "{err}");
     assert_eq!(vsctl(h1, &["show"]), before, "a refused create changed OVS");
+    Ok(())
+}
+
+/// On a host whose ovs-vswitchd offers the kernel datapath but that lacks OVS IPsec (this
+/// machine: no openvswitch-ipsec), `encrypt=ipsec` is refused naming the package, before any
+/// row or firewall rule is made.
+#[test]
+fn encrypt_without_ovs_ipsec_names_the_package_and_leaves_nothing() -> Result<()> {
+    let lab = Lab::new(1, Underlay::V4)?;
+    let h1 = lab.host(1);
+    h1.stop_vswitchd()?;
+    h1.start_vswitchd_offering_system()?;
+    let before = vsctl(h1, &["show"]);
+    let net = podman::network(
+        "enc",
+        SUBNET,
+        None,
+        &[
+            ("encrypt", "ipsec"),
+            ("psk_file", "/etc/geneve-ovs/enc.psk"),
+            ("peers", "10.99.0.2"),
+        ],
+    );
+    let err = error_of(&h1.plugin(&["create"], &net.to_string()))?;
+    assert!(
+        err.contains("encrypt=ipsec needs") && err.contains("openvswitch-ipsec"),
+        "{err}"
+    );
+    assert_eq!(vsctl(h1, &["show"]), before, "a refused create changed OVS");
+    let tables = h1.exec_ok("nft", &["list", "tables"])?;
+    assert!(!tables.contains("geneve_ovs"), "{tables}");
     Ok(())
 }
 

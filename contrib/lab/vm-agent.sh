@@ -40,7 +40,7 @@ mkdir -p /run/netns /run/lock
 hostname lab-vm
 ip link set lo up
 # What the lab and the plugin use; everything else loads on demand through modprobe.
-for m in openvswitch geneve vxlan veth bridge tun nf_tables nft_chain_nat nft_ct nft_nat \
+for m in openvswitch geneve vxlan veth bridge tun nf_tables nft_chain_nat nft_ct nft_nat xfrm_user esp4 esp6 \
 	nf_conntrack br_netfilter; do
 	modprobe "$m" || say "modprobe $m failed"
 done

@@ -11,6 +11,7 @@
 // Each test binary uses only part of them.
 #![allow(dead_code)]
 
+pub mod ipsec;
 pub mod open;
 pub mod overlay;
 pub mod recovery;

@@ -1,0 +1,325 @@
+//! Encryption between hosts (`--opt encrypt=ipsec`): OVS IPsec (ovs-monitor-ipsec driving
+//! strongSwan) on the kernel datapath, run by `e2e_kernel.rs` (the guest's kernel has xfrm and
+//! ESP; this machine's has not, and the userspace datapath refuses encryption).
+//!
+//! Every claim is checked on the wire: a capture on a host's underlay port (`eth0`, the port of
+//! its `br-phy` towards the lab's switch) while containers talk.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+
+use super::overlay::{internal_network, opt, MESH_RANGES, NET, SEED_RANGES, SUBNET};
+use crate::podman_lab::{ok, stdout, wait, Container, Host, PodmanLab, IMAGE};
+
+/// Where the lab installs the plugin in each host.
+const PLUGIN_IN_HOST: &str = "/usr/libexec/netavark/geneve-ovs";
+/// The key file every host gets.
+pub const PSK_FILE: &str = "/etc/geneve-ovs/overlay.psk";
+const KEY: &str = "lab-key-0123456789-abcdefghijklmnop";
+const WRONG_KEY: &str = "another-key-9876543210-zyxwvutsrq";
+/// IKE under software emulation: the first exchange plus a retransmission can take a while.
+pub const IKE_SETTLE: Duration = Duration::from_secs(90);
+
+/// The charon setting the README recommends (ovs-monitor-ipsec's own strongswan.d file
+/// misspells it): how long the kernel holds back packets of a trap policy whose key exchange
+/// did not start, before it asks the IKE daemon again (default 165 s).
+pub const CHARON_ACQUIRE: &str = "charon {\n  plugins {\n    kernel-netlink {\n      xfrm_acq_expires = 10\n    }\n  }\n}\n";
+
+/// Starts ovs-monitor-ipsec (which restarts strongSwan) on `h`, as the openvswitch-ipsec
+/// service does, and writes the key file (root, 0600).
+pub fn start_ipsec(h: Host, key: &str) -> Result<()> {
+    h.write_file(
+        "/etc/strongswan.d/geneve-ovs.conf",
+        CHARON_ACQUIRE.as_bytes().to_vec(),
+    )?;
+    h.exec_ok(&["mkdir", "-p", "/etc/geneve-ovs"])?;
+    h.write_file(PSK_FILE, format!("{key}\n").into_bytes())?;
+    h.exec_ok(&["chmod", "600", PSK_FILE])?;
+    // Run before by an earlier scenario: start the IKE daemon afresh, without the security
+    // associations (and the kernel's pending requests) of that scenario's keys.
+    h.exec_ok(&[
+        "sh",
+        "-c",
+        "pidfile=/run/openvswitch/ovs-monitor-ipsec.pid; \
+         if [ -f $pidfile ] && kill -0 $(cat $pidfile) 2>/dev/null; then \
+         ipsec stop >/dev/null 2>&1; ip xfrm state flush; ip xfrm policy flush; \
+         ipsec start >/dev/null 2>&1; exit 0; fi; \
+         python3 /usr/share/openvswitch/scripts/ovs-monitor-ipsec --ike-daemon=strongswan \
+         --pidfile=$pidfile --log-file=/var/log/openvswitch/ovs-monitor-ipsec.log --detach \
+         unix:/run/openvswitch/db.sock",
+    ])?;
+    Ok(())
+}
+
+fn encrypted_flags() -> Vec<String> {
+    vec![
+        "--opt".into(),
+        "encrypt=ipsec".into(),
+        "--opt".into(),
+        format!("psk_file={PSK_FILE}"),
+    ]
+}
+
+/// `geneve-ovs status --json` on `h`: exit code and report.
+pub fn status(h: Host) -> Result<(i32, Value)> {
+    let out = h.exec(&[PLUGIN_IN_HOST, "status", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("status printed {:?}", String::from_utf8_lossy(&out.stdout)))?;
+    Ok((out.status.code().unwrap_or(-1), report))
+}
+
+/// The tunnels of network `name` in a status report.
+fn tunnels_of<'a>(report: &'a Value, name: &str) -> Vec<&'a Value> {
+    report["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["name"] == name)
+        .flat_map(|n| n["tunnels"].as_array().into_iter().flatten())
+        .collect()
+}
+
+/// What host `h`'s underlay port sees while `traffic` runs in `h`: one line per packet of
+/// GENEVE (`udp port PORT` for each port given) or ESP, as `tcpdump -n` prints them.
+fn capture(h: Host, ports: &[u16], traffic: &str) -> Result<Vec<String>> {
+    let filter = ports
+        .iter()
+        .map(|p| format!("udp port {p}"))
+        .chain(["esp".to_string()])
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let script = format!(
+        "tcpdump -lnni eth0 -c 400 '{filter}' >/tmp/capture 2>/dev/null & pid=$!; sleep 2; \
+         {traffic}; sleep 1; kill $pid; wait $pid 2>/dev/null; cat /tmp/capture"
+    );
+    let text = h.exec_ok(&["sh", "-c", &script])?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+fn esp_lines(lines: &[String]) -> usize {
+    lines.iter().filter(|l| l.contains(": ESP(")).count()
+}
+
+fn udp_lines(lines: &[String], port: u16) -> Vec<&String> {
+    let dot = format!(".{port}:");
+    let dot_src = format!(".{port} >");
+    lines
+        .iter()
+        .filter(|l| l.contains("UDP") && (l.contains(&dot) || l.contains(&dot_src)))
+        .collect()
+}
+
+/// A busybox web server in `c`'s network serving /etc on 8080, fetched from `from` (TCP).
+fn tcp_across(web_host: Host, from: &Container, name: &str) -> Result<()> {
+    let web = web_host.run_detached(
+        &format!("web-{name}"),
+        &["--net", name],
+        &["httpd", "-f", "-p", "8080", "-h", "/etc"],
+    )?;
+    let url = format!("http://{}:8080/motd", web.ip(name)?);
+    let motd = web_host.podman_ok(&["run", "--rm", IMAGE, "cat", "/etc/motd"])?;
+    let fetched = from.fetch(&url, IKE_SETTLE)?;
+    ensure!(
+        fetched.trim() == motd.trim(),
+        "TCP across {name}: fetched {fetched:?}"
+    );
+    Ok(())
+}
+
+/// Two hosts with encrypt=ipsec and a pre-shared key: ping and TCP cross, the underlay carries
+/// only ESP between the hosts (no GENEVE on UDP 6081), `status` says each tunnel is encrypted
+/// and established, and `podman network inspect` holds the key's path, never the key.
+pub fn two_hosts_psk_only_esp_on_the_wire(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    let flags = encrypted_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for (h, range) in lab.hosts().into_iter().zip(SEED_RANGES) {
+        start_ipsec(h, KEY)?;
+        let net = internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+        assert_eq!(opt(&net, "encrypt"), "ipsec");
+        assert_eq!(opt(&net, "psk_file"), PSK_FILE);
+        // ESP's overhead comes off the MTU.
+        assert_eq!(opt(&net, "mtu"), "1410");
+        let inspect = h.podman_ok(&["network", "inspect", NET])?;
+        ensure!(
+            !inspect.contains(KEY),
+            "the key in network inspect: {inspect}"
+        );
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let (ip1, ip2) = (c1.ip(NET)?, c2.ip(NET)?);
+    c1.wait_ping(&ip2, IKE_SETTLE)?;
+    ensure!(c2.ping(&ip1), "host 2 -> host 1");
+    tcp_across(h1, &c2, NET)?;
+
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 10 -i 0.2 {ip2} >/dev/null"),
+    )?;
+    eprintln!("[ipsec] capture on host 1: {} lines", lines.len());
+    let clear = udp_lines(&lines, 6081);
+    ensure!(clear.is_empty(), "clear GENEVE on the underlay: {clear:#?}");
+    ensure!(esp_lines(&lines) >= 20, "too little ESP: {lines:#?}");
+
+    for h in [h1, h2] {
+        let (code, report) = status(h)?;
+        let tunnels = tunnels_of(&report, NET);
+        ensure!(tunnels.len() == 1, "{report:#}");
+        ensure!(
+            tunnels[0]["encrypted"] == true && tunnels[0]["ipsec"] == "established",
+            "h{}: {report:#}",
+            h.index()
+        );
+        ensure!(code == 0, "h{}: status exit {code}: {report:#}", h.index());
+    }
+    Ok(())
+}
+
+/// One host with a wrong key: nothing crosses (no clear GENEVE either), and `status` on the
+/// other host names the tunnel that is not encrypted and exits 2.
+pub fn wrong_key_nothing_crosses_and_status_says_which_tunnel(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    let flags = encrypted_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for ((h, range), key) in lab
+        .hosts()
+        .into_iter()
+        .zip(SEED_RANGES)
+        .zip([KEY, WRONG_KEY])
+    {
+        start_ipsec(h, key)?;
+        internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let ip2 = c2.ip(NET)?;
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 15 -W 1 {ip2} >/dev/null || true"),
+    )?;
+    ensure!(!c1.ping(&ip2), "a ping crossed with two different keys");
+    let clear = udp_lines(&lines, 6081);
+    ensure!(
+        clear.is_empty(),
+        "clear GENEVE with a wrong key: {clear:#?}"
+    );
+    ensure!(
+        esp_lines(&lines) == 0,
+        "ESP with a wrong key (an SA was made?): {lines:#?}"
+    );
+    let (code, report) = status(h1)?;
+    let tunnels = tunnels_of(&report, NET);
+    ensure!(tunnels.len() == 1, "{report:#}");
+    let t = tunnels[0];
+    ensure!(
+        t["peer"] == h2.ip() && t["state"] == "down" && t["ipsec"] != "established",
+        "{report:#}"
+    );
+    let error = t["error"].as_str().unwrap_or_default();
+    ensure!(
+        error.contains("IPsec") && error.contains(&h2.ip()),
+        "{report:#}"
+    );
+    ensure!(code == 2, "status exit {code}: {report:#}");
+    let text = h1.exec(&[PLUGIN_IN_HOST, "status"]);
+    ensure!(
+        stdout(&text).contains("ipsec no-sa") || stdout(&text).contains("ipsec one-way"),
+        "{}",
+        stdout(&text)
+    );
+    Ok(())
+}
+
+/// Three hosts: an encrypted network (every pair pings) and a clear one beside it on UDP 6082,
+/// on the same hosts. On the wire the clear network's GENEVE shows (UDP 6082) and the
+/// encrypted one's does not (only ESP); then host 3 leaves the encrypted network's peers (create
+/// again on host 1): its tunnel and its IPsec configuration go with it.
+pub fn three_hosts_encrypted_and_clear_side_by_side(lab: &PodmanLab) -> Result<()> {
+    let peers = lab.all_peers();
+    let flags = encrypted_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let clear_flags = ["--opt", "dst_port=6082"];
+    let mut encrypted = Vec::new();
+    let mut clear = Vec::new();
+    for (h, range) in lab.hosts().into_iter().zip(MESH_RANGES) {
+        start_ipsec(h, KEY)?;
+        internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+        let range2 = range.replace("192.168.120.", "192.168.121.");
+        internal_network(
+            h,
+            "clear",
+            "192.168.121.0/24",
+            &range2,
+            &peers,
+            &clear_flags,
+        )?;
+        let c = h.run_sleeper(&format!("e{}", h.index()), NET)?;
+        let ip = c.ip(NET)?;
+        encrypted.push((c, ip));
+        let c = h.run_sleeper(&format!("p{}", h.index()), "clear")?;
+        let ip = c.ip("clear")?;
+        clear.push((c, ip));
+    }
+    for pairs in [&encrypted, &clear] {
+        for (a, _) in pairs.iter() {
+            for (b, ip) in pairs.iter() {
+                if a.name() != b.name() {
+                    a.wait_ping(ip, IKE_SETTLE)
+                        .with_context(|| format!("{} -> {}", a.name(), b.name()))?;
+                }
+            }
+        }
+    }
+    let h1 = lab.host(1);
+    let traffic = format!(
+        "podman exec e1 ping -c 8 -i 0.2 {} >/dev/null; podman exec p1 ping -c 8 -i 0.2 {} >/dev/null",
+        encrypted[1].1, clear[1].1
+    );
+    let lines = capture(h1, &[6081, 6082], &traffic)?;
+    let leaked = udp_lines(&lines, 6081);
+    ensure!(
+        leaked.is_empty(),
+        "clear GENEVE of the encrypted network: {leaked:#?}"
+    );
+    ensure!(
+        udp_lines(&lines, 6082).len() >= 16,
+        "the clear network's GENEVE is not on the wire: {lines:#?}"
+    );
+    ensure!(esp_lines(&lines) >= 16, "too little ESP: {lines:#?}");
+
+    // Host 3 leaves the encrypted network (create again with the two others).
+    let two = format!("{},{}", lab.host(1).ip(), lab.host(2).ip());
+    h1.podman_ok(&["network", "rm", "-f", NET])?;
+    internal_network(h1, NET, SUBNET, MESH_RANGES[0], &two, &flags)?;
+    let h3 = lab.host(3).ip();
+    wait::until(
+        "host 3's IPsec configuration gone from host 1",
+        Duration::from_secs(30),
+        || {
+            let conf = h1.exec_ok(&["cat", "/etc/ipsec.conf"])?;
+            Ok(!conf.contains(&format!("right={h3}")))
+        },
+    )?;
+    let sets = h1.exec_ok(&[
+        "nft",
+        "list",
+        "set",
+        "inet",
+        "geneve_ovs",
+        "underlay_ipsec4",
+    ])?;
+    ensure!(
+        !sets.contains(&h3) && sets.contains(&lab.host(2).ip()),
+        "{sets}"
+    );
+    let out = h1.exec(&["ip", "xfrm", "policy"]);
+    ensure!(ok(&out), "ip xfrm policy failed");
+    Ok(())
+}
