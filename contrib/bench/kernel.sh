@@ -3,7 +3,10 @@
 # guest (lab.sh up 2 --kernel), TCP throughput (iperf3) and round-trip time (ping) between
 # containers on two hosts, over four paths side by side in one run, alternating within each
 # repetition:
-#   geneve    a geneve-ovs network (kernel datapath, GENEVE vport, MTU 1450)
+#   geneve    a geneve-ovs network (kernel datapath, GENEVE vport, MTU 1450), on UDP 6082 so that
+#             the ipsec path's policies (UDP 6081 between the two hosts) do not cover it
+#   ipsec     a geneve-ovs network with encrypt=ipsec (OVS IPsec, strongSwan, ESP AES-GCM in
+#             transport mode; MTU 1410), on UDP 6081
 #   docker    the data plane of Docker's overlay network as Swarm builds it, by hand: per host a
 #             Linux bridge with a kernel VXLAN device (VNI 4097, UDP 4789, MTU 1450) and the
 #             container's veth, the peer's VTEP in the bridge's forwarding table
@@ -24,8 +27,9 @@ SEED=$REPO/contrib/lab/seed-topology.sh
 # shellcheck source=contrib/bench/lib.sh
 . "$BENCH_DIR/lib.sh"
 
-PATHS=(geneve docker seed underlay)
-declare -A PORT=([geneve]=5201 [docker]=5202 [seed]=5203 [underlay]=5204)
+PATHS=(geneve ipsec docker seed underlay)
+declare -A PORT=([geneve]=5201 [docker]=5202 [seed]=5203 [underlay]=5204 [ipsec]=5205)
+PSK_FILE=/etc/geneve-ovs/bench.psk
 # Per path and host: nsenter prefix of the container's network namespace, and its address.
 declare -A NS IP
 
@@ -63,6 +67,7 @@ ends() {
 	local path=$1 h=$2 ctr net pid
 	case $path in
 	geneve) ctr=bench-dp net=bench-dp ;;
+	ipsec) ctr=bench-ipsec net=bench-ipsec ;;
 	seed) ctr=seed-net1 net=net1 ;;
 	underlay)
 		NS[$path-$h]=""
@@ -84,13 +89,38 @@ in_path() {
 	host "$h" ${NS[$path-$h]} "$@"
 }
 
+# OVS IPsec on host H as the README's setup has it: the key file (root, 0600), charon's
+# acquire timeout, ovs-monitor-ipsec (which restarts strongSwan).
+ipsec_up() {
+	local h=$1
+	# shellcheck disable=SC2016 # expanded by the host's shell
+	host "$h" /bin/sh -euc '
+		mkdir -p /etc/geneve-ovs
+		umask 077
+		printf "%s\n" "bench-key-0123456789-abcdefghijklmnop" >"$1"
+		printf "charon {\n plugins {\n  kernel-netlink {\n   xfrm_acq_expires = 10\n  }\n }\n}\n" \
+			>/etc/strongswan.d/geneve-ovs.conf
+		python3 /usr/share/openvswitch/scripts/ovs-monitor-ipsec --ike-daemon=strongswan \
+			--pidfile=/run/openvswitch/ovs-monitor-ipsec.pid \
+			--log-file=/var/log/openvswitch/ovs-monitor-ipsec.log --detach \
+			unix:/run/openvswitch/db.sock
+	' sh "$PSK_FILE"
+}
+
 setup() {
 	local h path
 	for h in 1 2; do
 		host "$h" podman network create -d geneve-ovs --internal --subnet 192.168.121.0/24 \
 			--ip-range "192.168.121.$((h * 128 - 127))-192.168.121.$((h * 128 - 2))" \
-			--opt peers=10.99.0.1,10.99.0.2 bench-dp >/dev/null
+			--opt peers=10.99.0.1,10.99.0.2 --opt dst_port=6082 bench-dp >/dev/null
 		host "$h" podman run -d --name bench-dp --net bench-dp --cap-add NET_RAW \
+			localhost/busybox sleep 1000000 >/dev/null
+		ipsec_up "$h"
+		host "$h" podman network create -d geneve-ovs --internal --subnet 192.168.124.0/24 \
+			--ip-range "192.168.124.$((h * 128 - 127))-192.168.124.$((h * 128 - 2))" \
+			--opt peers=10.99.0.1,10.99.0.2 --opt encrypt=ipsec --opt "psk_file=$PSK_FILE" \
+			bench-ipsec >/dev/null
+		host "$h" podman run -d --name bench-ipsec --net bench-ipsec --cap-add NET_RAW \
 			localhost/busybox sleep 1000000 >/dev/null
 		docker_up "$h"
 	done
@@ -98,10 +128,13 @@ setup() {
 	"$SEED" check 1 2 || die "the seed topology does not carry traffic"
 	for path in "${PATHS[@]}"; do
 		for h in 1 2; do ends "$path" "$h"; done
-		local try
-		for try in $(seq 30); do
-			in_path "$path" 1 ping -c1 -W1 "${IP[$path-2]}" >/dev/null 2>&1 && break
-			((try < 30)) || die "no traffic over the $path path"
+		# IKE under emulation takes a while on the ipsec path.
+		local try tries=30
+		[[ $path == ipsec ]] && tries=120
+		for try in $(seq "$tries"); do
+			in_path "$path" 1 ping -c1 -W1 "${IP[$path-2]}" >/dev/null 2>&1 &&
+				in_path "$path" 2 ping -c1 -W1 "${IP[$path-1]}" >/dev/null 2>&1 && break
+			((try < tries)) || die "no traffic over the $path path"
 		done
 		meta "mtu_$path" "$(in_path "$path" 1 ip -o link show | sed -n 's/^[0-9]*: \(eth0\|br-phy\)[@:].* mtu \([0-9]*\) .*/\2/p' | head -1)"
 		in_path "$path" 2 iperf3 -s -D -p "${PORT[$path]}" -I "/tmp/bench-iperf3-$path.pid"
@@ -163,6 +196,8 @@ report() {
 		done
 		printf '\ngeneve-ovs vs the seed topology: TCP %s, RTT %s\n' \
 			"$(ratio "${T[geneve]}" "${T[seed]}")" "$(ratio "${R[geneve]}" "${R[seed]}")"
+		printf '\nencrypted (encrypt=ipsec) vs clear geneve-ovs: TCP %s, RTT %s\n' \
+			"$(ratio "${T[ipsec]}" "${T[geneve]}")" "$(ratio "${R[ipsec]}" "${R[geneve]}")"
 		printf '\n| fact | value |\n|---|---|\n'
 		awk -F'\t' '{printf "| %s | %s |\n", $1, $2}' "$META"
 	} >"$OUT/results.md"

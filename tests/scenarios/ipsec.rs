@@ -25,7 +25,8 @@ pub const IKE_SETTLE: Duration = Duration::from_secs(90);
 /// The charon setting the README recommends (ovs-monitor-ipsec's own strongswan.d file
 /// misspells it): how long the kernel holds back packets of a trap policy whose key exchange
 /// did not start, before it asks the IKE daemon again (default 165 s).
-pub const CHARON_ACQUIRE: &str = "charon {\n  plugins {\n    kernel-netlink {\n      xfrm_acq_expires = 10\n    }\n  }\n}\n";
+pub const CHARON_ACQUIRE: &str =
+    "charon {\n  plugins {\n    kernel-netlink {\n      xfrm_acq_expires = 10\n    }\n  }\n}\n";
 
 /// Starts ovs-monitor-ipsec (which restarts strongSwan) on `h`, as the openvswitch-ipsec
 /// service does, and writes the key file (root, 0600).

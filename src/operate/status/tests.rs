@@ -247,3 +247,81 @@ fn a_bridge_geneve_ovs_did_not_create_is_not_a_network() {
     let names: Vec<_> = r.networks.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["net1"]);
 }
+
+/// `healthy()` with both tunnels of an encrypted network; the one to 10.99.0.3 lost its key.
+fn encrypted() -> Fix {
+    let mut f = healthy();
+    for port in f.inv.ports.iter_mut().filter(|p| p.name.starts_with("gt")) {
+        port.external_ids.insert(
+            crate::ovs::schema::keys::ENCRYPT.to_string(),
+            "ipsec".into(),
+        );
+    }
+    for iface in f.inv.interfaces.iter_mut().filter(|i| i.name == "gt109902") {
+        iface
+            .options
+            .insert("psk".into(), "0123456789abcdef".into());
+    }
+    f
+}
+
+fn esp(src: &str, dst: &str) -> EspState {
+    EspState {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        spi: 7,
+    }
+}
+
+#[test]
+fn encrypted_tunnels_need_their_security_associations() {
+    let f = encrypted();
+    let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    assert!(r.has_encrypted_tunnels());
+    // Both ways for 10.99.0.2, one way only for 10.99.0.3.
+    let states = vec![
+        esp("10.99.0.1", "10.99.0.2"),
+        esp("10.99.0.2", "10.99.0.1"),
+        esp("10.99.0.1", "10.99.0.3"),
+    ];
+    r.check_encryption(&Ok(states));
+    let t = &r.networks[0].tunnels;
+    assert_eq!(t[0].peer, "10.99.0.2");
+    assert_eq!(
+        (t[0].state, t[0].ipsec.as_deref()),
+        ("up", Some("established"))
+    );
+    assert_eq!(t[1].state, "down");
+    assert_eq!(t[1].ipsec.as_deref(), Some("one-way"));
+    let error = t[1].error.as_deref().unwrap_or_default();
+    assert!(error.contains("options:psk"), "{error}");
+    assert_eq!(r.tunnels_down, 1);
+    assert!(!r.healthy());
+    let text = render(&r);
+    assert!(
+        text.contains("ipsec established") && text.contains("ipsec one-way"),
+        "{text}"
+    );
+
+    // No SA at all, or the kernel's state unreadable: down, saying why.
+    let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    r.check_encryption(&Ok(vec![]));
+    let error = r.networks[0].tunnels[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("no security association with 10.99.0.2"),
+        "{error}"
+    );
+    assert_eq!(r.tunnels_down, 2);
+    let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    r.check_encryption(&Err("ip: not found".into()));
+    assert_eq!(r.networks[0].tunnels[0].ipsec.as_deref(), Some("unknown"));
+    assert_eq!(r.tunnels_down, 2);
+
+    // A clear network's tunnels are left alone.
+    let f = healthy();
+    let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    assert!(!r.has_encrypted_tunnels());
+    r.check_encryption(&Ok(vec![]));
+    assert!(r.healthy());
+    assert_eq!(r.networks[0].tunnels[0].ipsec, None);
+}
