@@ -287,7 +287,7 @@ mod tests {
             "{why}"
         );
         assert!(why.contains("mtu is 1400 there, 1450 here"), "{why}");
-        assert!(!why.contains("internal"), "{why}");
+        assert!(!why.contains("internal is"), "{why}");
         let mut foreign = switch(&cfg);
         foreign.external_ids.clear();
         let why = switch_conflict(&foreign, &cfg).unwrap();
