@@ -186,8 +186,12 @@ fn port_security_and_acls_drop_what_a_container_forges() -> Result<()> {
         Some("0a:58:c0:a8:78:0b"),
     );
     setup(ovn.host(1), &attacker, &exec)?;
-    let (victim, _) = start(ovn.host(2), &saved2, "v", "192.168.120.12")?;
-    let (near, _) = start(ovn.host(1), &saved1, "n", "192.168.120.13")?;
+    let victim = ovn.host(2).container("v")?;
+    let exec = podman::exec(&saved2, "v", &["192.168.120.12", "fd12:3456::12"], None);
+    setup(ovn.host(2), &victim, &exec)?;
+    let near = ovn.host(1).container("n")?;
+    let exec = podman::exec(&saved1, "n", &["192.168.120.13", "fd12:3456::13"], None);
+    setup(ovn.host(1), &near, &exec)?;
     // The path is up before anything is judged.
     attacker.wait_ping("192.168.120.12", Duration::from_secs(15))?;
     attacker.wait_ping("192.168.120.13", Duration::from_secs(15))?;
