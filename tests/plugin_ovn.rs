@@ -354,3 +354,51 @@ fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Resu
     );
     Ok(())
 }
+
+/// `setup` in OVN mode against the mesh with duplicate-address detection on, side by side
+/// on the same two hosts: the figures are printed (run with `--nocapture`); the test holds
+/// OVN's below a second, far from any timeout, so a wait that never ends early fails it.
+#[test]
+fn setup_time_in_ovn_mode_beside_the_mesh() -> Result<()> {
+    const ROUNDS: usize = 10;
+    let ovn = OvnLab::new(2, 2)?;
+    let h1 = ovn.host(1);
+    let ovn_net = create(h1, &network("net1"))?;
+    create(ovn.host(2), &network("net1"))?;
+    let mesh_net = create(
+        h1,
+        &podman::network("mesh1", "192.168.121.0/24", None, &[("peers", "10.99.0.2")]),
+    )?;
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        for (k, (saved, prefix)) in [(&mesh_net, "192.168.121"), (&ovn_net, "192.168.120")]
+            .into_iter()
+            .enumerate()
+        {
+            let label = format!("t{k}x{round}");
+            let c = h1.container(&label)?;
+            let address = format!("{prefix}.{}", 100 + round);
+            let exec = podman::exec(saved, &label, &[&address], None);
+            let started = Instant::now();
+            setup(h1, &c, &exec)?;
+            times[k].push(started.elapsed());
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mesh = median(&mut times[0]);
+    let ovn_mode = median(&mut times[1]);
+    eprintln!(
+        "setup, median of {ROUNDS}: mesh (DAD on) {:.1} ms, OVN {:.1} ms ({:.2}x)",
+        mesh.as_secs_f64() * 1e3,
+        ovn_mode.as_secs_f64() * 1e3,
+        ovn_mode.as_secs_f64() / mesh.as_secs_f64()
+    );
+    assert!(
+        ovn_mode < Duration::from_secs(1),
+        "OVN setup took {ovn_mode:?}"
+    );
+    Ok(())
+}
