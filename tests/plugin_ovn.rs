@@ -402,3 +402,39 @@ fn setup_time_in_ovn_mode_beside_the_mesh() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn gc_removes_the_logical_port_of_a_vanished_container() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let dir = common::operate::network_dir(ovn.lab(), 1)?;
+    let saved1 = create(ovn.host(1), &network("net1"))?;
+    common::operate::save_network(&dir, &saved1)?;
+    let saved2 = create(ovn.host(2), &network("net1"))?;
+    let (gone, _) = start(ovn.host(1), &saved1, "gone", &ip(1))?;
+    let port = ovn.host(1).container_ports()?;
+    // The container vanishes without a teardown (a crash, a reboot): its address stays bound.
+    common::netns::delete(gone.name())?;
+    let c = ovn.host(2).container("next")?;
+    let exec = podman::exec(&saved2, "next", &[&ip(1)], None);
+    let netns = c.netns_path();
+    let refused = ovn.host(2).plugin(
+        &["setup", netns.to_str().context("netns")?],
+        &exec.to_string(),
+    );
+    assert!(
+        error_of(&refused)?.contains("container gone"),
+        "bound to the vanished container"
+    );
+
+    let result = common::operate::gc_json(ovn.host(1), &dir, &[])?;
+    let removed = common::operate::gc_items(&result, "removed");
+    assert!(
+        removed.contains(&("port".to_string(), port[0].clone())),
+        "{result}"
+    );
+    assert!(logical_ports(&ovn, "geneve-ovs.net1")?.is_empty());
+    assert!(ovn.host(1).container_ports()?.is_empty());
+    // The address is free again.
+    setup(ovn.host(2), &c, &exec)?;
+    Ok(())
+}

@@ -19,6 +19,7 @@ use crate::options::NetworkConfig;
 use crate::ovn::host::{self, Chassis};
 use crate::ovn::northbound::{Northbound, PortRequest};
 use crate::ovn::plan;
+use crate::ovs::schema::keys;
 use crate::ovs::snapshot::{BridgeRow, Scope, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 
@@ -75,7 +76,7 @@ impl ControlPlane for Ovn {
         if attached.is_err() {
             // The caller undoes only what this returned; the logical port (and the local
             // port, if it was made) are this function's to remove.
-            if let Err(err) = nb.remove_port(cfg, &name) {
+            if let Err(err) = nb.remove_port(&cfg.name, &name) {
                 log::error!("could not remove logical port {name}: {err:#}");
             }
             if let Err(err) = ovs.remove_container_port(&port.name) {
@@ -99,7 +100,7 @@ impl ControlPlane for Ovn {
         };
         let name = plan::port_name(&container_id, &interface);
         let mut nb = Northbound::connect(&cfg.ovn)?;
-        Ok(nb.remove_port(cfg, &name)? || removed)
+        Ok(nb.remove_port(&cfg.name, &name)? || removed)
     }
 
     fn health(
@@ -134,7 +135,9 @@ fn attach_locally(
     name: &str,
 ) -> Result<Applied> {
     let mut ids: BTreeMap<String, String> = port.external_ids(cfg);
-    ids.insert("iface-id".to_string(), name.to_string());
+    ids.insert(keys::IFACE_ID.to_string(), name.to_string());
+    let remotes: Vec<String> = cfg.ovn.iter().map(ToString::to_string).collect();
+    ids.insert(keys::OVN_NB.to_string(), remotes.join(","));
     let applied = ovs.add_port_to(&chassis.bridge, &port.name, &ids)?;
     nb.wait_up(name, PORT_UP_TIMEOUT)?;
     Ok(applied)

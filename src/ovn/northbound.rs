@@ -226,8 +226,8 @@ impl Northbound {
 
     /// Removes a container's logical port and the DNS records that still point at its
     /// addresses. Returns whether there was a port.
-    pub fn remove_port(&mut self, cfg: &NetworkConfig, name: &str) -> Result<bool> {
-        let switch_name = plan::switch_name(&cfg.name);
+    pub fn remove_port(&mut self, network: &str, name: &str) -> Result<bool> {
+        let switch_name = plan::switch_name(network);
         for _ in 0..ATTEMPTS {
             let Some(switch) = self.find_switch(&switch_name)? else {
                 return Ok(false);

@@ -61,6 +61,13 @@ pub mod keys {
     /// `gc` restores the same flows `setup` installed.
     pub const PORT_SECURITY: &str = "geneve-ovs.port-security";
 
+    /// The OVN northbound remotes of an OVN network's container port (on its OVS port, on
+    /// OVN's integration bridge), so that `gc` can remove the logical port of a vanished
+    /// container even once its network is gone.
+    pub const OVN_NB: &str = "geneve-ovs.ovn-nb";
+    /// The logical port an OVS interface is bound to, read by ovn-controller (OVN's key).
+    pub const IFACE_ID: &str = "iface-id";
+
     pub const ROLE_BRIDGE: &str = "bridge";
     pub const ROLE_TUNNEL: &str = "tunnel";
     pub const ROLE_CONTAINER: &str = "container";
