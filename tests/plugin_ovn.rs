@@ -340,6 +340,22 @@ fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Resu
             .plugin(&["create"], &network("net2").to_string()),
     )?;
     assert!(err.contains("was not made by geneve-ovs"), "{err}");
+    // Remotes are tried in turn: one that refuses first, then the database.
+    let dead = "tcp:10.99.0.250:6650";
+    let both = podman::network(
+        "net4",
+        SUBNET,
+        None,
+        &[("ovn", &format!("{dead},{NB_REMOTE}"))],
+    );
+    create(ovn.host(1), &both)?;
+    // None reachable: the error names each remote and what to check.
+    let none = podman::network("net5", SUBNET, None, &[("ovn", dead)]);
+    let err = error_of(&ovn.host(1).plugin(&["create"], &none.to_string()))?;
+    assert!(
+        err.contains("cannot reach the OVN northbound database") && err.contains(dead),
+        "{err}"
+    );
     // peers and ovn together never reach OVN.
     let both = podman::network(
         "net3",
