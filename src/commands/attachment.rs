@@ -168,7 +168,6 @@ pub fn detach_port(
     network: &Network,
     port: &str,
 ) -> Result<bool> {
-    let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
     let observed = ovs.snapshot(Scope::Config)?;
     let bridge = observed
         .owned_port(port)
@@ -181,8 +180,9 @@ pub fn detach_port(
             log::warn!("the flows of port {port} stay behind: {err:#}");
         }
     }
-    let removed = plane.detach_port(ovs, &cfg, port)?;
+    let removed = plane.detach_port(ovs, network, port)?;
     if !network.internal {
+        let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
         plane.create_switch(ovs, &cfg)?;
     }
     Ok(removed)

@@ -38,8 +38,10 @@ pub trait ControlPlane {
         port: &ContainerPort,
     ) -> Result<Applied>;
 
-    /// Removes a container's port (`port`: the host end of its veth); whether there was one.
-    fn detach_port(&self, ovs: &mut Ovs, cfg: &NetworkConfig, port: &str) -> Result<bool>;
+    /// Removes a container's port (`port`: the host end of its veth) from `network`; whether
+    /// there was one. Takes podman's network rather than a resolved configuration: a
+    /// teardown must work whatever else the saved options say.
+    fn detach_port(&self, ovs: &mut Ovs, network: &Network, port: &str) -> Result<bool>;
 
     /// Whether the plugin writes the OpenFlow table of the network's bridge itself (its base
     /// flows and every container port's port security). Not where a controller owns the

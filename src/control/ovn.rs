@@ -15,13 +15,14 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::{ControlPlane, TunnelStatus};
-use crate::options::NetworkConfig;
+use crate::options::{self, NetworkConfig};
 use crate::ovn::host::{self, Chassis};
 use crate::ovn::northbound::{Northbound, PortRequest};
 use crate::ovn::plan;
 use crate::ovs::schema::keys;
 use crate::ovs::snapshot::{BridgeRow, Scope, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
+use crate::types::Network;
 
 /// How long `setup` waits for OVN to report a new port up. About 200 ms when healthy; this
 /// only bounds a host whose ovn-controller or northd is down.
@@ -86,7 +87,7 @@ impl ControlPlane for Ovn {
         attached
     }
 
-    fn detach_port(&self, ovs: &mut Ovs, cfg: &NetworkConfig, port: &str) -> Result<bool> {
+    fn detach_port(&self, ovs: &mut Ovs, network: &Network, port: &str) -> Result<bool> {
         let record = ovs
             .snapshot(Scope::Config)?
             .owned_port(port)
@@ -99,8 +100,9 @@ impl ControlPlane for Ovn {
             return Ok(removed);
         };
         let name = plan::port_name(&container_id, &interface);
-        let mut nb = Northbound::connect(&cfg.ovn)?;
-        Ok(nb.remove_port(&cfg.name, &name)? || removed)
+        let remotes = options::parse(&network.options())?.ovn;
+        let mut nb = Northbound::connect(&remotes)?;
+        Ok(nb.remove_port(&network.name, &name)? || removed)
     }
 
     fn health(
