@@ -325,7 +325,34 @@ fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Resu
     assert_eq!(ovn.nbctl(&["ls-list"])?.trim(), "", "nothing made in OVN");
 
     ovn.start_controller(1)?;
-    create(ovn.host(1), &network("net1"))?;
+    let saved = create(ovn.host(1), &network("net1"))?;
+    // An OVN network has no peers to change: `geneve-ovs peers` says why.
+    let dir = common::operate::network_dir(ovn.lab(), 1)?;
+    common::operate::save_network(&dir, &saved)?;
+    for args in [
+        &["peers", "net1", "list"][..],
+        &["peers", "net1", "add", "10.99.0.2"],
+    ] {
+        let (code, out) = common::operate::operator(ovn.host(1), &dir, args);
+        assert_ne!(code, 0, "{args:?}: {out}");
+    }
+    let out = ovn.host(1).plugin(
+        &[
+            "peers",
+            "net1",
+            "add",
+            "10.99.0.2",
+            "--network-config-dir",
+            dir.to_str().context("dir")?,
+        ],
+        "",
+    );
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("uses OVN") && text.contains("joins it alone"),
+        "{text}"
+    );
     let other = podman::network("net1", "192.168.121.0/24", None, &[("ovn", NB_REMOTE)]);
     let err = error_of(&ovn.host(1).plugin(&["create"], &other.to_string()))?;
     assert!(
