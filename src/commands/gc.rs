@@ -20,8 +20,11 @@ use crate::netlink::Netlink;
 use crate::ofctl::Ofctl;
 use crate::operate::gc::{self, Action, GcItem};
 use crate::operate::host::{self, Vswitchd};
+use crate::options;
+use crate::ovn::northbound::Northbound;
 use crate::ovs::snapshot::Scope;
 use crate::ovs::Ovs;
+use crate::ovsdb::Remote;
 use crate::port_security;
 
 /// The version of the JSON document.
@@ -95,6 +98,18 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
                 (Action::RemovePort { bridge, port }, _) => {
                     ovs.remove_owned_port(bridge, port, &step.item.name)
                 }
+                (
+                    Action::RemoveOvnPort {
+                        bridge,
+                        port,
+                        network,
+                        logical_port,
+                        remotes,
+                    },
+                    _,
+                ) => ovs
+                    .remove_owned_port_from_foreign_bridge(bridge, port, &step.item.name)
+                    .and_then(|()| remove_logical_port(remotes, network, logical_port)),
                 (Action::RemoveBridge { uuid, ports }, _) => {
                     match inventory.owned_bridges().find(|b| &b.uuid == uuid) {
                         Some(bridge) => control::for_bridge(bridge).remove_switch(
@@ -157,6 +172,18 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
         stdout: Some(text),
         code,
     })
+}
+
+/// Removes the logical port of a stale OVN container port from the northbound database at
+/// `remotes` (as the `ovn` option spelled them).
+fn remove_logical_port(remotes: &str, network: &str, logical_port: &str) -> Result<()> {
+    let remotes = remotes
+        .split(',')
+        .map(|r| Remote::parse(r, options::OVN_NB_PORT))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|why| anyhow::anyhow!("the port's OVN remotes {remotes:?}: {why}"))?;
+    Northbound::connect(&remotes)?.remove_port(network, logical_port)?;
+    Ok(())
 }
 
 /// Replaces every owned bridge's OpenFlow table with what its rows say (port security).

@@ -113,6 +113,7 @@ impl SetupPlan {
             // The userspace datapath reads the host end through AF_PACKET and does not complete
             // partial checksums: without this, ping works and TCP does not.
             disable_tx_checksum: cfg.datapath == Datapath::Netdev,
+            ignore_router_advertisements: !cfg.ovn.is_empty(),
         };
         let port = ContainerPort {
             name: host_name,
@@ -123,6 +124,7 @@ impl SetupPlan {
             netns: netns.display().to_string(),
             addresses: request.addresses.iter().map(|a| a.ipnet.addr()).collect(),
             port_mappings: exec.port_mappings.clone().unwrap_or_default(),
+            aliases: exec.network_options.aliases.clone().unwrap_or_default(),
         };
         Ok(SetupPlan {
             link,

@@ -10,6 +10,7 @@ use crate::options::NetworkConfig;
 use crate::ovs::schema::{Role, TunnelRecord};
 use crate::ovs::snapshot::{BridgeRow, InterfaceRow, PortRow, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
+use crate::types::Network;
 
 /// The static mesh of tunnels.
 pub struct Mesh;
@@ -28,7 +29,7 @@ impl ControlPlane for Mesh {
         ovs.add_container_port(cfg, port)
     }
 
-    fn detach_port(&self, ovs: &mut Ovs, port: &str) -> Result<bool> {
+    fn detach_port(&self, ovs: &mut Ovs, _network: &Network, port: &str) -> Result<bool> {
         ovs.remove_container_port(port)
     }
 

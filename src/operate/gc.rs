@@ -36,8 +36,8 @@ use serde::Serialize;
 use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
 use crate::netconf::SavedNetworks;
-use crate::ovs::schema::Role;
-use crate::ovs::snapshot::{BridgeRow, Snapshot};
+use crate::ovs::schema::{keys, owned_value, Role};
+use crate::ovs::snapshot::{BridgeRow, PortRow, Snapshot};
 
 /// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
 /// before networks could be non-internal carry no flag: they are internal.
@@ -67,6 +67,16 @@ pub enum Action {
     DeleteVeth,
     /// Drop an owned bridge, provided it still holds exactly `ports`.
     RemoveBridge { uuid: String, ports: Vec<String> },
+    /// Drop an owned port of an OVN network from OVN's integration bridge, and its logical
+    /// port `logical_port` (on the switch of `network`) from the northbound database at
+    /// `remotes` (the `ovn` option's value).
+    RemoveOvnPort {
+        bridge: String,
+        port: String,
+        network: String,
+        logical_port: String,
+        remotes: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,10 +147,20 @@ fn stale_container_ports(
                 });
                 removed_ports.push(port.uuid.clone());
             }
-            None => plan.kept.push(item(
-                "port",
-                format!("{reason}, but it is not on a bridge geneve-ovs created"),
-            )),
+            None => match ovn_port(inventory, port, network.as_deref()) {
+                Some(action) => {
+                    plan.steps.push(Step {
+                        item: item("port", reason.clone()),
+                        action,
+                        firewall: false,
+                    });
+                    removed_ports.push(port.uuid.clone());
+                }
+                None => plan.kept.push(item(
+                    "port",
+                    format!("{reason}, but it is not on a bridge geneve-ovs created"),
+                )),
+            },
         }
         if host.has_link(&port.name) {
             veths_done.push(port.name.clone());
@@ -163,6 +183,20 @@ fn stale_container_ports(
     }
 
     veths_done
+}
+
+/// How a stale container port of an OVN network goes (rule 1 on OVN's integration bridge):
+/// with its logical port, when the port says which one and where.
+fn ovn_port(inventory: &Snapshot, port: &PortRow, network: Option<&str>) -> Option<Action> {
+    let bridge = inventory.bridge_of(port)?;
+    let ids = &port.external_ids;
+    Some(Action::RemoveOvnPort {
+        bridge: bridge.uuid.clone(),
+        port: port.uuid.clone(),
+        network: network?.to_string(),
+        logical_port: ids.get(keys::IFACE_ID)?.clone(),
+        remotes: owned_value(ids, keys::OVN_NB)?.to_string(),
+    })
 }
 
 /// Rule 2: leaked host veths (none of `veths_done`, which rule 1 judged already).

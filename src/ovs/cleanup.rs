@@ -29,6 +29,26 @@ fn explain(err: anyhow::Error, what: &str) -> anyhow::Error {
 impl Ovs {
     /// Drops the owned port `port` from the owned bridge `bridge` (both UUIDs).
     pub fn remove_owned_port(&mut self, bridge: &str, port: &str, name: &str) -> Result<()> {
+        self.remove_port_checked(vec![by_uuid(bridge), owned_condition()], port, name)
+    }
+
+    /// Drops the owned port `port` from bridge `bridge` (both UUIDs), a bridge someone else
+    /// manages (OVN's integration bridge): only the port must be the plugin's.
+    pub fn remove_owned_port_from_foreign_bridge(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        name: &str,
+    ) -> Result<()> {
+        self.remove_port_checked(vec![by_uuid(bridge)], port, name)
+    }
+
+    fn remove_port_checked(
+        &mut self,
+        bridge_where: Vec<Value>,
+        port: &str,
+        name: &str,
+    ) -> Result<()> {
         let ops = vec![
             ops::wait(
                 "Port",
@@ -40,7 +60,7 @@ impl Ovs {
             ),
             ops::mutate(
                 "Bridge",
-                vec![by_uuid(bridge), owned_condition()],
+                bridge_where,
                 vec![ops::mutation(
                     "ports",
                     "delete",

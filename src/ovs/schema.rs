@@ -64,6 +64,13 @@ pub mod keys {
     /// `gc` restores the same flows `setup` installed.
     pub const PORT_SECURITY: &str = "geneve-ovs.port-security";
 
+    /// The OVN northbound remotes of an OVN network's container port (on its OVS port, on
+    /// OVN's integration bridge), so that `gc` can remove the logical port of a vanished
+    /// container even once its network is gone.
+    pub const OVN_NB: &str = "geneve-ovs.ovn-nb";
+    /// The logical port an OVS interface is bound to, read by ovn-controller (OVN's key).
+    pub const IFACE_ID: &str = "iface-id";
+
     pub const ROLE_BRIDGE: &str = "bridge";
     pub const ROLE_TUNNEL: &str = "tunnel";
     pub const ROLE_CONTAINER: &str = "container";
@@ -139,6 +146,9 @@ pub struct ContainerPort {
     /// The container's `-p` mappings, kept with the port so that the firewall rules of every
     /// container can be rebuilt from the database alone.
     pub port_mappings: Vec<PortMapping>,
+    /// podman's aliases of the container on this network (`--network-alias`), for the names
+    /// a control plane with DNS serves.
+    pub aliases: Vec<String>,
 }
 
 impl ContainerPort {
@@ -458,6 +468,7 @@ mod tests {
             addresses: vec!["192.168.120.5".parse().unwrap(), "fd12::5".parse().unwrap()],
             port_mappings: serde_json::from_str(r#"[{"container_port":80,"host_port":8080}]"#)
                 .unwrap(),
+            aliases: vec![],
         };
         let record = ContainerPortRecord::read(&port.external_ids(&cfg)).unwrap();
         assert_eq!(

@@ -233,3 +233,45 @@ fn a_bridge_geneve_ovs_did_not_create_is_left_alone() {
     assert_eq!(kinds(&p), [("bridge", "gnv5")]);
     assert!(p.kept.iter().all(|k| k.name != "br-ext"), "{:?}", p.kept);
 }
+
+#[test]
+fn a_stale_port_of_an_ovn_network_goes_with_its_logical_port() {
+    let mut f = Fix::new();
+    f.network("net1", "gnv5", 5, &[])
+        .container("gnv5", "gv0000000000001", "/run/netns/gone", false, false)
+        .container("gnv5", "gv0000000000002", "/run/netns/gone2", false, false)
+        .foreign_bridge("br-int");
+    // Both ports sit on OVN's integration bridge; only the first says its logical port and
+    // where the northbound database is.
+    let moved: Vec<String> = f.inv.bridges[0].ports.drain(..).collect();
+    f.inv.bridges[1].ports.extend(moved);
+    let first = &mut f.inv.ports[0].external_ids;
+    first.insert(keys::IFACE_ID.into(), "cid-eth0".into());
+    first.insert(keys::OVN_NB.into(), "tcp:10.99.0.250:6641".into());
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    let Some(Step {
+        action:
+            Action::RemoveOvnPort {
+                bridge,
+                port,
+                network,
+                logical_port,
+                remotes,
+            },
+        ..
+    }) = p.steps.first()
+    else {
+        panic!("{p:?}")
+    };
+    assert_eq!(bridge, &f.inv.bridges[1].uuid);
+    assert_eq!(port, &f.inv.ports[0].uuid);
+    assert_eq!(
+        (network.as_str(), logical_port.as_str(), remotes.as_str()),
+        ("net1", "cid-eth0", "tcp:10.99.0.250:6641")
+    );
+    // The other is not the plugin's to take from a bridge it did not create.
+    assert_eq!(p.steps.len(), 1, "{p:?}");
+    assert!(p.kept[0]
+        .reason
+        .contains("not on a bridge geneve-ovs created"));
+}
