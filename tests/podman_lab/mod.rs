@@ -885,6 +885,14 @@ pub struct Container<'a> {
 }
 
 impl<'a> Container<'a> {
+    /// The container `name` that `podman run` made on `host` outside [`Host::run_detached`].
+    pub fn on(host: Host<'a>, name: &str) -> Container<'a> {
+        Container {
+            host,
+            name: name.to_string(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

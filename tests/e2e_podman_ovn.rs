@@ -1,0 +1,493 @@
+//! The OVN mode end to end, with real podman (5.4, netavark 1.14) on simulated hosts whose
+//! control plane is OVN 25.03 (`lab.sh up N --ovn`: NB and SB as 3-member Raft clusters and
+//! ovn-northd on hosts 1-3, ovn-controller on every host; see `contrib/lab/ovn.sh`).
+//!
+//! The network is made with the user's command, `--opt ovn=<the NB remotes>` instead of `peers`:
+//! `podman network create -d geneve-ovs --opt ovn=tcp:10.99.0.1:6641,... net1`, the same on
+//! every host, which lists no other host.
+//! * three hosts, then a fourth that joins later (`lab.sh add-host`: only ovn-controller) and
+//!   creates the network: its container reaches, is reached by and is resolved by name from the
+//!   containers of hosts 1-3, with nothing done on those hosts; `podman run --name db` on host 1
+//!   answers `ping db` and `ping db.net1` from host 3; the join time is printed;
+//! * a static address (`--ip`) already in use on another host is refused at once, naming the
+//!   container that has it and its chassis, and leaves nothing behind;
+//! * a container that takes another's address and announces it (`arping -U`) moves nobody's
+//!   neighbour entry: port security; the same with its port security cleared in NB does, so the
+//!   check can fail;
+//! * the host of the NB leader is killed: the others' containers keep talking, a new container
+//!   starts on a surviving host once a new leader is elected (the gap is printed), and the
+//!   killed host's container comes back after its boot;
+//! * a host rebooted (`lab.sh reboot`): `podman start` brings its container back, by address
+//!   and by name;
+//! * the network is not internal: outbound NAT (a server outside sees the host's underlay
+//!   address) and `podman run -p` from outside;
+//! * SSL remotes (`lab.sh up N --ovn-ssl`, ovs-pki certificates in the hosts' SSL table).
+//!
+//! Print the figures with `--nocapture`.
+
+mod podman_lab;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use podman_lab::ovn::OvnDb;
+use podman_lab::{ok, stderr, wait, Container, Host, PodmanLab};
+
+const NET: &str = "net1";
+/// A first packet may wait for ovn-controller to install the port's flows.
+const SETTLE: Duration = Duration::from_secs(30);
+/// A Raft election after a member is lost, with OVN's default 1 s election timer.
+const ELECTION: Duration = Duration::from_secs(60);
+/// A server outside the hosts (on the underlay switch).
+const OUTSIDE: &str = "10.99.0.254";
+
+/// The user's command with `ovn` instead of `peers`, on host `h`.
+fn ovn_network(lab: &PodmanLab, h: Host) -> Result<serde_json::Value> {
+    let nb = lab.ovn_env()?.nb;
+    h.create_network(NET, &["--opt", &format!("ovn={nb}")])
+}
+
+/// `wait_ping` by the name (`NAME` or `NAME.NETWORK`) of a container on another host: a name
+/// only OVN's DNS knows, through the resolver `setup` gave podman.
+fn wait_ping_name(from: &Container, name: &str) -> Result<()> {
+    from.wait_ping(name, SETTLE)
+}
+
+/// The address the container's resolver gives for `name` (busybox nslookup).
+fn resolve(from: &Container, name: &str) -> Result<String> {
+    let out = from.exec_ok(&["nslookup", name])?;
+    // The answer follows the server's own lines: the last "Address" line is the name's.
+    out.lines()
+        .filter(|l| l.trim_start().starts_with("Address"))
+        .last()
+        .and_then(|l| l.split_whitespace().last())
+        .map(str::to_string)
+        .with_context(|| format!("no address for {name} in:\n{out}"))
+}
+
+#[test]
+fn three_hosts_then_a_joining_host_by_address_and_by_name() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-join", 3)?;
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        let net = ovn_network(&lab, h)?;
+        ensure!(
+            net["options"]["ovn"].as_str().is_some(),
+            "h{}: network without its ovn option: {net}",
+            h.index()
+        );
+        let name = if h.index() == 1 {
+            "db".to_string()
+        } else {
+            format!("c{}", h.index())
+        };
+        let c = h.run_sleeper(&name, NET)?;
+        let ip = c.ip(NET)?;
+        containers.push((c, ip));
+    }
+    for (a, _) in &containers {
+        for (b, ip) in &containers {
+            if a.name() != b.name() {
+                a.wait_ping(ip, SETTLE)?;
+            }
+        }
+    }
+    // The example: the database on host 1, by name from host 3.
+    let (db, db_ip) = &containers[0];
+    let (c3, _) = &containers[2];
+    wait_ping_name(c3, "db")?;
+    wait_ping_name(c3, &format!("db.{NET}"))?;
+    ensure!(
+        resolve(c3, "db")? == *db_ip,
+        "db resolves to {} on host 3, its address is {db_ip}",
+        resolve(c3, "db")?
+    );
+    ensure!(db.host().index() == 1, "db is on host 1");
+
+    // Host 4 joins: only ovn-controller and the network; nothing is run on hosts 1-3.
+    let four = lab.add_host()?;
+    let h4 = lab.host(four);
+    ovn_network(&lab, h4)?;
+    let start = Instant::now();
+    let c4 = h4.run_sleeper("c4", NET)?;
+    let c4_ip = c4.ip(NET)?;
+    for (c, ip) in &containers {
+        c4.wait_ping(ip, SETTLE)?;
+        c.wait_ping(&c4_ip, SETTLE)?;
+    }
+    let joined = start.elapsed();
+    eprintln!(
+        "[ovn-join] joining host: podman run to answering every other host's container {joined:.1?}"
+    );
+    for (c, _) in &containers {
+        wait_ping_name(&c4, c.name())?;
+        wait_ping_name(c, "c4")?;
+        wait_ping_name(c, &format!("c4.{NET}"))?;
+    }
+    ensure!(
+        resolve(db, "c4")? == c4_ip,
+        "c4 resolves on host 1 to {}, its address is {c4_ip}",
+        resolve(db, "c4")?
+    );
+    // Names go at teardown: host 3 no longer resolves a removed container.
+    h4.podman_ok(&["rm", "-f", "-t", "0", "c4"])?;
+    wait::until("c4's DNS record to go", SETTLE, || {
+        Ok(!ok(&c3.exec(&["nslookup", "c4"])))
+    })?;
+    lab.down_and_check()
+}
+
+#[test]
+fn static_address_in_use_on_another_host_is_refused_at_once() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-inuse", 2)?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+    }
+    let owner = h1.run_sleeper("owner", NET)?;
+    let ip = owner.ip(NET)?;
+    let ports_before = h2.ports("br-int")?;
+
+    let start = Instant::now();
+    let out = h2.podman(&[
+        "run",
+        "-d",
+        "--name",
+        "thief",
+        "--net",
+        NET,
+        "--ip",
+        &ip,
+        podman_lab::IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let took = start.elapsed();
+    eprintln!("[ovn-inuse] refusal of {ip} on host 2 took {took:.1?}");
+    ensure!(
+        !ok(&out),
+        "host 2 started a container with {ip}, owner's address"
+    );
+    let err = stderr(&out);
+    ensure!(
+        err.contains(&ip) && err.contains("owner") && err.contains("lab-h1"),
+        "the refusal should name the address, the container that has it and its chassis:\n{err}"
+    );
+    // No listening window: well under the mesh mode's duplicate-address detection.
+    ensure!(took < Duration::from_secs(5), "refusal took {took:?}");
+    // Nothing left: no port on br-int, no logical port with the address but the owner's.
+    ensure!(
+        h2.ports("br-int")? == ports_before,
+        "br-int of host 2 changed: {:?} -> {:?}",
+        ports_before,
+        h2.ports("br-int")?
+    );
+    let with_ip: Vec<String> = h2
+        .nbctl(&[
+            "--bare",
+            "--columns=addresses",
+            "list",
+            "Logical_Switch_Port",
+        ])?
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == ip))
+        .map(str::to_string)
+        .collect();
+    ensure!(
+        with_ip.len() == 1,
+        "logical ports with {ip}: {with_ip:?} (expected only the owner's)"
+    );
+    // The owner is untouched and reachable from host 2.
+    let other = h2.run_sleeper("other", NET)?;
+    other.wait_ping(&ip, SETTLE)?;
+    lab.down_and_check()
+}
+
+/// The victim's neighbour entry for `ip`, if any.
+fn neighbour_mac(victim: &Container, ip: &str) -> Result<Option<String>> {
+    victim.neighbour(ip)
+}
+
+/// The impostor takes `ip` and announces it three times; returns the MAC the victim then
+/// resolves `ip` to.
+fn announce_stolen_address(
+    impostor: &Container,
+    victim: &Container,
+    ip: &str,
+) -> Result<Option<String>> {
+    impostor.exec_ok(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+    // Unsolicited ARP replies and requests for the stolen address (busybox arping).
+    let _ = impostor.exec(&["arping", "-U", "-c", "3", "-I", "eth0", "-s", ip, ip]);
+    let _ = impostor.exec(&["arping", "-A", "-c", "3", "-I", "eth0", "-s", ip, ip]);
+    std::thread::sleep(Duration::from_secs(1));
+    neighbour_mac(victim, ip)
+}
+
+/// The logical switch port whose `addresses` hold `mac`.
+fn logical_port_of(h: Host, mac: &str) -> Result<String> {
+    let text = h.nbctl(&[
+        "--bare",
+        "--columns=name,addresses",
+        "list",
+        "Logical_Switch_Port",
+    ])?;
+    // Records are separated by blank lines: name, then addresses.
+    let mut fields = text.split("\n\n").map(|r| r.lines().collect::<Vec<_>>());
+    fields
+        .find(|r| r.len() >= 2 && r[1].to_ascii_lowercase().contains(mac))
+        .map(|r| r[0].trim().to_string())
+        .with_context(|| format!("no logical switch port with {mac}:\n{text}"))
+}
+
+#[test]
+fn spoofing_is_blocked_by_port_security() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-spoof", 2)?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+    }
+    let owner = h1.run_sleeper("owner", NET)?;
+    let impostor = h1.run_detached(
+        "impostor",
+        &["--net", NET, "--cap-add", "NET_ADMIN,NET_RAW"],
+        &["sleep", "3600"],
+    )?;
+    let victim = h2.run_sleeper("victim", NET)?;
+    let owner_ip = owner.ip(NET)?;
+    let owner_mac = owner.mac()?;
+    let impostor_mac = impostor.mac()?;
+    victim.wait_ping(&owner_ip, SETTLE)?;
+    ensure!(neighbour_mac(&victim, &owner_ip)? == Some(owner_mac.clone()));
+
+    let port = logical_port_of(h1, &impostor_mac)?;
+    let security = h1.nbctl(&["lsp-get-port-security", &port])?;
+    ensure!(
+        security.contains(&impostor_mac),
+        "the impostor's port {port} has no port security: {security:?}"
+    );
+    let after = announce_stolen_address(&impostor, &victim, &owner_ip)?;
+    ensure!(
+        after == Some(owner_mac.clone()),
+        "with port security the victim resolves {owner_ip} to {after:?}, the owner is {owner_mac}"
+    );
+    // The impostor's own frames from the stolen address reach nobody: its ping from it fails.
+    ensure!(
+        !ok(&impostor.exec(&[
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "-I",
+            &owner_ip,
+            &victim.ip(NET)?
+        ])),
+        "a ping from the stolen address was answered"
+    );
+
+    // The control: the same with the impostor's port security cleared moves the victim.
+    h1.nbctl(&["lsp-set-port-security", &port])?;
+    wait::until("the stolen address to reach the victim", SETTLE, || {
+        Ok(announce_stolen_address(&impostor, &victim, &owner_ip)? == Some(impostor_mac.clone()))
+    })
+    .context("without port security the spoof should have worked (the check could not fail)")?;
+    lab.down_and_check()
+}
+
+/// Continuous pings of `to` from `from` over `secs` seconds: (sent, received).
+fn ping_counts(from: &Container, to: &str, secs: u32) -> Result<(u32, u32)> {
+    let out = from.exec(&["ping", "-q", "-i", "0.2", "-w", &secs.to_string(), to]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .with_context(|| format!("no ping summary:\n{text}"))?;
+    let mut nums = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    let sent = nums.next().context("sent")?.parse()?;
+    let received = nums.next().context("received")?.parse()?;
+    Ok((sent, received))
+}
+
+#[test]
+fn leader_host_killed_containers_keep_talking_and_new_ones_start() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-leader", 3)?;
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+        let c = h.run_sleeper(&format!("c{}", h.index()), NET)?;
+        let ip = c.ip(NET)?;
+        containers.push((c, ip));
+    }
+    for (a, _) in &containers {
+        for (b, ip) in &containers {
+            if a.name() != b.name() {
+                a.wait_ping(ip, SETTLE)?;
+            }
+        }
+    }
+    let leader = lab.ovn_leader(OvnDb::Northbound, ELECTION)?;
+    let survivors: Vec<usize> = (1..=3).filter(|i| *i != leader).collect();
+    let (a, _) = &containers[survivors[0] - 1];
+    let (_, b_ip) = &containers[survivors[1] - 1];
+
+    let crashed = Instant::now();
+    lab.host(leader).crash()?;
+    // The survivors' containers keep talking while the cluster elects a new leader.
+    let (sent, received) = ping_counts(a, b_ip, 5)?;
+    eprintln!(
+        "[ovn-leader] host {leader} (NB leader) killed: {} to {b_ip}: {received}/{sent} answered",
+        a.name()
+    );
+    ensure!(
+        sent > 0 && received * 10 >= sent * 9,
+        "{} lost {} of {sent} pings to {b_ip} after the leader's host died",
+        a.name(),
+        sent - received
+    );
+    // A new container on a surviving host, retried until the control plane takes it.
+    let host = lab.host(survivors[1]);
+    let late = wait::until_some("a new container on a surviving host", ELECTION, || {
+        let out = host.podman(&[
+            "run",
+            "-d",
+            "--name",
+            "late",
+            "--net",
+            NET,
+            "--cap-add",
+            "NET_RAW",
+            podman_lab::IMAGE,
+            "sleep",
+            "3600",
+        ]);
+        if ok(&out) {
+            return Ok(Some(()));
+        }
+        let _ = host.podman(&["rm", "-f", "-t", "0", "late"]);
+        Ok(None)
+    });
+    late?;
+    let gap = crashed.elapsed();
+    let new_leader = lab.ovn_leader(OvnDb::Northbound, ELECTION)?;
+    eprintln!(
+        "[ovn-leader] new NB leader host {new_leader}; a new container started {gap:.1?} after host {leader} was killed"
+    );
+    ensure!(new_leader != leader, "host {leader} still leads");
+    let late = Container::on(host, "late");
+    late.wait_ping(&containers[survivors[0] - 1].1, SETTLE)?;
+    wait_ping_name(&late, &format!("c{}", survivors[0]))?;
+
+    // The killed host boots; its container comes back with `podman start`.
+    let dead = lab.host(leader);
+    dead.boot()?;
+    dead.podman_ok(&["start", &format!("c{leader}")])?;
+    let (back, _) = &containers[leader - 1];
+    let back_ip = back.ip(NET)?;
+    back.wait_ping(b_ip, SETTLE)?;
+    late.wait_ping(&back_ip, SETTLE)?;
+    lab.down_and_check()
+}
+
+#[test]
+fn rebooted_host_containers_come_back() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-reboot", 3)?;
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+        containers.push(h.run_sleeper(&format!("c{}", h.index()), NET)?);
+    }
+    let (c1, c3) = (&containers[0], &containers[2]);
+    let ip1 = c1.ip(NET)?;
+    c3.wait_ping(&ip1, SETTLE)?;
+    let h3 = lab.host(3);
+    h3.reboot()?;
+    let start = Instant::now();
+    h3.podman_ok(&["start", "c3"])?;
+    let ip3 = c3.ip(NET)?;
+    c3.wait_ping(&ip1, SETTLE)?;
+    c1.wait_ping(&ip3, SETTLE)?;
+    eprintln!(
+        "[ovn-reboot] host 3's container answers host 1's {:.1?} after podman start",
+        start.elapsed()
+    );
+    wait_ping_name(c1, "c3")?;
+    wait_ping_name(c3, "c1")?;
+    lab.down_and_check()
+}
+
+#[test]
+fn open_network_outbound_nat_and_published_port() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-open", 2)?;
+    lab.add_switch_address(&format!("{OUTSIDE}/24"))?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        let net = ovn_network(&lab, h)?;
+        ensure!(
+            net["internal"] == false,
+            "the user's network is not internal"
+        );
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    c1.wait_ping(&c2.ip(NET)?, SETTLE)?;
+
+    lab.start_outside_server(OUTSIDE, 9000)?;
+    for c in [&c1, &c2] {
+        let seen = c.fetch(&format!("http://{OUTSIDE}:9000/cgi-bin/who"), SETTLE)?;
+        ensure!(
+            seen.trim().parse::<IpAddr>()? == c.host().ip().parse::<IpAddr>()?,
+            "{} seen outside as {seen}, not as its host",
+            c.name()
+        );
+    }
+    h1.run_detached(
+        "web",
+        &["--net", NET, "-p", "8080:80"],
+        &["httpd", "-f", "-p", "80", "-h", "/var/www"],
+    )?;
+    let page = wait::until_some("host 1's published port from outside", SETTLE, || {
+        Ok(lab.outside_get(&h1.ip(), 8080, "/index.html"))
+    })?;
+    let inside = Container::on(h1, "web").exec_ok(&["cat", "/var/www/index.html"])?;
+    ensure!(page == inside, "published port answered {page:?}");
+    // And from a container on the other host, across the overlay.
+    let web_ip = Container::on(h1, "web").ip(NET)?;
+    let body = c2.fetch(&format!("http://{web_ip}/index.html"), SETTLE)?;
+    ensure!(body == inside, "c2 got {body:?}");
+    lab.down_and_check()
+}
+
+#[test]
+fn ssl_remotes() -> Result<()> {
+    let lab = PodmanLab::up_ovn_ssl("ovn-ssl", 2)?;
+    let env = lab.ovn_env()?;
+    ensure!(
+        env.ssl && env.nb.starts_with("ssl:"),
+        "not an SSL lab: {env:?}"
+    );
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        let net = ovn_network(&lab, h)?;
+        ensure!(
+            net["options"]["ovn"]
+                .as_str()
+                .is_some_and(|o| o.contains("ssl:")),
+            "network without its ssl remotes: {net}"
+        );
+        containers.push(h.run_sleeper(&format!("s{}", h.index()), NET)?);
+    }
+    containers[0].wait_ping(&containers[1].ip(NET)?, SETTLE)?;
+    wait_ping_name(&containers[1], "s1")?;
+    // The database really is SSL only: the same remotes refuse a client without a certificate.
+    let plain = lab.host(1).exec(&[
+        "ovn-nbctl",
+        "--timeout=5",
+        &format!("--db={}", env.nb),
+        "ls-list",
+    ]);
+    ensure!(!ok(&plain), "NB answered without a certificate");
+    lab.down_and_check()
+}
