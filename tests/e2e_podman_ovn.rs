@@ -59,8 +59,8 @@ fn resolve(from: &Container, name: &str) -> Result<String> {
     let out = from.exec_ok(&["nslookup", name])?;
     // The answer follows the server's own lines: the last "Address" line is the name's.
     out.lines()
-        .filter(|l| l.trim_start().starts_with("Address"))
-        .last()
+        .rev()
+        .find(|l| l.trim_start().starts_with("Address"))
         .and_then(|l| l.split_whitespace().last())
         .map(str::to_string)
         .with_context(|| format!("no address for {name} in:\n{out}"))
