@@ -46,6 +46,7 @@ pub mod netns;
 pub mod ofctl;
 pub mod operate;
 pub mod options;
+pub mod ovn;
 pub mod ovs;
 pub mod ovsdb;
 pub mod port_security;

@@ -116,6 +116,10 @@ fn kind_text(kind: Kind) -> String {
         Kind::Address => "an IPv4 or IPv6 address".to_string(),
         Kind::AddressList => "comma-separated IPv4/IPv6 addresses".to_string(),
         Kind::Bool => "true or false".to_string(),
+        Kind::RemoteList => {
+            "comma-separated IP addresses or tcp:IP:PORT, ssl:IP:PORT, unix:PATH remotes"
+                .to_string()
+        }
     }
 }
 

@@ -24,10 +24,19 @@ use log::warn;
 
 use crate::addressing;
 use crate::naming;
+use crate::ovsdb::Remote;
 use crate::types::{LeaseRange, Network, Subnet};
 
 /// GENEVE's IANA port.
 pub const DEFAULT_DST_PORT: u16 = 6081;
+/// The OVN northbound database's TCP port when `ovn` gives a bare address.
+pub const OVN_NB_PORT: u16 = 6641;
+/// OVN's integration bridge, which ovn-controller creates and programs: container ports of an
+/// OVN network go there.
+pub const OVN_BRIDGE: &str = "br-int";
+/// The address slices of an OVN network without `hosts`: no host lists the others, so each
+/// takes slot (its underlay address mod this) of a fixed cut, as with `hosts`.
+pub const OVN_DEFAULT_HOSTS: u32 = 8;
 /// Encapsulation overhead over an IPv4 underlay: outer IPv4 (20) + UDP (8) + GENEVE (8) +
 /// inner Ethernet (14), with no GENEVE options.
 pub const OVERHEAD_IPV4: u32 = 50;
@@ -55,6 +64,8 @@ pub enum Kind {
     AddressList,
     /// `true` or `false`, spelled exactly so.
     Bool,
+    /// Comma-separated OVSDB remotes: IP addresses, `tcp:IP:PORT`, `ssl:IP:PORT`, `unix:PATH`.
+    RemoteList,
 }
 
 /// How an option's default comes about.
@@ -85,6 +96,14 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::Value(""),
         help: "underlay IPv4/IPv6 addresses of the other hosts, comma-separated; \
                addresses of this host are skipped",
+    },
+    OptionSpec {
+        name: "ovn",
+        kind: Kind::RemoteList,
+        default: OptionDefault::None,
+        help: "the OVN northbound database instead of peers: comma-separated IP addresses (TCP \
+               port 6641) or tcp:IP:PORT, ssl:IP:PORT, unix:PATH remotes, several for a Raft \
+               cluster; hosts then join the network alone, through OVN",
     },
     OptionSpec {
         name: "vni",
@@ -221,6 +240,8 @@ pub struct RequestedOptions {
     pub port_security: bool,
     /// `hosts`: the fixed number of address slices, `None` for a split among the listed hosts.
     pub hosts: Option<u32>,
+    /// `ovn`: the northbound database's remotes, empty for the static mesh.
+    pub ovn: Vec<Remote>,
 }
 
 fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
@@ -332,6 +353,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         dad_timeout_ms: DEFAULT_DAD_TIMEOUT_MS,
         port_security: true,
         hosts: None,
+        ovn: Vec::new(),
     };
     for (name, value) in options {
         let Some(spec) = spec(name) else {
@@ -355,10 +377,40 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
             "dad_timeout_ms" => req.dad_timeout_ms = parse_integer(spec, value)?,
             "port_security" => req.port_security = parse_bool(name, value)?,
             "hosts" => req.hosts = Some(parse_integer(spec, value)? as u32),
+            "ovn" => req.ovn = parse_ovn(value)?,
             other => bail!("option {other} is listed but not handled"),
         }
     }
+    if !req.ovn.is_empty() && !req.peers.is_empty() {
+        bail!(
+            "options ovn and peers exclude each other (ovn={:?}, peers={:?}): with ovn, hosts \
+             join the network through the OVN databases and list no other host; drop peers",
+            options.get("ovn").map_or("", String::as_str),
+            options.get("peers").map_or("", String::as_str)
+        );
+    }
     Ok(req)
+}
+
+/// The OVN northbound database's remotes: at least one, none twice.
+fn parse_ovn(value: &str) -> Result<Vec<Remote>> {
+    let mut remotes: Vec<Remote> = Vec::new();
+    for item in value.split(',') {
+        if item.trim().is_empty() {
+            return Err(invalid(
+                "ovn",
+                value,
+                "empty entry: give the northbound database as IP addresses (TCP port 6641) or \
+                 tcp:IP:PORT, ssl:IP:PORT, unix:PATH remotes, comma-separated",
+            ));
+        }
+        let remote = Remote::parse(item, OVN_NB_PORT).map_err(|why| invalid("ovn", value, why))?;
+        if remotes.contains(&remote) {
+            return Err(invalid("ovn", value, format!("{remote} is listed twice")));
+        }
+        remotes.push(remote);
+    }
+    Ok(remotes)
 }
 
 /// The route this host would use towards a peer.
@@ -419,6 +471,8 @@ pub struct NetworkConfig {
     pub subnets: Vec<IpNet>,
     /// The subnets' gateway addresses, with their prefixes; empty for internal networks.
     pub gateways: Vec<IpNet>,
+    /// `ovn`: the OVN northbound database's remotes; empty for the static mesh.
+    pub ovn: Vec<Remote>,
 }
 
 impl NetworkConfig {
@@ -443,6 +497,11 @@ impl NetworkConfig {
         options.insert("port_security".to_string(), self.port_security.to_string());
         if let Some(hosts) = self.hosts {
             options.insert("hosts".to_string(), hosts.to_string());
+        }
+        if !self.ovn.is_empty() {
+            options.remove("peers");
+            let remotes: Vec<String> = self.ovn.iter().map(Remote::to_string).collect();
+            options.insert("ovn".to_string(), remotes.join(","));
         }
         options
     }
@@ -621,6 +680,8 @@ fn with_defaults(
     };
 
     let bridge = match &network.network_interface {
+        // OVN's integration bridge, whatever podman saved.
+        _ if !req.ovn.is_empty() => OVN_BRIDGE.to_string(),
         Some(name) if !name.is_empty() => {
             if !naming::is_valid_ifname(name) {
                 bail!(
@@ -657,12 +718,14 @@ fn with_defaults(
         dst_port: req.dst_port,
         local_ip: req.local_ip,
         bfd: req.bfd,
-        dad: req.dad.then(|| Duration::from_millis(req.dad_timeout_ms)),
+        // OVN knows every port's addresses: setup asks it instead of listening for answers.
+        dad: (req.dad && req.ovn.is_empty()).then(|| Duration::from_millis(req.dad_timeout_ms)),
         port_security: req.port_security,
         internal: network.internal,
         hosts: req.hosts,
         subnets,
         gateways,
+        ovn: req.ovn.clone(),
     })
 }
 
@@ -719,9 +782,13 @@ fn split_lease_ranges(
     req: &RequestedOptions,
     facts: &mut dyn HostFacts,
 ) -> Result<()> {
-    if network.subnets().iter().all(|s| s.lease_range.is_some())
-        || (req.peers.is_empty() && req.hosts.is_none())
-    {
+    if network.subnets().iter().all(|s| s.lease_range.is_some()) {
+        return Ok(());
+    }
+    if !req.ovn.is_empty() {
+        return ovn_lease_ranges(network, req, facts);
+    }
+    if req.peers.is_empty() && req.hosts.is_none() {
         // Alone (so far), and for good: podman allocates from the whole subnet.
         return Ok(());
     }
@@ -760,11 +827,52 @@ fn split_lease_ranges(
     if let Some(capacity) = req.hosts {
         addressing::check_slots(&hosts, capacity)?;
     }
+    cut_lease_ranges(network, req.hosts, &hosts, me)
+}
+
+/// An OVN network's lease ranges: no host knows the others, so every host takes the slot its
+/// own underlay address picks among `hosts` (default [`OVN_DEFAULT_HOSTS`]) slices. Its
+/// address is `local_ip`, else the source of its route towards the first TCP/SSL remote.
+fn ovn_lease_ranges(
+    network: &mut Network,
+    req: &RequestedOptions,
+    facts: &mut dyn HostFacts,
+) -> Result<()> {
+    let me = match req.local_ip {
+        Some(ip) => ip,
+        None => {
+            let server = req.ovn.iter().find_map(|r| match r {
+                Remote::Tcp(a) | Remote::Ssl(a) => Some(a.ip()),
+                Remote::Unix(_) => None,
+            });
+            let source = match server {
+                Some(server) => facts.underlay_route(server)?.and_then(|r| r.source),
+                None => None,
+            };
+            source.context(
+                "cannot tell this host's underlay address to pick its slice of the subnet \
+                 (no route towards a tcp:/ssl: OVN remote): set local_ip to this host's \
+                 ovn-encap-ip, or --ip-range",
+            )?
+        }
+    };
+    let capacity = req.hosts.unwrap_or(OVN_DEFAULT_HOSTS);
+    cut_lease_ranges(network, Some(capacity), &[me], me)
+}
+
+/// Writes this host's (`me`) slice of every subnet without a lease range: slot `me mod
+/// capacity` with a capacity, else its share among `hosts`.
+fn cut_lease_ranges(
+    network: &mut Network,
+    capacity: Option<u32>,
+    hosts: &[IpAddr],
+    me: IpAddr,
+) -> Result<()> {
     for subnet in network.subnets.iter_mut().flatten() {
         if subnet.lease_range.is_some() {
             continue;
         }
-        let slice = match req.hosts {
+        let slice = match capacity {
             Some(capacity) => addressing::slot_slice(subnet.subnet, subnet.gateway, capacity, me)
                 .with_context(|| {
                     format!(
@@ -772,7 +880,7 @@ fn split_lease_ranges(
                         subnet.subnet
                     )
                 }),
-            None => addressing::host_slice(subnet.subnet, subnet.gateway, &hosts, me).with_context(
+            None => addressing::host_slice(subnet.subnet, subnet.gateway, hosts, me).with_context(
                 || {
                     format!(
                         "splitting subnet {} among {} hosts",
@@ -870,6 +978,7 @@ pub(crate) fn sample_config() -> NetworkConfig {
         hosts: None,
         subnets: vec![IpNet::new_assert(IpAddr::from([192, 168, 120, 0]), 24)],
         gateways: vec![],
+        ovn: vec![],
     }
 }
 

@@ -103,6 +103,19 @@ fn same_kinds_bounds_and_defaults() {
                 assert!(accepts(spec.name, "10.99.0.1,fd99::2") && accepts(spec.name, ""));
                 assert!(!accepts(spec.name, "10.99.0.1,x"), "{}", spec.name);
             }
+            Kind::RemoteList => {
+                assert_eq!(
+                    prop["x-format"], "comma-separated-ovsdb-remotes",
+                    "{}",
+                    spec.name
+                );
+                assert!(accepts(
+                    spec.name,
+                    "10.99.0.1,tcp:[fd99::2]:6641,unix:/run/nb.sock"
+                ));
+                assert!(!accepts(spec.name, "10.99.0.1,x"), "{}", spec.name);
+                assert!(!accepts(spec.name, ""), "{}", spec.name);
+            }
             Kind::Bool => {
                 assert_eq!(prop["x-boolean"], true, "{}", spec.name);
                 assert_eq!(

@@ -168,10 +168,12 @@ pub fn detach_port(
     network: &Network,
     port: &str,
 ) -> Result<bool> {
+    let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
     let observed = ovs.snapshot(Scope::Config)?;
     let bridge = observed
         .owned_port(port)
-        .and_then(|p| observed.bridge_of(p));
+        .and_then(|p| observed.bridge_of(p))
+        .filter(|_| plane.programs_flows());
     if let Some(bridge) = bridge {
         // Best effort: flows left behind match a port number nothing uses until OVS hands it
         // out again, and `gc` replaces every owned bridge's table whole.
@@ -179,9 +181,8 @@ pub fn detach_port(
             log::warn!("the flows of port {port} stay behind: {err:#}");
         }
     }
-    let removed = plane.detach_port(ovs, port)?;
+    let removed = plane.detach_port(ovs, &cfg, port)?;
     if !network.internal {
-        let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
         plane.create_switch(ovs, &cfg)?;
     }
     Ok(removed)

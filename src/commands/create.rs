@@ -32,10 +32,16 @@ pub fn run(input: &str) -> Result<String> {
         .snapshot(Scope::Config)?
         .bridge(&cfg.bridge)
         .is_some_and(|b| b.fail_mode.as_deref() != Some(FAIL_MODE));
-    control::for_network(&network).create_switch(&mut ovs, &cfg)?;
+    let plane = control::for_network(&network);
+    plane.create_switch(&mut ovs, &cfg)?;
     // The bridge drops everything until its flows are in; the first `setup` installs them
     // too (and fails loudly if it cannot), so here a failure is a warning.
-    if let Err(err) = install_flows(&mut ovs, &cfg, upgraded) {
+    let flows = if plane.programs_flows() {
+        install_flows(&mut ovs, &cfg, upgraded)
+    } else {
+        Ok(())
+    };
+    if let Err(err) = flows {
         log::warn!(
             "the OpenFlow table of bridge {} is not installed yet: {err:#}",
             cfg.bridge

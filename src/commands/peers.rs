@@ -66,6 +66,7 @@ pub fn run(args: &PeersArgs) -> Result<Reply> {
     // same file and each drop the other's host.
     let _lock = lock_host(Mode::Exclusive)?;
     let (mut network, file) = load(&dir, &args.network)?;
+    refuse_ovn(&network)?;
     // Connected before anything changes: OVS being down leaves the saved network as it was.
     let mut ovs = connect_ovs()?;
     let local = LiveHost::new(&mut ovs).local_addresses()?;
@@ -150,7 +151,22 @@ fn load(dir: &std::path::Path, name: &str) -> Result<(Network, std::path::PathBu
     Ok((network, entry.file.clone()))
 }
 
+/// An OVN network has no peers to change: its hosts join through the OVN databases.
+fn refuse_ovn(network: &Network) -> Result<()> {
+    let req = options::parse(&network.options())?;
+    if !req.ovn.is_empty() {
+        anyhow::bail!(
+            "network {} uses OVN (option ovn): it has no peers to list or change, because each \
+             host joins it alone through the OVN databases (podman network create with the same \
+             --opt ovn=... on the new host); see `geneve-ovs status` for the chassis it spans",
+            network.name
+        );
+    }
+    Ok(())
+}
+
 fn list(network: &Network, json: bool) -> Result<Reply> {
+    refuse_ovn(network)?;
     let req = options::parse(&network.options())?;
     let hosts: Vec<Host> = membership::ranges(network)?
         .into_iter()

@@ -65,7 +65,10 @@ fn apply(
     }
     // The port's flows before anything is sent from it: the bridge drops whatever a port
     // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
-    install_flows(attachment.ovs(), cfg, &port, applied.repaired)?;
+    // (Where a controller owns the bridge's table, the port was up, secured, before this.)
+    if plane.programs_flows() {
+        install_flows(attachment.ovs(), cfg, &port, applied.repaired)?;
+    }
     if let Some(timeout) = cfg.dad {
         // The port is on the bridge and the link up for the probe only: an address in use
         // elsewhere on the overlay is refused before this container ever claims it.

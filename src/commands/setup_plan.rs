@@ -123,6 +123,7 @@ impl SetupPlan {
             netns: netns.display().to_string(),
             addresses: request.addresses.iter().map(|a| a.ipnet.addr()).collect(),
             port_mappings: exec.port_mappings.clone().unwrap_or_default(),
+            aliases: exec.network_options.aliases.clone().unwrap_or_default(),
         };
         Ok(SetupPlan {
             link,

@@ -28,7 +28,7 @@ impl ControlPlane for Mesh {
         ovs.add_container_port(cfg, port)
     }
 
-    fn detach_port(&self, ovs: &mut Ovs, port: &str) -> Result<bool> {
+    fn detach_port(&self, ovs: &mut Ovs, _cfg: &NetworkConfig, port: &str) -> Result<bool> {
         ovs.remove_container_port(port)
     }
 

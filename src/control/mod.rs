@@ -7,12 +7,13 @@
 //! * attaches and detaches a container port (`setup`, `teardown`);
 //! * reports the health of the network's links to other hosts (`status`).
 //!
-//! The first one is the static mesh ([`mesh::Mesh`]): one GENEVE tunnel per listed peer. A
-//! database-driven plane (OVN: a logical switch, ports bound by ovn-controller, tunnels to
-//! chassis) implements the same interface; the functions below are where a network's options
-//! choose it.
+//! The first one is the static mesh ([`mesh::Mesh`]): one GENEVE tunnel per listed peer. The
+//! second is OVN ([`ovn::Ovn`]): a logical switch in OVN's northbound database, ports bound by
+//! ovn-controller, which builds the tunnels to every other chassis. The functions below are
+//! where a network's options (`ovn`) choose one.
 
 pub mod mesh;
+pub mod ovn;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -37,8 +38,15 @@ pub trait ControlPlane {
         port: &ContainerPort,
     ) -> Result<Applied>;
 
-    /// Removes a container's port; whether there was one.
-    fn detach_port(&self, ovs: &mut Ovs, port: &str) -> Result<bool>;
+    /// Removes a container's port (`port`: the host end of its veth); whether there was one.
+    fn detach_port(&self, ovs: &mut Ovs, cfg: &NetworkConfig, port: &str) -> Result<bool>;
+
+    /// Whether the plugin writes the OpenFlow table of the network's bridge itself (its base
+    /// flows and every container port's port security). Not where a controller owns the
+    /// bridge's table (OVN's `br-int`): there port security is the controller's.
+    fn programs_flows(&self) -> bool {
+        true
+    }
 
     /// The health of the network's links to other hosts: what `bridge` (absent: the network
     /// has no switch on this host) holds, and what the saved network expects.
@@ -76,16 +84,27 @@ pub struct TunnelStatus {
 }
 
 static MESH: mesh::Mesh = mesh::Mesh;
+static OVN: ovn::Ovn = ovn::Ovn;
 
-/// The control plane of a podman network, from its options. Every network is a static mesh
-/// today (its `peers` option lists the other hosts).
-pub fn for_network(_network: &Network) -> &'static dyn ControlPlane {
-    &MESH
+/// The control plane of a podman network, from its options: OVN with option `ovn`, else the
+/// static mesh (its `peers` option lists the other hosts). Options that do not parse are the
+/// mesh's to refuse, as they always were.
+pub fn for_network(network: &Network) -> &'static dyn ControlPlane {
+    by_options(&network.options())
 }
 
 /// The control plane of a network podman saved, from its options.
-pub fn for_saved(_saved: &SavedNetwork) -> &'static dyn ControlPlane {
-    &MESH
+pub fn for_saved(saved: &SavedNetwork) -> &'static dyn ControlPlane {
+    by_options(&saved.options)
+}
+
+fn by_options(options: &std::collections::BTreeMap<String, String>) -> &'static dyn ControlPlane {
+    let ovn = options.get("ovn").is_some_and(|v| !v.trim().is_empty());
+    if ovn {
+        &OVN
+    } else {
+        &MESH
+    }
 }
 
 /// The control plane of one of the plugin's bridges, from its `external_ids`: every bridge

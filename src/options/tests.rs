@@ -98,6 +98,7 @@ fn defaults_when_nothing_is_given() {
             dad_timeout_ms: 50,
             port_security: true,
             hosts: None,
+            ovn: vec![],
         }
     );
 }
@@ -201,7 +202,7 @@ fn bad_values_name_option_and_value() {
         (&[("dad_timeout_ms", "1001")], r#"dad_timeout_ms="1001""#),
         (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts)"#,
+            r#"unknown option "bogus" (valid options: peers, ovn, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -695,4 +696,110 @@ fn with_hosts_colliding_slots_and_an_unknown_self_are_refused() {
     options.insert("local_ip".into(), "10.99.0.1".into());
     complete_network(&mut alone, &mut host(1)).unwrap();
     assert!(alone.subnets()[0].lease_range.is_some());
+}
+
+#[test]
+fn ovn_takes_addresses_and_remotes() {
+    let req = parse(&opts(&[(
+        "ovn",
+        "10.99.0.250, tcp:[fd99::250]:6643,ssl:10.99.0.251:6641,unix:/run/ovn/nb.sock",
+    )]))
+    .unwrap();
+    let remotes: Vec<String> = req.ovn.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        remotes,
+        [
+            "tcp:10.99.0.250:6641",
+            "tcp:[fd99::250]:6643",
+            "ssl:10.99.0.251:6641",
+            "unix:/run/ovn/nb.sock"
+        ]
+    );
+}
+
+#[test]
+fn bad_ovn_values_name_the_option_and_the_value() {
+    for (value, says) in [
+        ("", "empty entry"),
+        ("10.99.0.1,", "empty entry"),
+        ("nb.example", "neither an IP address"),
+        ("tcp:10.99.0.1", "is not IP:PORT"),
+        ("tcp:fd99::1:6641", "in brackets"),
+        ("unix:nb.sock", "absolute socket path"),
+        ("ptcp:6641", "listening"),
+        ("10.99.0.1,tcp:10.99.0.1:6641", "listed twice"),
+    ] {
+        let text = err(&[("ovn", value)]);
+        assert!(
+            text.contains(&format!("invalid option ovn={value:?}")) && text.contains(says),
+            "{value:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn ovn_and_peers_exclude_each_other() {
+    let text = err(&[("ovn", "10.99.0.250"), ("peers", "10.99.0.2")]);
+    assert!(
+        text.contains("options ovn and peers exclude each other")
+            && text.contains("ovn=\"10.99.0.250\"")
+            && text.contains("peers=\"10.99.0.2\""),
+        "{text}"
+    );
+    // An empty peers (what create writes back for a mesh without peers) is no conflict.
+    assert!(parse(&opts(&[("ovn", "10.99.0.250"), ("peers", "")])).is_ok());
+}
+
+#[test]
+fn an_ovn_network_resolves_onto_the_integration_bridge_without_dad() {
+    let net = network(&[("ovn", "10.99.0.250,10.99.0.251"), ("vni", "77")]);
+    let cfg = resolve(&net, Stage::Create, &mut FakeHost::new()).unwrap();
+    assert_eq!(cfg.bridge, OVN_BRIDGE);
+    assert_eq!(cfg.dad, None);
+    assert!(cfg.peers.is_empty());
+    let options = cfg.to_options();
+    assert_eq!(
+        options.get("ovn").map(String::as_str),
+        Some("tcp:10.99.0.250:6641,tcp:10.99.0.251:6641")
+    );
+    assert!(!options.contains_key("peers"), "{options:?}");
+    // What create writes back resolves to the same configuration.
+    let mut saved = net.clone();
+    saved.options = Some(options);
+    assert_eq!(
+        resolve(&saved, Stage::Saved, &mut FakeHost::new()).unwrap(),
+        cfg
+    );
+}
+
+#[test]
+fn ovn_hosts_take_disjoint_slices_by_their_own_address() {
+    // Each host knows only the OVN remote; its slot comes from its own source address.
+    let range = |me: u8| {
+        let mut net = bare("net1", "");
+        let options = net.options.get_or_insert_with(Default::default);
+        options.remove("peers");
+        options.insert("ovn".into(), "10.99.0.250".into());
+        let mut facts = host(me);
+        facts.mtu.insert("10.99.0.250".parse().unwrap(), 1500);
+        complete_network(&mut net, &mut facts).unwrap();
+        let lr = net.subnets()[0].lease_range.clone().unwrap();
+        (lr.start_ip.unwrap(), lr.end_ip.unwrap())
+    };
+    let ranges: Vec<_> = (1..=4).map(range).collect();
+    for (i, a) in ranges.iter().enumerate() {
+        for b in &ranges[i + 1..] {
+            assert!(!addressing::ranges_overlap(*a, *b), "{a:?} {b:?}");
+        }
+    }
+    // Without a route towards a tcp: remote, nor local_ip, the host cannot tell its slot.
+    let mut net = bare("net1", "");
+    let options = net.options.get_or_insert_with(Default::default);
+    options.remove("peers");
+    options.insert("ovn".into(), "unix:/run/nb.sock".into());
+    let text = format!(
+        "{:#}",
+        complete_network(&mut net, &mut host(1)).unwrap_err()
+    );
+    assert!(text.contains("set local_ip"), "{text}");
 }

@@ -96,6 +96,44 @@ impl Ovs {
             .collect()
     }
 
+    /// `Open_vSwitch.external_ids`: where ovn-controller reads its chassis name and remotes.
+    pub fn local_external_ids(&mut self) -> Result<std::collections::BTreeMap<String, String>> {
+        let results = self.client.transact(
+            DB,
+            vec![ops::select("Open_vSwitch", vec![], Some(&["external_ids"]))],
+        )?;
+        let rows = value::rows(&results[0])?;
+        let Some(row) = rows.first() else {
+            bail!("the Open_vSwitch table is empty: the database was never initialised (ovs-vsctl init)");
+        };
+        value::string_map(value::column(row, "external_ids")?)
+    }
+
+    /// Adds a port owned by the plugin to a bridge someone else manages (OVN's integration
+    /// bridge): `external_ids` go on the port and its interface, where ovn-controller reads
+    /// `iface-id`. Waits for ovs-vswitchd like every other change; a leftover port of the same
+    /// name (a crashed run) is replaced.
+    pub fn add_port_to(
+        &mut self,
+        bridge: &str,
+        name: &str,
+        external_ids: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Applied> {
+        self.remove_container_port(name)?;
+        let mut txn = Txn::new();
+        txn.push(ops::wait(
+            "Bridge",
+            vec![ops::cond("name", "==", bridge)],
+            &["name"],
+            Until::NotEqual,
+            vec![],
+            Some(0),
+        ));
+        txn.add_system_port(vec![ops::cond("name", "==", bridge)], name, external_ids)?;
+        self.apply(txn)
+            .with_context(|| format!("adding port {name} to OVS bridge {bridge}"))
+    }
+
     /// Makes the database hold the network's bridge and exactly its tunnels (`create`).
     pub fn ensure_network(&mut self, cfg: &NetworkConfig) -> Result<()> {
         self.reconcile(cfg, None).map(|_| ())

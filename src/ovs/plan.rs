@@ -594,6 +594,7 @@ mod gateway_tests {
         NetworkConfig {
             internal: false,
             gateways: vec!["192.168.120.1/24".parse().unwrap()],
+            ovn: vec![],
             ..crate::options::sample_config()
         }
     }

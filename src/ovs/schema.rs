@@ -136,6 +136,9 @@ pub struct ContainerPort {
     /// The container's `-p` mappings, kept with the port so that the firewall rules of every
     /// container can be rebuilt from the database alone.
     pub port_mappings: Vec<PortMapping>,
+    /// podman's aliases of the container on this network (`--network-alias`), for the names
+    /// a control plane with DNS serves.
+    pub aliases: Vec<String>,
 }
 
 impl ContainerPort {
@@ -447,6 +450,7 @@ mod tests {
             addresses: vec!["192.168.120.5".parse().unwrap(), "fd12::5".parse().unwrap()],
             port_mappings: serde_json::from_str(r#"[{"container_port":80,"host_port":8080}]"#)
                 .unwrap(),
+            aliases: vec![],
         };
         let record = ContainerPortRecord::read(&port.external_ids(&cfg)).unwrap();
         assert_eq!(

@@ -370,10 +370,10 @@ impl Committed {
                 .is_some_and(|t| t.is(crate::ovsdb::TIMED_OUT));
             if timed_out {
                 anyhow!(
-                    "ovs-vswitchd did not apply the change within {} s (OVSDB at unix:{}): \
+                    "ovs-vswitchd did not apply the change within {} s (OVSDB at {}): \
                      is ovs-vswitchd running? Start it (e.g. `systemctl start openvswitch-switch`)",
                     APPLY_TIMEOUT_MS / 1000,
-                    client.path().display()
+                    client.remote()
                 )
             } else {
                 err

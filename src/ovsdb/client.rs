@@ -1,4 +1,4 @@
-//! A blocking OVSDB JSON-RPC client over a unix socket.
+//! A blocking OVSDB JSON-RPC client over a unix socket or TCP.
 //!
 //! The plugin makes a handful of short transactions per invocation, so a blocking client on
 //! `UnixStream` is all it needs: no async runtime, no background thread, no monitor.
@@ -12,6 +12,7 @@
 //! in the middle of a message.
 
 use std::io::{self, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ops::wait_timeout_ms;
+use super::remote::Remote;
 use super::result::check_transact_result;
 
 /// Where ovsdb-server listens when `OVS_RUNDIR` is not set (Debian's and upstream's default).
@@ -32,8 +34,8 @@ const DEFAULT_RUNDIR: &str = "/var/run/openvswitch";
 /// transactions and dropped.
 #[derive(Debug)]
 pub struct Client {
-    /// The socket path, to name the server in errors.
-    path: PathBuf,
+    /// Where the server is, to name it in errors.
+    remote: Remote,
     /// The socket, buffered for reading; writes go to the same socket.
     reader: BufReader<DeadlineReader>,
     /// The id of the next request.
@@ -48,8 +50,52 @@ pub struct Client {
 /// byte by byte cannot stretch a request beyond its timeout.
 #[derive(Debug)]
 struct DeadlineReader {
-    stream: UnixStream,
+    stream: Stream,
     deadline: Option<Instant>,
+}
+
+/// The connected socket, whichever kind the remote names.
+#[derive(Debug)]
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_write_timeout(timeout),
+            Stream::Tcp(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_nonblocking(nonblocking),
+            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tcp(s) => (&*s).read(buf),
+        }
+    }
+
+    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => (&*s).write_all(bytes),
+            Stream::Tcp(s) => (&*s).write_all(bytes),
+        }
+    }
 }
 
 impl Read for DeadlineReader {
@@ -104,18 +150,44 @@ impl Client {
                 path.display()
             )
         })?;
-        Self::from_stream(stream, path)
+        Self::from_stream(Stream::Unix(stream), Remote::Unix(path.to_path_buf()))
     }
 
-    /// Wraps an already connected socket; `path` only names the server in errors.
-    fn from_stream(stream: UnixStream, path: &Path) -> Result<Client> {
+    /// Connects to the server at `remote`, giving up after `timeout` (a TCP server that is
+    /// down or unroutable must not stall the plugin). The error names the remote; what to do
+    /// about it is the caller's to say, who knows what the server is.
+    pub fn connect_remote(remote: &Remote, timeout: Duration) -> Result<Client> {
+        let stream = match remote {
+            Remote::Unix(path) => Stream::Unix(
+                UnixStream::connect(path)
+                    .with_context(|| format!("cannot connect to the OVSDB server at {remote}"))?,
+            ),
+            Remote::Tcp(address) => Stream::Tcp(
+                TcpStream::connect_timeout(address, timeout.max(Duration::from_millis(1)))
+                    .with_context(|| format!("cannot connect to the OVSDB server at {remote}"))?,
+            ),
+            Remote::Ssl(_) => bail!(
+                "cannot connect to the OVSDB server at {remote}: this version of geneve-ovs \
+                 speaks only tcp: and unix: remotes; give the server's tcp: address"
+            ),
+        };
+        if let Stream::Tcp(tcp) = &stream {
+            // Requests are small and answered one at a time: do not let Nagle hold them back.
+            tcp.set_nodelay(true)
+                .with_context(|| format!("cannot set TCP_NODELAY towards {remote}"))?;
+        }
+        Self::from_stream(stream, remote.clone())
+    }
+
+    /// Wraps an already connected socket; `remote` only names the server in errors.
+    fn from_stream(stream: Stream, remote: Remote) -> Result<Client> {
         // Blocking mode is what the deadline logic expects; a socket from elsewhere might not
         // be in it.
         stream
             .set_nonblocking(false)
             .context("cannot set the OVSDB socket to blocking mode")?;
         Ok(Client {
-            path: path.to_path_buf(),
+            remote,
             reader: BufReader::new(DeadlineReader {
                 stream,
                 deadline: None,
@@ -126,9 +198,9 @@ impl Client {
         })
     }
 
-    /// The socket this client is connected to.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The server this client is connected to.
+    pub fn remote(&self) -> &Remote {
+        &self.remote
     }
 
     /// How long a request may take before the client gives up (on top of the timeouts of the
@@ -175,9 +247,9 @@ impl Client {
     fn request(&mut self, method: &str, params: &[Value], timeout: Duration) -> Result<Value> {
         if let Some(reason) = &self.broken {
             bail!(
-                "the connection to ovsdb-server at unix:{} is unusable after an earlier error \
+                "the connection to ovsdb-server at {} is unusable after an earlier error \
                  ({reason}); connect again",
-                self.path.display()
+                self.remote
             );
         }
         let id = self.next_id;
@@ -202,8 +274,8 @@ impl Client {
         match reply.remove("error") {
             None | Some(Value::Null) => {}
             Some(error) => bail!(
-                "ovsdb-server at unix:{} refused the {method} request: {}",
-                self.path.display(),
+                "ovsdb-server at {} refused the {method} request: {}",
+                self.remote,
                 describe_rpc_error(&error)
             ),
         }
@@ -217,8 +289,8 @@ impl Client {
         log::trace!("ovsdb -> {}", String::from_utf8_lossy(&bytes));
         self.write_all(&bytes, deadline).with_context(|| {
             format!(
-                "cannot send the {method} request to ovsdb-server at unix:{}",
-                self.path.display()
+                "cannot send the {method} request to ovsdb-server at {}",
+                self.remote
             )
         })
     }
@@ -226,7 +298,7 @@ impl Client {
     /// Writes `bytes` to the socket before `deadline`, so a server that stopped reading cannot
     /// block us either.
     fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-        let mut stream = &self.reader.get_ref().stream;
+        let stream = &self.reader.get_ref().stream;
         let remaining = deadline.saturating_duration_since(Instant::now());
         stream.set_write_timeout(Some(remaining.max(Duration::from_millis(1))))?;
         stream.write_all(bytes)
@@ -239,8 +311,8 @@ impl Client {
             let message = self.read_message(deadline)?;
             let Value::Object(message) = message else {
                 bail!(
-                    "malformed message from ovsdb-server at unix:{} (not a JSON object): {message}",
-                    self.path.display()
+                    "malformed message from ovsdb-server at {} (not a JSON object): {message}",
+                    self.remote
                 );
             };
             if let Some(method) = message.get("method") {
@@ -249,9 +321,9 @@ impl Client {
             }
             if !message.contains_key("result") && !message.contains_key("error") {
                 bail!(
-                    "malformed message from ovsdb-server at unix:{} (no method, result or \
+                    "malformed message from ovsdb-server at {} (no method, result or \
                      error): {}",
-                    self.path.display(),
+                    self.remote,
                     Value::Object(message)
                 );
             }
@@ -279,10 +351,7 @@ impl Client {
         match next {
             Some(Ok(message)) => Ok(message),
             Some(Err(err)) => Err(err.into()),
-            None => bail!(
-                "ovsdb-server at unix:{} closed the connection",
-                self.path.display()
-            ),
+            None => bail!("ovsdb-server at {} closed the connection", self.remote),
         }
     }
 
@@ -315,8 +384,8 @@ impl Client {
             serde_json::to_vec(&answer).context("cannot encode an answer to ovsdb-server")?;
         self.write_all(&bytes, deadline).with_context(|| {
             format!(
-                "cannot answer the {method} request of ovsdb-server at unix:{}",
-                self.path.display()
+                "cannot answer the {method} request of ovsdb-server at {}",
+                self.remote
             )
         })
     }
@@ -329,7 +398,7 @@ impl Client {
         deadline: Instant,
         timeout: Duration,
     ) -> anyhow::Error {
-        let server = format!("ovsdb-server at unix:{}", self.path.display());
+        let server = format!("ovsdb-server at {}", self.remote);
         let timed_out = Instant::now() >= deadline
             || err
                 .downcast_ref::<serde_json::Error>()
@@ -408,7 +477,11 @@ mod tests {
 
     fn pair() -> (Client, FakeServer) {
         let (client, server) = UnixStream::pair().unwrap();
-        let client = Client::from_stream(client, Path::new("/fake/db.sock")).unwrap();
+        let client = Client::from_stream(
+            Stream::Unix(client),
+            Remote::Unix(PathBuf::from("/fake/db.sock")),
+        )
+        .unwrap();
         (client, FakeServer::new(server))
     }
 

@@ -15,11 +15,13 @@
 
 mod client;
 pub mod ops;
+mod remote;
 mod result;
 pub mod value;
 
 pub use client::Client;
 pub use ops::Until;
+pub use remote::Remote;
 pub use result::{
     check_transact_result, TransactError, ABORTED, CONSTRAINT_VIOLATION,
     REFERENTIAL_INTEGRITY_VIOLATION, TIMED_OUT,

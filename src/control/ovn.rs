@@ -1,0 +1,141 @@
+//! OVN as a network's control plane: the network is a logical switch in OVN's northbound
+//! database, created by the first host and found by every later one; a container is a
+//! logical port pinned to this host's chassis plus its veth's host end on `br-int` with
+//! `iface-id`, which ovn-controller binds. No host lists any other: ovn-controller builds the
+//! tunnels to every chassis itself.
+//!
+//! The northbound side is [`crate::ovn`]; this module only puts it together with this host's
+//! Open vSwitch, in the order that leaves nothing behind on a refusal: prerequisites, then
+//! the logical port (where a taken address is refused), then the local port, then the wait
+//! for OVN to report it up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::{ControlPlane, TunnelStatus};
+use crate::options::NetworkConfig;
+use crate::ovn::host::{self, Chassis};
+use crate::ovn::northbound::{Northbound, PortRequest};
+use crate::ovn::plan;
+use crate::ovs::snapshot::{BridgeRow, Scope, Snapshot};
+use crate::ovs::{Applied, ContainerPort, Ovs};
+
+/// How long `setup` waits for OVN to report a new port up. About 200 ms when healthy; this
+/// only bounds a host whose ovn-controller or northd is down.
+pub const PORT_UP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The OVN control plane.
+pub struct Ovn;
+
+/// This host's chassis, provided it is ready for OVN.
+fn local_chassis(ovs: &mut Ovs) -> Result<Chassis> {
+    let ids = ovs.local_external_ids()?;
+    let inventory = ovs.snapshot(Scope::Config)?;
+    host::chassis(&ids, |bridge| inventory.bridge(bridge).is_some())
+}
+
+impl ControlPlane for Ovn {
+    /// Checks this host's prerequisites, then finds or creates the network's switch.
+    fn create_switch(&self, ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
+        local_chassis(ovs)?;
+        if !cfg.internal {
+            bail!(
+                "network {}: an OVN network must be --internal in this version of geneve-ovs \
+                 (no gateway, NAT or -p on OVN networks yet); add --internal, or use peers",
+                cfg.name
+            );
+        }
+        let mut nb = Northbound::connect(&cfg.ovn)?;
+        nb.ensure_switch(cfg)
+            .with_context(|| format!("OVN northbound database at {}", nb.remote()))?;
+        Ok(())
+    }
+
+    fn attach_port(
+        &self,
+        ovs: &mut Ovs,
+        cfg: &NetworkConfig,
+        port: &ContainerPort,
+    ) -> Result<Applied> {
+        let chassis = local_chassis(ovs)?;
+        let mut nb = Northbound::connect(&cfg.ovn)?;
+        let name = plan::port_name(&port.container_id, &port.interface);
+        let mut dns_names = vec![port.container_name.clone()];
+        dns_names.extend(port.aliases.iter().cloned());
+        nb.add_port(&PortRequest {
+            cfg,
+            port,
+            name: &name,
+            chassis: &chassis.name,
+            dns_names: &dns_names,
+        })?;
+        let attached = attach_locally(ovs, &mut nb, cfg, port, &chassis, &name);
+        if attached.is_err() {
+            // The caller undoes only what this returned; the logical port (and the local
+            // port, if it was made) are this function's to remove.
+            if let Err(err) = nb.remove_port(cfg, &name) {
+                log::error!("could not remove logical port {name}: {err:#}");
+            }
+            if let Err(err) = ovs.remove_container_port(&port.name) {
+                log::error!("could not remove OVS port {}: {err:#}", port.name);
+            }
+        }
+        attached
+    }
+
+    fn detach_port(&self, ovs: &mut Ovs, cfg: &NetworkConfig, port: &str) -> Result<bool> {
+        let record = ovs
+            .snapshot(Scope::Config)?
+            .owned_port(port)
+            .and_then(|p| p.container());
+        let removed = ovs.remove_container_port(port)?;
+        let Some(record) = record else {
+            return Ok(removed);
+        };
+        let (Some(container_id), Some(interface)) = (record.container_id, record.interface) else {
+            return Ok(removed);
+        };
+        let name = plan::port_name(&container_id, &interface);
+        let mut nb = Northbound::connect(&cfg.ovn)?;
+        Ok(nb.remove_port(cfg, &name)? || removed)
+    }
+
+    fn health(
+        &self,
+        _inventory: &Snapshot,
+        _bridge: Option<&BridgeRow>,
+        _expected_peers: Vec<String>,
+        _running: bool,
+    ) -> Vec<TunnelStatus> {
+        // OVN's tunnels are ovn-controller's, to every chassis: none is the plugin's to report.
+        Vec::new()
+    }
+
+    fn remove_switch(&self, ovs: &mut Ovs, uuid: &str, name: &str, ports: &[String]) -> Result<()> {
+        // An OVN network has no bridge of its own; only a mesh's can reach here.
+        ovs.remove_owned_bridge(uuid, name, ports)
+    }
+
+    fn programs_flows(&self) -> bool {
+        false
+    }
+}
+
+/// The veth's host end on the integration bridge, named to ovn-controller by `iface-id`, and
+/// the wait until OVN reports the logical port up.
+fn attach_locally(
+    ovs: &mut Ovs,
+    nb: &mut Northbound,
+    cfg: &NetworkConfig,
+    port: &ContainerPort,
+    chassis: &Chassis,
+    name: &str,
+) -> Result<Applied> {
+    let mut ids: BTreeMap<String, String> = port.external_ids(cfg);
+    ids.insert("iface-id".to_string(), name.to_string());
+    let applied = ovs.add_port_to(&chassis.bridge, &port.name, &ids)?;
+    nb.wait_up(name, PORT_UP_TIMEOUT)?;
+    Ok(applied)
+}

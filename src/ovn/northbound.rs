@@ -1,0 +1,484 @@
+//! The plugin's transactions on the OVN northbound database: a network's switch, a
+//! container's logical port and DNS records, and the wait for the port to come up.
+//!
+//! Every host writes to the same database at the same time, so each change is one
+//! transaction guarded by `wait` operations on what it was decided from (the switch's
+//! absence, its `ports` and `dns_records`), read again and retried when another host got
+//! there first. That makes two setups of one address on two hosts safe: the second sees the
+//! first's port on its retry and is refused.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::plan::{self, Acl};
+use super::schema::{
+    is_owned, DnsRow, SwitchPortRow, SwitchRow, DB, DNS_COLUMNS, PORT_COLUMNS, ROLE_DNS,
+    SWITCH_COLUMNS,
+};
+use crate::options::NetworkConfig;
+use crate::ovs::schema::{common_ids, keys, ContainerPort};
+use crate::ovsdb::{ops, value, Client, Remote, TransactError, Until, TIMED_OUT};
+
+/// How long connecting to one remote may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one request may take (a Raft cluster may be electing a leader).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a change is decided again after another host changed the same rows.
+const ATTEMPTS: usize = 20;
+
+/// A connection to the northbound database.
+pub struct Northbound {
+    client: Client,
+}
+
+/// One container's logical port as the plugin writes it.
+pub struct PortRequest<'a> {
+    pub cfg: &'a NetworkConfig,
+    pub port: &'a ContainerPort,
+    /// The logical port's name ([`plan::port_name`]).
+    pub name: &'a str,
+    /// This host's chassis (its OVS `system-id`).
+    pub chassis: &'a str,
+    /// The container's names for DNS.
+    pub dns_names: &'a [String],
+}
+
+impl Northbound {
+    /// Connects to the first remote of `remotes` that serves the northbound database, the
+    /// leader of a Raft cluster in preference to a follower (a follower forwards writes, but a
+    /// disconnected one serves stale data). The error lists why each remote was not taken.
+    pub fn connect(remotes: &[Remote]) -> Result<Northbound> {
+        let mut follower = None;
+        let mut why = Vec::new();
+        for remote in remotes {
+            match try_remote(remote) {
+                Ok((client, Role::Leader)) => return Ok(Northbound { client }),
+                Ok((client, Role::Follower)) => {
+                    if follower.is_none() {
+                        follower = Some(client);
+                    }
+                }
+                Err(err) => why.push(format!("{remote}: {err:#}")),
+            }
+        }
+        if let Some(client) = follower {
+            return Ok(Northbound { client });
+        }
+        bail!(
+            "cannot reach the OVN northbound database (option ovn): {}; check that \
+             ovsdb-server of OVN_Northbound (ovn-central) runs there and listens on that \
+             address (ovn-nbctl --db=REMOTE show)",
+            why.join("; ")
+        )
+    }
+
+    /// The remote this connection uses.
+    pub fn remote(&self) -> &Remote {
+        self.client.remote()
+    }
+
+    fn transact(&mut self, ops: Vec<Value>) -> Result<Vec<Value>> {
+        self.client.transact(DB, ops)
+    }
+
+    /// The network's switch, if the database has one of its name.
+    pub fn find_switch(&mut self, name: &str) -> Result<Option<SwitchRow>> {
+        let results = self.transact(vec![ops::select(
+            "Logical_Switch",
+            vec![ops::cond("name", "==", name)],
+            Some(SWITCH_COLUMNS),
+        )])?;
+        match value::rows(&results[0])? {
+            [] => Ok(None),
+            [row] => SwitchRow::read(row).map(Some),
+            rows => bail!(
+                "the OVN northbound database has {} logical switches named {name}: remove all \
+                 but one (ovn-nbctl ls-list)",
+                rows.len()
+            ),
+        }
+    }
+
+    /// The network's switch: found when another host made it (and refused when it is not
+    /// this network's, naming the difference), else created with its ACLs. Returns it.
+    pub fn ensure_switch(&mut self, cfg: &NetworkConfig) -> Result<SwitchRow> {
+        let name = plan::switch_name(&cfg.name);
+        for _ in 0..ATTEMPTS {
+            if let Some(existing) = self.find_switch(&name)? {
+                if let Some(why) = plan::switch_conflict(&existing, cfg) {
+                    bail!("{why}");
+                }
+                return Ok(existing);
+            }
+            let mut ops_ = vec![ops::wait(
+                "Logical_Switch",
+                vec![ops::cond("name", "==", name.as_str())],
+                &["name"],
+                Until::Equal,
+                vec![],
+                Some(0),
+            )];
+            let mut acls = Vec::new();
+            for (i, acl) in plan::switch_acls(cfg).iter().enumerate() {
+                let uuid_name = format!("acl{i}");
+                ops_.push(ops::insert("ACL", Some(&uuid_name), acl_row(acl))?);
+                acls.push(value::named_uuid(&uuid_name)?);
+            }
+            ops_.push(ops::insert(
+                "Logical_Switch",
+                None,
+                json!({
+                    "name": name,
+                    "external_ids": value::map(plan::switch_external_ids(cfg)),
+                    "acls": value::set(acls),
+                }),
+            )?);
+            match self.transact(ops_) {
+                Ok(_) => {}
+                Err(err) if is_guard_failure(&err) => continue,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("creating logical switch {name}"))
+                }
+            }
+        }
+        bail!("could not create logical switch {name}: the OVN database kept changing underneath")
+    }
+
+    /// The logical ports of `switch`.
+    pub fn ports_of(&mut self, switch: &SwitchRow) -> Result<Vec<SwitchPortRow>> {
+        if switch.ports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = self.transact(vec![ops::select(
+            "Logical_Switch_Port",
+            vec![],
+            Some(PORT_COLUMNS),
+        )])?;
+        value::rows(&results[0])?
+            .iter()
+            .map(SwitchPortRow::read)
+            .filter(|p| p.as_ref().map_or(true, |p| switch.ports.contains(&p.uuid)))
+            .collect()
+    }
+
+    /// The DNS row the plugin keeps on `switch`, if it has one.
+    fn dns_of(&mut self, switch: &SwitchRow) -> Result<Option<DnsRow>> {
+        if switch.dns_records.is_empty() {
+            return Ok(None);
+        }
+        let results = self.transact(vec![ops::select("DNS", vec![], Some(DNS_COLUMNS))])?;
+        for row in value::rows(&results[0])? {
+            let dns = DnsRow::read(row)?;
+            if switch.dns_records.contains(&dns.uuid) && is_owned(&dns.external_ids) {
+                return Ok(Some(dns));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds a container's logical port and its DNS records in one transaction, refusing at
+    /// once an address another port of the switch has (naming its container and chassis). A
+    /// port of the same name (this container set up again) is replaced.
+    pub fn add_port(&mut self, request: &PortRequest) -> Result<()> {
+        let cfg = request.cfg;
+        let switch_name = plan::switch_name(&cfg.name);
+        for _ in 0..ATTEMPTS {
+            let Some(switch) = self.find_switch(&switch_name)? else {
+                bail!(
+                    "network {} has no logical switch {switch_name} in OVN (removed by hand?): \
+                     run `podman network create` for it again on this host, with the same \
+                     options, or remove and re-create the network",
+                    cfg.name
+                );
+            };
+            if let Some(why) = plan::switch_conflict(&switch, cfg) {
+                bail!("{why}");
+            }
+            let ports = self.ports_of(&switch)?;
+            if let Some(taken) = plan::address_taken(&ports, request.name, &request.port.addresses)
+            {
+                bail!(
+                    "{taken} on network {}: choose another address (no address can be on two \
+                     ports of the network)",
+                    cfg.name
+                );
+            }
+            let dns = self.dns_of(&switch)?;
+            let ops_ = add_port_ops(request, &switch, &ports, dns.as_ref())?;
+            match self.transact(ops_) {
+                Ok(_) => return Ok(()),
+                Err(err) if is_guard_failure(&err) => continue,
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("adding logical port {}", request.name))
+                }
+            }
+        }
+        bail!(
+            "could not add logical port {}: the OVN database kept changing underneath",
+            request.name
+        )
+    }
+
+    /// Removes a container's logical port and the DNS records that still point at its
+    /// addresses. Returns whether there was a port.
+    pub fn remove_port(&mut self, cfg: &NetworkConfig, name: &str) -> Result<bool> {
+        let switch_name = plan::switch_name(&cfg.name);
+        for _ in 0..ATTEMPTS {
+            let Some(switch) = self.find_switch(&switch_name)? else {
+                return Ok(false);
+            };
+            let ports = self.ports_of(&switch)?;
+            let Some(port) = ports.iter().find(|p| p.name == name) else {
+                return Ok(false);
+            };
+            if port.owned(keys::CONTAINER_ID).is_none() {
+                bail!("logical port {name} was not made by geneve-ovs: leaving it alone");
+            }
+            let dns = self.dns_of(&switch)?;
+            let mut ops_ = vec![guard_switch(&switch)];
+            ops_.push(ops::mutate(
+                "Logical_Switch",
+                vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
+                vec![ops::mutation(
+                    "ports",
+                    "delete",
+                    value::set(vec![value::uuid(&port.uuid)]),
+                )],
+            ));
+            if let Some(dns) = &dns {
+                let stale = records_of(dns, port);
+                if !stale.is_empty() {
+                    ops_.push(guard_records(dns));
+                    ops_.push(ops::mutate(
+                        "DNS",
+                        vec![ops::cond("_uuid", "==", value::uuid(&dns.uuid))],
+                        vec![ops::mutation(
+                            "records",
+                            "delete",
+                            value::set(stale.into_iter().map(Value::from).collect()),
+                        )],
+                    ));
+                }
+            }
+            match self.transact(ops_) {
+                Ok(_) => return Ok(true),
+                Err(err) if is_guard_failure(&err) => continue,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("removing logical port {name}"))
+                }
+            }
+        }
+        bail!("could not remove logical port {name}: the OVN database kept changing underneath")
+    }
+
+    /// Waits, at most `timeout`, until northd reports the logical port `name` up (bound by
+    /// this host's ovn-controller and its flows installed).
+    pub fn wait_up(&mut self, name: &str, timeout: Duration) -> Result<()> {
+        let wait = ops::wait(
+            "Logical_Switch_Port",
+            vec![ops::cond("name", "==", name)],
+            &["up"],
+            Until::Equal,
+            vec![json!({"up": true})],
+            Some(timeout.as_millis().min(u128::from(u32::MAX)) as u64),
+        );
+        match self.transact(vec![wait]) {
+            Ok(_) => Ok(()),
+            Err(err) if is_guard_failure(&err) => Err(anyhow!(
+                "OVN did not report logical port {name} up within {timeout:?}: check that \
+                 ovn-controller runs on this host and is connected to the southbound database \
+                 (ovn-appctl -t ovn-controller connection-status), that ovn-northd runs, and \
+                 that this host's chassis is registered (ovn-sbctl show)"
+            )),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Whether a remote's server is the cluster's leader (or a standalone server) or a follower.
+enum Role {
+    Leader,
+    Follower,
+}
+
+/// Connects to one remote and asks its `_Server` database about OVN_Northbound.
+fn try_remote(remote: &Remote) -> Result<(Client, Role)> {
+    let mut client = Client::connect_remote(remote, CONNECT_TIMEOUT)?;
+    client.set_timeout(REQUEST_TIMEOUT);
+    let results = client.transact(
+        "_Server",
+        vec![ops::select(
+            "Database",
+            vec![ops::cond("name", "==", DB)],
+            Some(&["model", "connected", "leader"]),
+        )],
+    )?;
+    let Some(row) = value::rows(&results[0])?.first() else {
+        bail!("the server has no {DB} database");
+    };
+    let flag = |column: &str| value::column(row, column).ok().and_then(Value::as_bool);
+    if flag("connected") == Some(false) {
+        bail!("its {DB} database is not connected to the rest of its cluster");
+    }
+    let clustered = value::column(row, "model")
+        .ok()
+        .and_then(Value::as_str)
+        .is_some_and(|m| m == "clustered");
+    if clustered && flag("leader") != Some(true) {
+        return Ok((client, Role::Follower));
+    }
+    Ok((client, Role::Leader))
+}
+
+/// Whether a transaction failed on one of its `wait` guards: another host changed the rows.
+fn is_guard_failure(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<TransactError>()
+        .is_some_and(|t| t.is(TIMED_OUT))
+}
+
+/// A guard that the switch's ports and DNS rows are still those read.
+fn guard_switch(switch: &SwitchRow) -> Value {
+    let uuids = |list: &[String]| value::set(list.iter().map(|u| value::uuid(u)).collect());
+    ops::wait(
+        "Logical_Switch",
+        vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
+        &["ports", "dns_records"],
+        Until::Equal,
+        vec![json!({"ports": uuids(&switch.ports), "dns_records": uuids(&switch.dns_records)})],
+        Some(0),
+    )
+}
+
+/// A guard that a DNS row's records are still those read.
+fn guard_records(dns: &DnsRow) -> Value {
+    ops::wait(
+        "DNS",
+        vec![ops::cond("_uuid", "==", value::uuid(&dns.uuid))],
+        &["records"],
+        Until::Equal,
+        vec![json!({"records": value::map(dns.records.clone())})],
+        Some(0),
+    )
+}
+
+/// The record names of `dns` that point at exactly `port`'s addresses.
+fn records_of(dns: &DnsRow, port: &SwitchPortRow) -> Vec<String> {
+    let addresses: Vec<IpAddr> = port
+        .addresses
+        .iter()
+        .flat_map(|a| a.split_whitespace())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let value: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+    let value = value.join(" ");
+    dns.records
+        .iter()
+        .filter(|(_, v)| !value.is_empty() && **v == value)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The operations that add `request`'s port (replacing one of its name) and records.
+fn add_port_ops(
+    request: &PortRequest,
+    switch: &SwitchRow,
+    ports: &[SwitchPortRow],
+    dns: Option<&DnsRow>,
+) -> Result<Vec<Value>> {
+    let entry = plan::port_addresses(request.port);
+    let this_switch = || vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))];
+    let mut out = vec![guard_switch(switch)];
+    if let Some(old) = ports.iter().find(|p| p.name == request.name) {
+        out.push(ops::mutate(
+            "Logical_Switch",
+            this_switch(),
+            vec![ops::mutation(
+                "ports",
+                "delete",
+                value::set(vec![value::uuid(&old.uuid)]),
+            )],
+        ));
+    }
+    out.push(ops::insert(
+        "Logical_Switch_Port",
+        Some("port"),
+        json!({
+            "name": request.name,
+            "addresses": value::set(vec![entry.clone().into()]),
+            "port_security": value::set(vec![entry.into()]),
+            "options": value::map([("requested-chassis", request.chassis)]),
+            "external_ids": value::map(plan::port_external_ids(request.cfg, request.port, request.chassis)),
+        }),
+    )?);
+    out.push(ops::mutate(
+        "Logical_Switch",
+        this_switch(),
+        vec![ops::mutation(
+            "ports",
+            "insert",
+            value::set(vec![value::named_uuid("port")?]),
+        )],
+    ));
+    let records = plan::dns_records(
+        request.dns_names,
+        &request.cfg.name,
+        &request.port.addresses,
+    );
+    if records.is_empty() {
+        return Ok(out);
+    }
+    match dns {
+        Some(dns) => {
+            out.push(guard_records(dns));
+            let names: Vec<Value> = records.keys().cloned().map(Value::from).collect();
+            let dns_row = || vec![ops::cond("_uuid", "==", value::uuid(&dns.uuid))];
+            // A name another container had goes to this one: the latest container of a name
+            // is the one its users mean.
+            out.push(ops::mutate(
+                "DNS",
+                dns_row(),
+                vec![ops::mutation("records", "delete", value::set(names))],
+            ));
+            out.push(ops::mutate(
+                "DNS",
+                dns_row(),
+                vec![ops::mutation("records", "insert", value::map(records))],
+            ));
+        }
+        None => {
+            let mut ids: BTreeMap<String, String> = common_ids(request.cfg, ROLE_DNS);
+            ids.remove(keys::NETWORK_ID);
+            out.push(ops::insert(
+                "DNS",
+                Some("dns"),
+                json!({"records": value::map(records), "external_ids": value::map(ids)}),
+            )?);
+            out.push(ops::mutate(
+                "Logical_Switch",
+                this_switch(),
+                vec![ops::mutation(
+                    "dns_records",
+                    "insert",
+                    value::set(vec![value::named_uuid("dns")?]),
+                )],
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// An ACL as a row to insert.
+fn acl_row(acl: &Acl) -> Value {
+    json!({
+        "priority": acl.priority,
+        "direction": acl.direction,
+        "match": acl.matches,
+        "action": acl.action,
+        "external_ids": value::map(acl.external_ids.clone()),
+    })
+}
