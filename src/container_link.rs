@@ -55,6 +55,11 @@ pub struct ContainerLinkSpec {
     /// Turn TX checksum offload off on the container end; required when the host end is read by
     /// OVS's userspace datapath.
     pub disable_tx_checksum: bool,
+    /// Make the interface ignore router advertisements whatever its addresses: on an OVN
+    /// network, whose switches let every RA through (OVN allows neighbour discovery ahead of
+    /// any ACL), this is what keeps a container from being anybody's router. A container
+    /// without CAP_NET_ADMIN cannot turn it back on.
+    pub ignore_router_advertisements: bool,
 }
 
 /// What the caller needs to know about an attached interface.
@@ -292,6 +297,9 @@ fn prepare_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
         write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
         write_sysctl(&format!("net/ipv6/conf/{ifname}/autoconf"), "0")?;
         write_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")?;
+        if spec.ignore_router_advertisements {
+            write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_ra"), "0")?;
+        }
     } else if Path::new(&format!("/proc/sys/net/ipv6/conf/{ifname}")).exists() {
         // An IPv4-only network has no router to advertise anything: a router advertisement
         // can only come from an impostor, so the interface takes none.

@@ -129,6 +129,7 @@ fn spec(host_name: &str) -> ContainerLinkSpec {
         routes: Vec::new(),
         default_gateways: vec![addr("10.99.0.1")],
         disable_tx_checksum: false,
+        ignore_router_advertisements: false,
     }
 }
 

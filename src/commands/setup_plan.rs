@@ -113,6 +113,7 @@ impl SetupPlan {
             // The userspace datapath reads the host end through AF_PACKET and does not complete
             // partial checksums: without this, ping works and TCP does not.
             disable_tx_checksum: cfg.datapath == Datapath::Netdev,
+            ignore_router_advertisements: !cfg.ovn.is_empty(),
         };
         let port = ContainerPort {
             name: host_name,

@@ -350,6 +350,8 @@ pub fn cleanup_stale() {
             let dir = entry.path();
             if let Ok(hosts) = std::fs::read_dir(&dir) {
                 for h in hosts.filter_map(|e| e.ok()) {
+                    // OVN's daemons (a central, ovn-controllers) first: they talk to OVS.
+                    errors.extend(super::ovn::stop_in(&h.path()));
                     if let Err(e) = Ovs::existing(&h.path()).stop() {
                         errors.push(e);
                     }

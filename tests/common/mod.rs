@@ -35,6 +35,7 @@ pub mod lab;
 pub mod manual;
 pub mod netns;
 pub mod operate;
+pub mod ovn;
 pub mod ovs;
 pub mod podman;
 pub mod process;

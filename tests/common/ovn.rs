@@ -1,0 +1,254 @@
+//! OVN in the lab: a central (northbound and southbound ovsdb-servers, ovn-northd) in the
+//! underlay switch's namespace, reachable from every host at [`CENTRAL_IP`], and
+//! ovn-controller on each host (userspace datapath, its underlay address as encap-ip).
+//!
+//! Every daemon is started with its own pidfile in the lab's directory and stopped by pid
+//! (checked against the command line) when the [`OvnLab`] is dropped, also on panic; the lab
+//! itself is dropped after them, so its OVS daemons and namespaces go last.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::cmd::Cmd;
+use super::{ip, process, wait, Host, Lab, Underlay};
+
+/// The central's address on the underlay switch's bridge.
+pub const CENTRAL_IP: &str = "10.99.0.250";
+/// `--opt ovn=` for networks of this lab.
+pub const NB_REMOTE: &str = "tcp:10.99.0.250:6641";
+const SB_REMOTE: &str = "tcp:10.99.0.250:6642";
+
+/// The daemons of a central, as (pidfile stem, schema or program).
+const CENTRAL_DAEMONS: &[&str] = &["ovn-northd", "ovsdb-nb", "ovsdb-sb"];
+
+/// A lab whose hosts are OVN chassis.
+pub struct OvnLab {
+    central: PathBuf,
+    /// Hosts whose ovn-controller was started.
+    controllers: Vec<usize>,
+    lab: Lab,
+}
+
+impl OvnLab {
+    /// A lab of `n_hosts` hosts with the central running and ovn-controller on hosts
+    /// `1..=with_controllers`, each having made its `br-int`.
+    pub fn new(n_hosts: usize, with_controllers: usize) -> Result<OvnLab> {
+        let lab = Lab::new(n_hosts, Underlay::V4)?;
+        let central = lab.dir().join("central");
+        let mut ovn = OvnLab {
+            central,
+            controllers: Vec::new(),
+            lab,
+        };
+        ovn.start_central().context("starting the OVN central")?;
+        for i in 1..=with_controllers {
+            ovn.join(i)?;
+        }
+        Ok(ovn)
+    }
+
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    pub fn host(&self, i: usize) -> &Host {
+        self.lab.host(i)
+    }
+
+    fn start_central(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.central)?;
+        let sw = self.lab.switch_netns();
+        ip(&[
+            "-n",
+            &sw,
+            "addr",
+            "add",
+            &format!("{CENTRAL_IP}/24"),
+            "dev",
+            "br0",
+        ])?;
+        for (db, schema, port) in [
+            ("nb", "/usr/share/ovn/ovn-nb.ovsschema", 6641),
+            ("sb", "/usr/share/ovn/ovn-sb.ovsschema", 6642),
+        ] {
+            let file = self.central.join(format!("{db}.db"));
+            Cmd::new("ovsdb-tool")
+                .arg("create")
+                .arg(&file)
+                .arg(schema)
+                .run()?;
+            self.daemon(
+                &sw,
+                "ovsdb-server",
+                &format!("ovsdb-{db}"),
+                vec![
+                    file.display().to_string(),
+                    format!(
+                        "--remote=punix:{}",
+                        self.central.join(format!("{db}.sock")).display()
+                    ),
+                    format!("--remote=ptcp:{port}:{CENTRAL_IP}"),
+                ],
+            )?;
+        }
+        self.daemon(
+            &sw,
+            "ovn-northd",
+            "ovn-northd",
+            vec![
+                format!("--ovnnb-db=unix:{}", self.central.join("nb.sock").display()),
+                format!("--ovnsb-db=unix:{}", self.central.join("sb.sock").display()),
+            ],
+        )
+    }
+
+    /// Starts a daemon in `netns` with its pidfile, control socket and log named `stem`.
+    fn daemon(&self, netns: &str, program: &str, stem: &str, args: Vec<String>) -> Result<()> {
+        let dir = &self.central;
+        Cmd::in_netns(netns, program, &args)
+            .args([
+                format!("--pidfile={}", dir.join(format!("{stem}.pid")).display()),
+                format!("--unixctl={}", dir.join(format!("{stem}.ctl")).display()),
+                format!("--log-file={}", dir.join(format!("{stem}.log")).display()),
+                "--detach".to_string(),
+                "--no-chdir".to_string(),
+            ])
+            .env("OVS_RUNDIR", dir)
+            .env("OVN_RUNDIR", dir)
+            .env("OVS_DBDIR", dir)
+            .timeout(Duration::from_secs(30))
+            .run()
+            .with_context(|| {
+                format!(
+                    "starting {stem}: {}",
+                    tail(&dir.join(format!("{stem}.log")))
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Host `i` becomes a chassis: ovn-controller's settings, then ovn-controller, then the
+    /// wait for its `br-int`.
+    pub fn join(&mut self, i: usize) -> Result<()> {
+        self.configure(i)?;
+        self.start_controller(i)
+    }
+
+    /// Only the Open_vSwitch settings ovn-controller needs (`system-id`, remotes, encap).
+    pub fn configure(&self, i: usize) -> Result<()> {
+        let host = self.lab.host(i);
+        host.vsctl(&[
+            "set",
+            "open",
+            ".",
+            &format!("external_ids:system-id=chassis-{i}"),
+            &format!("external_ids:ovn-remote={SB_REMOTE}"),
+            "external_ids:ovn-encap-type=geneve",
+            &format!("external_ids:ovn-encap-ip={}", host.underlay_ip()),
+            "external_ids:ovn-bridge-datapath-type=netdev",
+        ])?;
+        Ok(())
+    }
+
+    /// Starts ovn-controller on host `i` and waits for its `br-int`.
+    pub fn start_controller(&mut self, i: usize) -> Result<()> {
+        let host = self.lab.host(i);
+        let dir = host.ovs_rundir().to_path_buf();
+        self.controllers.push(i);
+        Cmd::in_netns(
+            host.name(),
+            "ovn-controller",
+            &[format!("unix:{}", dir.join("db.sock").display())],
+        )
+        .args([
+            format!("--pidfile={}", dir.join("ovn-controller.pid").display()),
+            format!("--log-file={}", dir.join("ovn-controller.log").display()),
+            "--detach".to_string(),
+            "--no-chdir".to_string(),
+        ])
+        .env("OVS_RUNDIR", &dir)
+        .env("OVN_RUNDIR", &dir)
+        .timeout(Duration::from_secs(30))
+        .run()
+        .with_context(|| tail(&dir.join("ovn-controller.log")))?;
+        wait::until(
+            &format!("ovn-controller of {} to create br-int", host.name()),
+            Duration::from_secs(20),
+            || Ok(host.vsctl(&["br-exists", "br-int"]).is_ok()),
+        )
+    }
+
+    /// `ovn-nbctl ARGS` against the lab's northbound database.
+    pub fn nbctl(&self, args: &[&str]) -> Result<String> {
+        Cmd::new("ovn-nbctl")
+            .arg(format!(
+                "--db=unix:{}",
+                self.central.join("nb.sock").display()
+            ))
+            .args(args)
+            .timeout(Duration::from_secs(20))
+            .run()
+    }
+
+    /// `ovn-sbctl ARGS` against the lab's southbound database.
+    pub fn sbctl(&self, args: &[&str]) -> Result<String> {
+        Cmd::new("ovn-sbctl")
+            .arg(format!(
+                "--db=unix:{}",
+                self.central.join("sb.sock").display()
+            ))
+            .args(args)
+            .timeout(Duration::from_secs(20))
+            .run()
+    }
+
+    /// The log of a central daemon (`ovn-northd`, `ovsdb-nb`, `ovsdb-sb`), for failures.
+    pub fn central_log(&self, stem: &str) -> String {
+        tail(&self.central.join(format!("{stem}.log")))
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(15);
+    format!("{}:\n{}", log.display(), lines[start..].join("\n"))
+}
+
+/// Stops the OVN daemons whose pidfiles are in `dir` (a host's or the central's), checking
+/// each pid's command line names `dir`. For this lab's Drop and for the stale-lab cleanup.
+pub fn stop_in(dir: &Path) -> Vec<anyhow::Error> {
+    let marker = format!("{}/", dir.display());
+    let mut errors = Vec::new();
+    for stem in ["ovn-controller"].iter().chain(CENTRAL_DAEMONS) {
+        let pidfile = dir.join(format!("{stem}.pid"));
+        if pidfile.exists() {
+            if let Err(e) = process::stop_by_pidfile(&pidfile, &marker) {
+                errors.push(e);
+            }
+        }
+    }
+    errors
+}
+
+impl Drop for OvnLab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &i in &self.controllers {
+                let dir = self.lab.host(i).ovs_rundir().to_path_buf();
+                eprintln!("[ovn] {}", tail(&dir.join("ovn-controller.log")));
+            }
+            eprintln!("[ovn] {}", self.central_log("ovn-northd"));
+        }
+        let mut errors = Vec::new();
+        for &i in &self.controllers {
+            errors.extend(stop_in(self.lab.host(i).ovs_rundir()));
+        }
+        errors.extend(stop_in(&self.central));
+        for e in errors {
+            eprintln!("[ovn] cleanup: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! OVN mode (`--opt ovn=...`) against real OVN: NB/SB ovsdb-servers and ovn-northd in the
+//! lab's switch namespace, ovn-controller on every simulated host (userspace datapath), the
+//! plugin run as podman runs it.
+
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use common::ovn::{OvnLab, NB_REMOTE};
+use common::podman::{self, create, error_of, setup, teardown};
+use common::{frames, Container, Host};
+use serde_json::{json, Value};
+
+const SUBNET: &str = "192.168.120.0/24";
+
+fn network(name: &str) -> Value {
+    podman::network(name, SUBNET, None, &[("ovn", NB_REMOTE)])
+}
+
+fn ip(i: usize) -> String {
+    format!("192.168.120.{}", 10 + i)
+}
+
+/// Sets up container `label` on `host` with address `address`.
+fn start(host: &Host, net: &Value, label: &str, address: &str) -> Result<(Container, Value)> {
+    let c = host.container(label)?;
+    let exec = podman::exec(net, label, &[address], None);
+    setup(host, &c, &exec).with_context(|| format!("setup of {label} on {}", host.name()))?;
+    Ok((c, exec))
+}
+
+/// What `busybox nslookup NAME SERVER` in `c` answers, `None` when it finds nothing.
+fn resolve(c: &Container, name: &str, server: &str) -> Option<String> {
+    let out = c.exec_timeout(
+        Duration::from_secs(10),
+        "busybox",
+        &["nslookup", "-type=a", name, server],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // The answer section follows the server's own lines: "Name: X" then "Address: IP".
+    let answer = text
+        .split_once(&format!("Name:\t{name}"))
+        .map(|(_, rest)| rest)?;
+    answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Address:"))
+        .map(|a| a.trim().to_string())
+}
+
+/// The names of the lab's logical switch ports.
+fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
+    Ok(ovn
+        .nbctl(&["lsp-list", switch])?
+        .lines()
+        .filter_map(|l| {
+            l.split_once(" (")
+                .map(|(_, n)| n.trim_end_matches(')').to_string())
+        })
+        .collect())
+}
+
+#[test]
+fn a_host_joins_alone_and_its_container_reaches_and_resolves_the_others() -> Result<()> {
+    let mut ovn = OvnLab::new(4, 3)?;
+    let net = network("net1");
+    let mut containers = Vec::new();
+    for i in 1..=3 {
+        let saved = create(ovn.host(i), &net)?;
+        assert_eq!(saved["options"]["ovn"], NB_REMOTE, "{saved}");
+        assert!(saved["options"].get("peers").is_none(), "{saved}");
+        containers.push(start(ovn.host(i), &saved, &format!("c{i}"), &ip(i))?);
+    }
+    // Host 4 joins: its own settings and ovn-controller, its own create; nothing on 1-3.
+    ovn.join(4)?;
+    let saved4 = create(ovn.host(4), &net)?;
+    let (c4, _) = start(ovn.host(4), &saved4, "c4", &ip(4))?;
+    for i in 1..=3 {
+        c4.wait_ping(&ip(i), Duration::from_secs(15))
+            .with_context(|| format!("c4 reaching c{i}"))?;
+        containers[i - 1]
+            .0
+            .wait_ping(&ip(4), Duration::from_secs(15))?;
+    }
+
+    // Names across hosts, answered by OVN on the container's own port (sent to any address
+    // of the network the container can reach, here c1's).
+    for (name, want) in [("c2", ip(2)), ("c2.net1", ip(2)), ("C3.NET1", ip(3))] {
+        assert_eq!(
+            resolve(&c4, name, &ip(1)).as_deref(),
+            Some(want.as_str()),
+            "{name}"
+        );
+    }
+    // The alias podman gives every container (its short id) too.
+    let alias = podman::id("container c2")[..12].to_string();
+    assert_eq!(resolve(&c4, &alias, &ip(1)), Some(ip(2)), "alias {alias}");
+
+    // Teardown of c2 removes its logical port, its records, its br-int port and its veth.
+    let switch = "geneve-ovs.net1";
+    let before = logical_ports(&ovn, switch)?;
+    assert_eq!(before.len(), 4, "{before:?}");
+    let (c2, exec2) = &containers[1];
+    let netns = c2.netns_path();
+    teardown(ovn.host(2), netns.to_str().context("netns")?, exec2)?;
+    let after = logical_ports(&ovn, switch)?;
+    assert_eq!(after.len(), 3, "{after:?}");
+    let records = ovn.nbctl(&["--bare", "--columns=records", "list", "DNS"])?;
+    let names: Vec<&str> = records
+        .split_whitespace()
+        .filter_map(|r| r.split_once('=').map(|(name, _)| name.trim_matches('"')))
+        .collect();
+    assert!(
+        !names.contains(&"c2") && !names.contains(&"c2.net1"),
+        "{records}"
+    );
+    assert!(names.contains(&"c3.net1"), "{records}");
+    assert_eq!(resolve(&c4, "c2.net1", &ip(1)), None);
+    assert!(
+        ovn.host(2).container_ports()?.is_empty(),
+        "{:?}",
+        ovn.host(2).container_ports()
+    );
+    assert!(!c4.ping(&ip(2)));
+    Ok(())
+}
+
+#[test]
+fn a_taken_address_is_refused_at_once_naming_container_and_chassis() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let net = network("net1");
+    let saved1 = create(ovn.host(1), &net)?;
+    let saved2 = create(ovn.host(2), &net)?;
+    start(ovn.host(1), &saved1, "db", &ip(1))?;
+
+    let h2 = ovn.host(2);
+    let c = h2.container("web")?;
+    let exec = podman::exec(&saved2, "web", &[&ip(1)], None);
+    let started = Instant::now();
+    let out = h2.plugin(
+        &["setup", c.netns_path().to_str().context("netns")?],
+        &exec.to_string(),
+    );
+    let took = started.elapsed();
+    let err = error_of(&out)?;
+    assert!(
+        err.contains(&format!(
+            "address {} is already bound to container db",
+            ip(1)
+        )) && err.contains("on chassis chassis-1"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(2), "refused after {took:?}");
+    // Nothing left behind: no port on host 2, one logical port.
+    assert!(
+        h2.container_ports()?.is_empty(),
+        "{:?}",
+        h2.container_ports()
+    );
+    assert_eq!(logical_ports(&ovn, "geneve-ovs.net1")?.len(), 1);
+    assert!(
+        !h2.links()?.iter().any(|l| l.starts_with("gv")),
+        "{:?}",
+        h2.links()
+    );
+    // Another address is fine.
+    start(h2, &saved2, "web2", &ip(2))?;
+    Ok(())
+}
+
+#[test]
+fn port_security_and_acls_drop_what_a_container_forges() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let mut net = network("net1");
+    net["ipv6_enabled"] = true.into();
+    net["subnets"] = json!([{"subnet": SUBNET}, {"subnet": "fd12:3456::/64"}]);
+    let saved1 = create(ovn.host(1), &net)?;
+    let saved2 = create(ovn.host(2), &net)?;
+    let mac = [0x0a, 0x58, 0xc0, 0xa8, 0x78, 0x0b];
+    let attacker = ovn.host(1).container("a")?;
+    let exec = podman::exec(
+        &saved1,
+        "a",
+        &["192.168.120.11", "fd12:3456::11"],
+        Some("0a:58:c0:a8:78:0b"),
+    );
+    setup(ovn.host(1), &attacker, &exec)?;
+    let (victim, _) = start(ovn.host(2), &saved2, "v", "192.168.120.12")?;
+    let (near, _) = start(ovn.host(1), &saved1, "n", "192.168.120.13")?;
+    // The path is up before anything is judged.
+    attacker.wait_ping("192.168.120.12", Duration::from_secs(15))?;
+    attacker.wait_ping("192.168.120.13", Duration::from_secs(15))?;
+
+    let own = Ipv4Addr::new(192, 168, 120, 11);
+    let victim_ip = Ipv4Addr::new(192, 168, 120, 12);
+    let other = Ipv4Addr::new(192, 168, 120, 14);
+    let ll = link_local(mac);
+    let forged: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "gratuitous ARP for another address",
+            frames::arp(mac, 2, other, other),
+        ),
+        (
+            "spoofed source IPv4",
+            frames::udp4(
+                frames::BROADCAST,
+                mac,
+                other,
+                victim_ip,
+                4000,
+                9999,
+                b"spoof4",
+            ),
+        ),
+        (
+            "spoofed source MAC",
+            frames::udp4(
+                frames::BROADCAST,
+                [0x0a, 0x58, 0xc0, 0xa8, 0x78, 0x63],
+                own,
+                victim_ip,
+                4000,
+                9999,
+                b"spoof-mac",
+            ),
+        ),
+        (
+            "spoofed source IPv6",
+            frames::udp6(mac, "fd12:3456::99".parse()?, 4000, 9999, b"spoof6"),
+        ),
+        ("DHCP offer", frames::dhcp_offer(mac, own, victim_ip)),
+        (
+            "DHCPv6 server reply",
+            frames::udp6(mac, ll, 547, 546, b"dhcpv6-reply"),
+        ),
+    ];
+    let genuine = (
+        "own IPv4",
+        frames::udp4(frames::BROADCAST, mac, own, victim_ip, 4000, 9999, b"own"),
+    );
+    let captures = [&victim, &near]
+        .iter()
+        .map(|v| frames::capture(&v.netns_path(), "eth0", Duration::from_millis(1500)))
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::sleep(Duration::from_millis(200));
+    let mut all: Vec<Vec<u8>> = forged.iter().map(|(_, f)| f.clone()).collect();
+    all.push(genuine.1.clone());
+    all.push(frames::router_advertisement(mac, ll));
+    frames::send(&attacker.netns_path(), "eth0", &all)?;
+    let mut seen = Vec::new();
+    for c in captures {
+        seen.push(
+            c.join()
+                .map_err(|_| anyhow::anyhow!("capture panicked"))??,
+        );
+    }
+    for got in &seen {
+        assert!(got.contains(&genuine.1), "the genuine frame must arrive");
+    }
+    let through: Vec<&str> = forged
+        .iter()
+        .filter(|(_, f)| seen.iter().any(|got| got.contains(f)))
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(through.is_empty(), "forged frames delivered: {through:?}");
+    // OVN lets router advertisements through whatever the ACLs say (it allows neighbour
+    // discovery first): on OVN networks no container takes one, so the impostor's never
+    // becomes anybody's default router.
+    for v in [&victim, &near] {
+        assert_eq!(
+            v.exec_ok("cat", &["/proc/sys/net/ipv6/conf/eth0/accept_ra"])?
+                .trim(),
+            "0"
+        );
+        let routes = v.exec_ok("ip", &["-6", "route", "show", "default"])?;
+        assert!(routes.trim().is_empty(), "{}: {routes}", v.name());
+    }
+    Ok(())
+}
+
+/// The EUI-64 link-local address of `mac`.
+fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    )
+}
+
+#[test]
+fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Result<()> {
+    let mut ovn = OvnLab::new(1, 0)?;
+    let h1 = ovn.host(1);
+    let err = error_of(&h1.plugin(&["create"], &network("net1").to_string()))?;
+    for says in [
+        "not ready for an OVN network",
+        "external_ids:system-id",
+        "external_ids:ovn-remote",
+        "ovn-encap-type=geneve",
+        "external_ids:ovn-encap-ip",
+        "ovs-vsctl set open .",
+    ] {
+        assert!(err.contains(says), "{says}: {err}");
+    }
+    // Settings without ovn-controller: the missing br-int is named.
+    ovn.configure(1)?;
+    let err = error_of(
+        &ovn.host(1)
+            .plugin(&["create"], &network("net1").to_string()),
+    )?;
+    assert!(
+        err.contains("integration bridge br-int") && err.contains("ovn-controller"),
+        "{err}"
+    );
+    assert_eq!(ovn.nbctl(&["ls-list"])?.trim(), "", "nothing made in OVN");
+
+    ovn.start_controller(1)?;
+    create(ovn.host(1), &network("net1"))?;
+    let other = podman::network("net1", "192.168.121.0/24", None, &[("ovn", NB_REMOTE)]);
+    let err = error_of(&ovn.host(1).plugin(&["create"], &other.to_string()))?;
+    assert!(
+        err.contains("network net1 already exists in OVN")
+            && err.contains("subnets is 192.168.120.0/24 there, 192.168.121.0/24 here"),
+        "{err}"
+    );
+    // A switch of that name someone else made is refused too.
+    ovn.nbctl(&["ls-add", "geneve-ovs.net2"])?;
+    let err = error_of(
+        &ovn.host(1)
+            .plugin(&["create"], &network("net2").to_string()),
+    )?;
+    assert!(err.contains("was not made by geneve-ovs"), "{err}");
+    // peers and ovn together never reach OVN.
+    let both = podman::network(
+        "net3",
+        SUBNET,
+        None,
+        &[("ovn", NB_REMOTE), ("peers", "10.99.0.2")],
+    );
+    let err = error_of(&ovn.host(1).plugin(&["create"], &both.to_string()))?;
+    assert!(
+        err.contains("options ovn and peers exclude each other"),
+        "{err}"
+    );
+    Ok(())
+}
