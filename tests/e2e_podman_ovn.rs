@@ -499,3 +499,41 @@ fn ssl_remotes() -> Result<()> {
     ensure!(!ok(&plain), "NB answered without a certificate");
     lab.down_and_check()
 }
+
+#[test]
+fn full_size_frames_and_tcp_cross_between_hosts() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-mtu", 2)?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+    }
+    let server = h1.run_detached(
+        "server",
+        &["--net", NET, "--cap-add", "NET_RAW"],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/var/www/big bs=1024 count=512 2>/dev/null && httpd -f -p 80 -h /var/www",
+        ],
+    )?;
+    let client = h2.run_sleeper("client", NET)?;
+    let server_ip = server.ip(NET)?;
+    client.wait_ping(&server_ip, SETTLE)?;
+    // The container MTU leaves room for OVN's encapsulation: a don't-fragment ping of exactly
+    // the MTU crosses.
+    let mtu = client.mtu("eth0")?;
+    let out = client.ping_df(&server_ip, mtu - 28)?;
+    ensure!(
+        ok(&out),
+        "a {mtu}-byte don't-fragment ping did not cross:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // TCP with full-size segments: half a megabyte over HTTP.
+    let size = client.exec_ok(&[
+        "sh",
+        "-c",
+        &format!("wget -q -T 10 -O - http://{server_ip}/big | wc -c"),
+    ])?;
+    ensure!(size.trim() == "524288", "fetched {size} bytes of 524288");
+    lab.down_and_check()
+}
