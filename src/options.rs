@@ -44,6 +44,10 @@ pub const OVN_DEFAULT_HOSTS: u32 = 8;
 pub const OVERHEAD_IPV4: u32 = 50;
 /// Encapsulation overhead over an IPv6 underlay (outer header 40 instead of 20).
 pub const OVERHEAD_IPV6: u32 = 70;
+/// What OVN adds to that: every packet it tunnels carries one GENEVE option (class 0x0102, the
+/// logical ingress and egress port keys), a 4-byte option header and 4 bytes of data. Without
+/// it in the MTU, full-size frames of an OVN network are dropped while small ones pass.
+pub const OVN_GENEVE_OPTION_BYTES: u32 = 8;
 /// The underlay MTU assumed when there is no peer to look a route up for.
 pub const FALLBACK_UNDERLAY_MTU: u32 = 1500;
 /// The smallest MTU IPv4 allows (RFC 791).
@@ -583,6 +587,21 @@ fn overhead(peer: IpAddr) -> u32 {
     }
 }
 
+/// The largest MTU of this network's containers that the underlay carries to every peer
+/// without fragmenting: [`underlay_allowance`], less OVN's GENEVE option on an OVN network.
+fn overlay_allowance(
+    req: &RequestedOptions,
+    peers: &[IpAddr],
+    facts: &mut dyn HostFacts,
+) -> Result<u32> {
+    let allowance = underlay_allowance(peers, req.local_ip, req.encrypt_ipsec, facts)?;
+    Ok(if req.ovn.is_empty() {
+        allowance
+    } else {
+        allowance.saturating_sub(OVN_GENEVE_OPTION_BYTES)
+    })
+}
+
 /// The largest overlay MTU the underlay carries to every peer without fragmenting.
 fn underlay_allowance(
     peers: &[IpAddr],
@@ -671,7 +690,7 @@ fn check_at_create(
     }
 
     if let Some(mtu) = req.mtu {
-        let allowance = underlay_allowance(&peers, req.local_ip, req.encrypt_ipsec, facts)?;
+        let allowance = overlay_allowance(req, &peers, facts)?;
         if mtu > allowance {
             warn!(
                 "mtu={mtu} is larger than the underlay carries ({allowance}): \
@@ -732,7 +751,7 @@ fn with_defaults(
         }
         Some(mtu) => mtu,
         None => {
-            let allowance = underlay_allowance(&peers, req.local_ip, req.encrypt_ipsec, facts)?;
+            let allowance = overlay_allowance(req, &peers, facts)?;
             if allowance < min_mtu {
                 bail!(
                     "the underlay towards the peers allows an MTU of only {allowance}, \

@@ -4,13 +4,18 @@
 # bridge network, the hand-made seed topology, the bare underlay), in one run.
 #
 # Usage:
-#   contrib/bench/bench.sh [--quick] [--out DIR] [--plugin PATH] [--userspace-tso] [--keep-lab]
+#   contrib/bench/bench.sh [--quick] [--ovn] [--out DIR] [--plugin PATH] [--userspace-tso] [--keep-lab]
 #   contrib/bench/bench.sh --kernel [--quick] [--out DIR] [--plugin PATH] [--keep-lab]
 #
 #   --kernel       the data plane on OVS's kernel datapath instead, in the lab's QEMU guest:
 #                  geneve-ovs, Docker's overlay data plane (bridge + VXLAN), the seed topology
 #                  and the underlay side by side (contrib/bench/kernel.sh)
 #   --quick        a smoke run (a few repetitions of everything, about 2 minutes)
+#   --ovn          the OVN mode side by side with the mesh mode: 3 hosts with OVN's clustered
+#                  databases (lab.sh up 3 --ovn), OVN networks (`--opt ovn=...`) measured in the
+#                  same loops as the mesh's (setup, podman run, TCP, RTT, scale), and the time
+#                  from a joining host's first container to it answering every other host
+#                  (contrib/bench/ovn.sh)
 #   --out DIR      where results.md, results.png and the raw samples go
 #                  (default: bench-results/<UTC date-time> under the current directory)
 #   --plugin PATH  the plugin binary to measure (default: cargo build --release of this tree)
@@ -40,6 +45,8 @@ DRIVER_IN_HOST=/usr/local/bin/geneve-ovs-bench-driver
 . "$BENCH_DIR/dataplane.sh"
 # shellcheck source=contrib/bench/scale.sh
 . "$BENCH_DIR/scale.sh"
+# shellcheck source=contrib/bench/ovn.sh
+. "$BENCH_DIR/ovn.sh"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
@@ -49,11 +56,11 @@ set_mode() {
 	if [[ $MODE == full ]]; then
 		CYCLES=100 CYCLE_CHUNKS=4 PODMAN_REPS=20
 		IPERF_REPS=8 IPERF_SECONDS=5 PING_BATCHES=20 PING_COUNT=10
-		SCALE_CONTAINERS=200 PEER_RUNS=10 NETWORKS=50
+		SCALE_CONTAINERS=200 PEER_RUNS=10 NETWORKS=50 JOIN_RUNS=3
 	else
 		CYCLES=10 CYCLE_CHUNKS=2 PODMAN_REPS=3
 		IPERF_REPS=2 IPERF_SECONDS=2 PING_BATCHES=2 PING_COUNT=10
-		SCALE_CONTAINERS=20 PEER_RUNS=2 NETWORKS=5
+		SCALE_CONTAINERS=20 PEER_RUNS=2 NETWORKS=5 JOIN_RUNS=1
 	fi
 }
 
@@ -64,6 +71,7 @@ main() {
 	done
 	local out="" plugin="" keep=0
 	USERSPACE_TSO=0
+	OVN=0
 	set_mode full
 	while (($#)); do
 		case $1 in
@@ -79,6 +87,7 @@ main() {
 			shift
 			;;
 		--userspace-tso) USERSPACE_TSO=1 ;;
+		--ovn) OVN=1 ;;
 		--keep-lab) keep=1 ;;
 		-h | --help)
 			usage
@@ -116,6 +125,7 @@ main() {
 	phase control_plane
 	phase data_plane
 	phase scale
+	if ((OVN)); then phase ovn_join; fi
 	meta load_end "$(load_average)"
 	meta duration_s $((SECONDS - start))
 	report

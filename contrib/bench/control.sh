@@ -3,7 +3,8 @@
 # peak RSS), and `podman run --rm --net X busybox true` end to end, geneve-ovs networks against
 # podman bridge networks on the same host, alternating. With and without duplicate-address
 # detection when the plugin has the `dad` option, and without port security (`port_security`)
-# when it has that one: the default networks have it on.
+# when it has that one: the default networks have it on. With --ovn, an OVN network
+# (`--opt ovn=`, default options) in the same loops.
 
 # option_available NAME: whether the plugin in host 1 accepts boolean option NAME: asked of the
 # binary itself (a `create` with NAME=false of a network that is then removed), so the answer
@@ -38,6 +39,9 @@ control_networks() {
 		printf '%s\n' \
 			"bench-psoff -d geneve-ovs --internal --subnet 10.128.3.0/24 $peers --opt=port_security=false"
 	fi
+	if ((OVN)); then
+		printf '%s\n' "bench-ovn -d geneve-ovs --internal --subnet 10.129.0.0/16 --opt=ovn=$OVN_NB"
+	fi
 }
 
 control_plane() {
@@ -67,6 +71,7 @@ control_plane() {
 	local -a labels=(internal:bench-int nat:bench-nat)
 	((DAD)) && labels+=(dad-off:bench-dadoff dad-on:bench-dadon)
 	((PORT_SECURITY)) && labels+=(ps-off:bench-psoff)
+	((OVN)) && labels+=(ovn:bench-ovn)
 	local per=$((CYCLES / CYCLE_CHUNKS)) c l
 	for ((c = 0; c < CYCLE_CHUNKS; c++)); do
 		for l in "${labels[@]}"; do
@@ -80,6 +85,7 @@ control_plane() {
 		geneve-nat:bench-nat bridge-nat:bench-bnat)
 	((DAD)) && runs+=(geneve-dad-off:bench-dadoff geneve-dad-on:bench-dadon)
 	((PORT_SECURITY)) && runs+=(geneve-ps-off:bench-psoff)
+	((OVN)) && runs+=(geneve-ovn:bench-ovn)
 	# shellcheck disable=SC2016 # expanded by the host's shell
 	host 1 /bin/bash -euc '
 		reps=$1
@@ -106,5 +112,5 @@ control_plane() {
 
 	while read -r name _; do
 		host 1 podman network rm -f "$name" >/dev/null
-	done < <(control_networks | grep -Ev '^bench-(int|dadoff) ')
+	done < <(control_networks | grep -Ev '^bench-(int|dadoff|ovn) ')
 }

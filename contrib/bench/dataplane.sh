@@ -4,13 +4,14 @@
 # veth + OVS + GENEVE, contrib/lab/seed-topology.sh: same userspace datapath, same MTU), and
 # (c) the underlay host to host, the limit, and (d) a geneve-ovs network with
 # `port_security=false` (no anti-spoofing flows), when the plugin has that option: what port
-# security costs. iperf3 and ping are the hosts' own (root fs), run inside the container's
+# security costs; (e) with --ovn, an OVN network (`--opt ovn=`). iperf3 and ping are the hosts' own (root fs), run inside the container's
 # network namespace. The paths alternate within each repetition.
 
 # Server port of each path's iperf3.
-declare -A IPERF_PORT=([geneve]=5201 [seed]=5202 [underlay]=5203 [geneve_open]=5204)
+declare -A IPERF_PORT=([geneve]=5201 [seed]=5202 [underlay]=5203 [geneve_open]=5204 [ovn]=5205)
 
-# The paths measured; geneve_open is added by dp_setup when the plugin has port_security.
+# The paths measured; geneve_open is added by dp_setup when the plugin has port_security, ovn
+# with --ovn.
 DP_PATHS=(geneve seed underlay)
 
 # Network namespace (as nsenter arguments) and address of each path's end on host H.
@@ -22,6 +23,7 @@ dp_ends() {
 	case $path in
 	geneve) ctr=bench-dp net=bench-dp ;;
 	geneve_open) ctr=bench-dpo net=bench-dpo ;;
+	ovn) ctr=bench-dpn net=bench-dpn ;;
 	seed) ctr=seed-net1 net=net1 ;;
 	underlay)
 		DP_NS[$path-$h]=""
@@ -65,8 +67,14 @@ dp_setup() {
 			host "$h" podman run -d --name bench-dpo --net bench-dpo --cap-add NET_RAW \
 				localhost/busybox sleep 1000000 >/dev/null
 		fi
+		if ((OVN)); then
+			ovn_network "$h" bench-dpn 192.168.123.0/24
+			host "$h" podman run -d --name bench-dpn --net bench-dpn --cap-add NET_RAW \
+				localhost/busybox sleep 1000000 >/dev/null
+		fi
 	done
 	option_available port_security && DP_PATHS=(geneve seed underlay geneve_open)
+	((OVN == 0)) || DP_PATHS+=(ovn)
 	"$SEED" up 1 2
 	"$SEED" check 1 2 || die "the seed topology does not carry traffic"
 	local path
@@ -79,6 +87,13 @@ dp_setup() {
 		in_path geneve 1 ping -c1 -W1 "${DP_IP[geneve-2]}" >/dev/null 2>&1 && break
 		((try < 20)) || die "no traffic over the geneve-ovs network"
 	done
+	if ((OVN)); then
+		for try in $(seq 60); do
+			in_path ovn 1 ping -c1 -W1 "${DP_IP[ovn-2]}" >/dev/null 2>&1 && break
+			((try < 60)) || die "no traffic over the OVN network"
+		done
+		meta mtu_ovn "$(link_mtu ovn)"
+	fi
 	# What makes the comparison fair: same MTU, same datapath on both overlays.
 	meta mtu_geneve "$(link_mtu geneve)"
 	meta mtu_seed "$(link_mtu seed)"
@@ -105,6 +120,10 @@ dp_teardown() {
 		if [[ ${DP_PATHS[*]} == *geneve_open* ]]; then
 			host "$h" podman rm -f -t 0 bench-dpo >/dev/null
 			host "$h" podman network rm -f bench-dpo >/dev/null
+		fi
+		if ((OVN)); then
+			host "$h" podman rm -f -t 0 bench-dpn >/dev/null
+			host "$h" podman network rm -f bench-dpn >/dev/null
 		fi
 	done
 }

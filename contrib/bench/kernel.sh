@@ -263,6 +263,7 @@ main() {
 	fi
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+	meta hosts 2
 	"$LAB" up 2 --kernel --plugin "$PLUGIN"
 	meta guest "$("$LAB" exec 1 uname -r), $(sed -n 's/^LAB_VM_IMAGE=//p' < <("$LAB" env))"
 	meta ovs "$(host 1 ovs-vsctl --version | awk 'NR == 1 {print $NF}')"

@@ -77,13 +77,19 @@ machine_meta() {
 	meta os "$(. /etc/os-release && echo "$PRETTY_NAME")"
 	meta kernel "$(uname -r)"
 	meta load_start "$(load_average)"
-	meta hosts 2
 }
 
 lab_up() {
-	"$LAB" up 2 --plugin "$PLUGIN"
+	local -a hosts=(1 2) ovn=()
+	if ((OVN)); then
+		hosts=(1 2 3)
+		ovn=(--ovn)
+	fi
+	meta hosts "${#hosts[@]}"
+	"$LAB" up "${#hosts[@]}" "${ovn[@]}" --plugin "$PLUGIN"
+	((OVN == 0)) || ovn_lab_meta
 	local h
-	for h in 1 2; do
+	for h in "${hosts[@]}"; do
 		# shellcheck disable=SC2016 # expanded by the host's shell
 		host "$h" /bin/sh -euc 'cat >"$1.new" && chmod 0755 "$1.new" && mv -f "$1.new" "$1"' \
 			sh "$DRIVER_IN_HOST" <"$DRIVER"

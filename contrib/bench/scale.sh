@@ -19,6 +19,11 @@ scale() {
 	fi
 	driver 1 fill "$PLUGIN_IN_HOST" "/etc/containers/networks/$net.json" "$SCALE_CONTAINERS"
 	log "setup of $SCALE_CONTAINERS containers on one network"
+	if ((OVN)); then
+		driver 1 fill "$PLUGIN_IN_HOST" /etc/containers/networks/bench-ovn.json \
+			"$SCALE_CONTAINERS" ovn-scale
+		log "setup of $SCALE_CONTAINERS containers on one OVN network"
+	fi
 	# The same growth on Open vSwitch alone (silent veths added with ovs-vsctl), for reference.
 	driver 1 ovs-ports "/etc/containers/networks/$net.json" "$SCALE_CONTAINERS"
 	log "ovs-vsctl add-port of $SCALE_CONTAINERS silent veths, for reference"

@@ -5,16 +5,24 @@
 # switch (a Linux bridge in its own network namespace).
 #
 # Usage:
-#   lab.sh up N [--kernel] [--plugin PATH]
+#   lab.sh up N [--kernel] [--ovn [--ovn-ssl]] [--plugin PATH]
 #                                   start N hosts (and install the plugin binary into each);
 #                                   --kernel: inside one QEMU guest running Debian's kernel,
 #                                   with OVS's kernel datapath (see vm.sh), instead of the
-#                                   userspace datapath on this machine
+#                                   userspace datapath on this machine;
+#                                   --ovn: OVN's NB and SB as Raft clusters and ovn-northd on
+#                                   hosts 1..3, ovn-controller on every host (see ovn.sh);
+#                                   --ovn-ssl: the same over SSL, with an ovs-pki CA
+#   lab.sh add-host                 one more host (N+1), with the lab's plugin; in an OVN lab
+#                                   it runs only ovn-controller (a host joining the cluster)
 #   lab.sh down                     tear everything down (idempotent, also after a crash)
 #   lab.sh exec H CMD [ARGS...]     run CMD inside host H (1..N)
 #   lab.sh podman H [ARGS...]       run podman inside host H
 #   lab.sh install-plugin PATH [H...]  (re)install the plugin binary into hosts (default: all)
 #   lab.sh reboot H                 what a power cut and boot do to host H (see cmd_reboot)
+#   lab.sh crash H / lab.sh boot H  the two halves of reboot: the power cut (every process of
+#                                   the host killed), and the boot that brings the host back
+#   lab.sh ovn-leader nb|sb         the central host whose NB (SB) member is the Raft leader
 #   lab.sh start-vswitchd H         start host H's ovs-vswitchd as `up` does (after a crash)
 #   lab.sh switch CMD [ARGS...]     run CMD in the underlay switch's namespace, which stands for
 #                                   the world outside the hosts (its bridge is br0)
@@ -71,6 +79,8 @@ die() {
 
 # shellcheck source=contrib/lab/vm.sh
 . "$SCRIPT_DIR/vm.sh"
+# shellcheck source=contrib/lab/ovn.sh
+. "$SCRIPT_DIR/ovn.sh"
 
 host_ns() { printf '%s-h%s' "$LAB_PREFIX" "$1"; }
 host_mnt() { printf '%s/h%s.mnt' "$NSDIR" "$1"; }
@@ -235,7 +245,7 @@ do_down() {
 		ip netns del "$SWITCH_NS" || true
 	fi
 	if mountpoint -q "$NSDIR"; then umount "$NSDIR" || umount -l "$NSDIR"; fi
-	rm -rf --one-file-system "$NSDIR" "$LAB_DIR/hosts"
+	rm -rf --one-file-system "$NSDIR" "$LAB_DIR/hosts" "$LAB_DIR/pki"
 	if [[ -f $STATE/rootfs && -d "$(cat "$STATE/rootfs")/users" ]]; then
 		rm -f "$(cat "$STATE/rootfs")/users/$LAB_PREFIX"
 	fi
@@ -367,6 +377,52 @@ import_image() {
 		<"$ROOTFS/busybox.tar" >/dev/null
 }
 
+# Host H from nothing to running: namespaces, root fs, OVS, underlay, image, plugin.
+bring_up_host() {
+	local h=$1 plugin=$2
+	log "host $h: namespaces and root fs"
+	ip netns add "$(host_ns "$h")"
+	write_host_config "$h"
+	make_mount_ns "$h"
+	log "host $h: OVS ($LAB_DATAPATH datapath) and underlay 10.99.0.$h"
+	start_ovs "$h"
+	make_underlay "$h"
+	log "host $h: busybox image"
+	import_image "$h"
+	if [[ -n $plugin ]]; then
+		install_plugin "$h" "$plugin"
+	fi
+}
+
+check_underlay() {
+	host_run 1 ping -c1 -W5 "10.99.0.$1" >/dev/null || die "underlay: host 1 cannot reach 10.99.0.$1"
+}
+
+# add-host: host N+1 joins a running lab, with the lab's plugin. In an OVN lab it gets
+# ovn-controller only: nothing runs on the other hosts, as when a machine joins a real cluster.
+cmd_add_host() {
+	[[ $(id -u) -eq 0 ]] || die "must run as root"
+	lock_lab
+	[[ -f $STATE/complete ]] || die "no complete lab is up in $LAB_DIR"
+	! is_kernel_mode || die "add-host works on the userspace lab only"
+	local n h plugin
+	n=$(cat "$STATE/hosts")
+	h=$((n + 1))
+	((h <= MAX_HOSTS)) || die "the lab has $MAX_HOSTS hosts already"
+	ROOTFS=$(cat "$STATE/rootfs")
+	plugin=$(cat "$STATE/plugin")
+	local start
+	start=$(date +%s%N)
+	# Counted at once, so that `down` finds the host even if this fails half-way.
+	printf '%s
+' "$h" >"$STATE/hosts"
+	bring_up_host "$h" "$plugin"
+	check_underlay "$h"
+	if ovn_enabled; then ovn_up_hosts "$h" "$h"; fi
+	local ms=$((($(date +%s%N) - start) / 1000000))
+	log "host $h added in $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s"
+}
+
 UP_OK=0
 up_exit() {
 	local rc=$?
@@ -379,15 +435,24 @@ up_exit() {
 }
 
 cmd_up() {
-	local n=${1:-} plugin="" kernel=0
+	local n=${1:-} plugin="" kernel=0 ovn=0 ovn_ssl=0
 	if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_HOSTS)); then
-		die "usage: lab.sh up N [--kernel] [--plugin PATH] (1 <= N <= $MAX_HOSTS)"
+		die "usage: lab.sh up N [--kernel] [--ovn [--ovn-ssl]] [--plugin PATH] (1 <= N <= $MAX_HOSTS)"
 	fi
 	shift
 	while (($#)); do
 		case $1 in
 		--kernel)
 			kernel=1
+			shift
+			;;
+		--ovn)
+			ovn=1
+			shift
+			;;
+		--ovn-ssl)
+			ovn=1
+			ovn_ssl=1
 			shift
 			;;
 		--plugin)
@@ -399,6 +464,8 @@ cmd_up() {
 		*) die "unknown argument to up: $1" ;;
 		esac
 	done
+	((kernel == 0 || ovn == 0)) ||
+		die "--ovn runs on the userspace lab only (the kernel mode's guest has no OVN packages)"
 	[[ $(id -u) -eq 0 ]] || die "must run as root"
 	lock_lab
 	if [[ -f $STATE/hosts ]] || ip netns list | grep -q "^$SWITCH_NS\b"; then
@@ -455,26 +522,16 @@ cmd_up() {
 
 	local h
 	for h in $(seq "$n"); do
-		log "host $h: namespaces and root fs"
-		ip netns add "$(host_ns "$h")"
-		write_host_config "$h"
-		make_mount_ns "$h"
-		log "host $h: OVS ($LAB_DATAPATH datapath) and underlay 10.99.0.$h"
-		start_ovs "$h"
-		make_underlay "$h"
-		log "host $h: busybox image"
-		import_image "$h"
-		if [[ -n $plugin ]]; then
-			install_plugin "$h" "$plugin"
-		fi
+		bring_up_host "$h" "$plugin"
 	done
 
 	# The underlay must carry traffic before anyone builds tunnels on it.
 	if ((n >= 2)); then
-		for h in $(seq 2 "$n"); do
-			host_run 1 ping -c1 -W5 "10.99.0.$h" >/dev/null ||
-				die "underlay: host 1 cannot reach 10.99.0.$h"
-		done
+		for h in $(seq 2 "$n"); do check_underlay "$h"; done
+	fi
+	if ((ovn)); then
+		ovn_init "$((n < OVN_MAX_CENTRAL ? n : OVN_MAX_CENTRAL))" "$ovn_ssl"
+		ovn_up_hosts 1 "$n"
 	fi
 
 	UP_OK=1
@@ -495,8 +552,14 @@ cmd_up() {
 # after a boot until something runs `podman start`; podman notices the boot on its next command.
 
 cmd_reboot() {
-	local h=$1 ns mnt
 	lock_lab
+	crash_host "$1"
+	boot_host "$1"
+}
+
+# The power cut: every process of host H killed, its memory (tmpfs, in-memory devices) gone.
+crash_host() {
+	local h=$1 ns mnt
 	ns=$(host_ns "$h")
 	mnt=$(host_mnt "$h")
 	local -a ctrs pids conmons=() others=()
@@ -534,6 +597,13 @@ cmd_reboot() {
 		find /run /dev/shm /tmp -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 		mkdir -p /run/lock /run/netns /run/openvswitch
 	'
+	log "host $h: down"
+}
+
+# The boot: OVS from its database, the underlay addresses, and in an OVN lab the host's OVN
+# daemons from their files (a central host's database members rejoin their clusters).
+boot_host() {
+	local h=$1
 	log "host $h: booting"
 	start_ovs "$h"
 	# shellcheck disable=SC2016 # expanded by the host's shell
@@ -549,6 +619,7 @@ cmd_reboot() {
 		ip addr add "10.99.0.$i/24" dev br-phy
 		ip -6 addr add "fd99::$i/64" dev br-phy nodad
 	' sh "$h"
+	if ovn_enabled; then ovn_boot_host "$h"; fi
 	log "host $h: up again"
 }
 
@@ -574,6 +645,7 @@ cmd_env() {
 			"$h" "/run/netns/$(host_ns "$h")" "$h" "$(host_mnt "$h")" \
 			"$h" "10.99.0.$h" "$h" "fd99::$h"
 	done
+	if ovn_enabled; then ovn_env; else printf 'LAB_OVN=0\n'; fi
 }
 
 cmd_status() {
@@ -594,6 +666,9 @@ cmd_status() {
 	fi
 	echo "lab in $LAB_DIR: $n host(s), prefix $LAB_PREFIX, $LAB_DATAPATH datapath, rootfs $(cat "$STATE/rootfs")"
 	[[ -f $STATE/complete ]] || echo "INCOMPLETE: 'up' did not finish; run 'lab.sh down'"
+	if ovn_enabled; then
+		echo "OVN ($(ovn_proto)): NB $(ovn_remotes $OVN_NB_PORT), NB leader host $(ovn_leader nb), SB leader host $(ovn_leader sb)"
+	fi
 	for h in $(seq "$n"); do
 		if ! mountpoint -q "$(host_mnt "$h")" || [[ ! -e /run/netns/$(host_ns "$h") ]]; then
 			printf 'host %s: missing\n' "$h"
@@ -635,7 +710,7 @@ main() {
 	local cmd=${1:-}
 	(($#)) && shift
 	case $cmd in
-	exec | podman | install-plugin | reboot | start-vswitchd | switch)
+	exec | podman | install-plugin | reboot | crash | boot | start-vswitchd | switch)
 		if is_kernel_mode; then
 			forward_to_guest "$cmd" "$@"
 			return
@@ -673,11 +748,29 @@ main() {
 		done
 		printf '%s\n' "$(readlink -f "$path")" >"$STATE/plugin"
 		;;
-	reboot)
-		(($# == 1)) || die "usage: lab.sh reboot H"
+	reboot | crash | boot)
+		(($# == 1)) || die "usage: lab.sh $cmd H"
 		local h
 		h=$(parse_host "$1")
-		cmd_reboot "$h"
+		case $cmd in
+		reboot) cmd_reboot "$h" ;;
+		crash) lock_lab && crash_host "$h" ;;
+		boot) lock_lab && boot_host "$h" ;;
+		esac
+		;;
+	add-host)
+		(($# == 0)) || die "usage: lab.sh add-host"
+		cmd_add_host
+		;;
+	ovn-leader)
+		[[ $# -eq 1 && ($1 == nb || $1 == sb) ]] || die "usage: lab.sh ovn-leader nb|sb"
+		[[ -f $STATE/hosts ]] || die "no lab is up in $LAB_DIR"
+		ovn_enabled || die "the lab in $LAB_DIR has no OVN (up N --ovn)"
+		local leader
+		leader=$(ovn_leader "$1")
+		[[ -n $leader ]] || die "the ${1^^} cluster has no leader now"
+		printf '%s
+' "$leader"
 		;;
 	start-vswitchd)
 		(($# == 1)) || die "usage: lab.sh start-vswitchd H"

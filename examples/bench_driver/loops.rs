@@ -117,11 +117,13 @@ pub fn cycle<W: Write>(
 }
 
 /// Sets up `count` containers one after the other on `network`, keeping them, then tears them
-/// all down: series `scale.setup_ms` and `scale.teardown_ms`, rep = the container's number.
+/// all down: series `<series>.setup_ms` and `<series>.teardown_ms` (`scale` for the mesh
+/// mode's run), rep = the container's number.
 pub fn fill<W: Write>(
     plugin: &Plugin,
     network: &Value,
     count: usize,
+    series: &str,
     samples: &mut Samples<W>,
 ) -> Result<()> {
     let mut namespaces = Namespaces::new();
@@ -137,13 +139,13 @@ pub fn fill<W: Write>(
         let (container, run) = Attached::setup(plugin, netns, request)
             .with_context(|| format!("setup of container {i}"))?;
         attached.push(container);
-        samples.run("scale.setup", i, &run)?;
+        samples.run(&format!("{series}.setup"), i, &run)?;
     }
     for (i, container) in attached.into_iter().enumerate() {
         let run = container
             .teardown()
             .with_context(|| format!("teardown of container {i}"))?;
-        samples.run("scale.teardown", i, &run)?;
+        samples.run(&format!("{series}.teardown"), i, &run)?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! bench_driver cycle PLUGIN NETWORK.json RUNS LABEL [FIRST_REP]   setup+teardown pairs
-//! bench_driver fill PLUGIN NETWORK.json COUNT         COUNT containers on one network
+//! bench_driver fill PLUGIN NETWORK.json COUNT [SERIES] COUNT containers on one network
 //! bench_driver create-peers PLUGIN RUNS FIRST_PEER N,N,...   create with N peers
 //! bench_driver networks PLUGIN COUNT PEER [K=V...]     COUNT networks, one container each
 //! bench_driver ovs-ports NETWORK.json COUNT           ovs-vsctl add-port alone, for reference
@@ -55,10 +55,11 @@ fn run(args: &[String]) -> Result<()> {
             rest.first().map_or(Ok(0), |r| number(r))?,
             &mut samples,
         ),
-        ["fill", plugin, network, count] => loops::fill(
+        ["fill", plugin, network, count, rest @ ..] if rest.len() <= 1 => loops::fill(
             &plugin_at(plugin),
             &read_network(network)?,
             number(count)?,
+            rest.first().copied().unwrap_or("scale"),
             &mut samples,
         ),
         ["create-peers", plugin, runs, first, sizes] => {

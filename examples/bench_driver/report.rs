@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 
 use crate::stats::{paired_ratio, values, values_in, Series, Summary};
 
+mod ovn;
+
 /// The targets, in one place.
 /// `setup` median with the default options (duplicate-address detection on).
 const SETUP_MEDIAN_MAX_MS: f64 = 15.0;
@@ -45,6 +47,7 @@ const CYCLE_LABELS: &[(&str, &str)] = &[
     ("dad-off", "internal, `dad=false`"),
     ("dad-on", "internal, `dad=true`"),
     ("ps-off", "internal, `port_security=false`"),
+    ("ovn", "OVN mode (`--opt ovn=`), internal, default options"),
 ];
 /// `podman run` configurations, and the pairs compared.
 const PODMAN_LABELS: &[(&str, &str)] = &[
@@ -61,6 +64,7 @@ const PODMAN_LABELS: &[(&str, &str)] = &[
         "geneve-ps-off",
         "geneve-ovs `--internal`, `port_security=false`",
     ),
+    ("geneve-ovn", "geneve-ovs OVN mode `--internal`"),
 ];
 const PODMAN_PAIRS: &[(&str, &str, &str)] = &[
     (
@@ -80,12 +84,18 @@ const PODMAN_PAIRS: &[(&str, &str, &str)] = &[
         "`dad=true` / `dad=false`",
     ),
     ("geneve-internal", "geneve-ps-off", "port security on / off"),
+    (
+        "geneve-ovn",
+        "bridge-internal",
+        "geneve-ovs OVN mode / bridge, internal",
+    ),
 ];
 const PATHS: &[(&str, &str)] = &[
     ("geneve", "geneve-ovs"),
     ("seed", "seed topology (bridge + veth + OVS + GENEVE)"),
     ("underlay", "underlay, host to host (the limit)"),
     ("geneve_open", "geneve-ovs, `port_security=false`"),
+    ("ovn", "geneve-ovs, OVN mode"),
 ];
 const PEER_COUNTS: &[u32] = &[1, 8, 32, 64, 256];
 
@@ -228,6 +238,7 @@ pub fn write(data: &Data, dir: &Path) -> Result<()> {
     control(data, &mut md);
     dataplane(data, &mut md);
     scale(data, &mut md);
+    ovn::section(data, &mut md);
     fs::write(dir.join("results.md"), md).context("writing results.md")?;
     plot_data(data, dir)
 }
@@ -513,6 +524,8 @@ fn dataplane(d: &Data, md: &mut String) {
             "rtt.geneve_open_ms",
             "RTT port security on / off",
         ),
+        ("tcp.ovn_mbps", "tcp.geneve_mbps", "TCP OVN mode / mesh"),
+        ("rtt.ovn_ms", "rtt.geneve_ms", "RTT OVN mode / mesh"),
     ] {
         if let Some(r) = d.ratio(a, b) {
             row(md, &format!("ratio {what}"), &r, ratio);

@@ -898,6 +898,8 @@ fn an_ovn_network_resolves_onto_the_integration_bridge_without_dad() {
     assert_eq!(cfg.bridge, OVN_BRIDGE);
     assert_eq!(cfg.dad, None);
     assert!(cfg.peers.is_empty());
+    // OVN's GENEVE option (8 bytes) on top of the mesh's 50 over an IPv4 underlay.
+    assert_eq!(cfg.mtu, 1442);
     let options = cfg.to_options();
     assert_eq!(
         options.get("ovn").map(String::as_str),

@@ -45,12 +45,14 @@
 #[path = "../common/cmd.rs"]
 pub mod cmd;
 pub mod netns;
+pub mod ovn;
 #[path = "../common/wait.rs"]
 pub mod wait;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -115,7 +117,9 @@ impl Datapath {
 pub struct PodmanLab {
     name: String,
     dir: PathBuf,
-    hosts: usize,
+    /// How many hosts it has now (atomic: [`PodmanLab::add_host`] adds one while containers of
+    /// the others, which borrow the lab, keep running).
+    hosts: AtomicUsize,
     prefix: String,
     switch_netns: PathBuf,
     started: Instant,
@@ -140,6 +144,16 @@ impl PodmanLab {
     }
 
     pub fn up_with(datapath: Datapath, name: &str, hosts: usize) -> Result<PodmanLab> {
+        PodmanLab::up_with_flags(datapath, name, hosts, &[])
+    }
+
+    /// `lab.sh up HOSTS [--kernel] FLAGS... --plugin PLUGIN`.
+    fn up_with_flags(
+        datapath: Datapath,
+        name: &str,
+        hosts: usize,
+        flags: &[&str],
+    ) -> Result<PodmanLab> {
         remove_stale_labs();
         let started = Instant::now();
         let dir = Path::new(LABS_ROOT).join(format!("{name}-{}", std::process::id()));
@@ -150,7 +164,7 @@ impl PodmanLab {
         let mut lab = PodmanLab {
             name: name.to_string(),
             dir,
-            hosts,
+            hosts: AtomicUsize::new(hosts),
             prefix: String::new(),
             switch_netns: PathBuf::new(),
             started,
@@ -161,6 +175,7 @@ impl PodmanLab {
         if datapath == Datapath::Kernel {
             args.push("--kernel".to_string());
         }
+        args.extend(flags.iter().map(|f| f.to_string()));
         args.extend(["--plugin".to_string(), plugin_under_test()]);
         let out = lab.script().args(&args).timeout(UP_TIMEOUT).output()?;
         if !out.status.success() {
@@ -199,14 +214,14 @@ impl PodmanLab {
     /// lets one slow-to-start kernel-datapath lab serve scenarios of different sizes.
     pub fn first_hosts(&self, n: usize) -> PodmanLab {
         assert!(
-            n >= 1 && n <= self.hosts,
+            n >= 1 && n <= self.hosts.load(Ordering::SeqCst),
             "the lab has {} hosts",
-            self.hosts
+            self.hosts.load(Ordering::SeqCst)
         );
         PodmanLab {
             name: self.name.clone(),
             dir: self.dir.clone(),
-            hosts: n,
+            hosts: AtomicUsize::new(n),
             prefix: self.prefix.clone(),
             switch_netns: self.switch_netns.clone(),
             started: self.started,
@@ -333,15 +348,17 @@ impl PodmanLab {
 
     pub fn host(&self, index: usize) -> Host<'_> {
         assert!(
-            (1..=self.hosts).contains(&index),
+            (1..=self.hosts.load(Ordering::SeqCst)).contains(&index),
             "no host {index} in a lab of {}",
-            self.hosts
+            self.hosts.load(Ordering::SeqCst)
         );
         Host { lab: self, index }
     }
 
     pub fn hosts(&self) -> Vec<Host<'_>> {
-        (1..=self.hosts).map(|i| self.host(i)).collect()
+        (1..=self.hosts.load(Ordering::SeqCst))
+            .map(|i| self.host(i))
+            .collect()
     }
 
     /// The underlay addresses of all hosts, comma-separated, as `--opt peers=` takes them.
@@ -868,6 +885,14 @@ pub struct Container<'a> {
 }
 
 impl<'a> Container<'a> {
+    /// The container `name` that `podman run` made on `host` outside [`Host::run_detached`].
+    pub fn on(host: Host<'a>, name: &str) -> Container<'a> {
+        Container {
+            host,
+            name: name.to_string(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
