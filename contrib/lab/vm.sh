@@ -136,7 +136,7 @@ vm_host_exec() {
 # none of them, so a change of lab.sh needs no image rebuild).
 vm_copy_scripts() {
 	mkdir -p "$VM_SHARE/lab"
-	cp "$SCRIPT_DIR/lab.sh" "$SCRIPT_DIR/vm.sh" "$SCRIPT_DIR/seed-topology.sh" "$VM_SHARE/lab/"
+	cp "$SCRIPT_DIR/lab.sh" "$SCRIPT_DIR/vm.sh" "$SCRIPT_DIR/ovn.sh" "$SCRIPT_DIR/seed-topology.sh" "$VM_SHARE/lab/"
 	cp "$SCRIPT_DIR/vm-agent.sh" "$VM_SHARE/vm-agent.sh"
 	if [[ -d $SCRIPT_DIR/../bench ]]; then
 		rm -rf "$VM_SHARE/bench"
