@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{connect_ovs, lock_firewall, lock_host, ovs_rundir, Reply};
@@ -18,10 +18,12 @@ use crate::lock::Mode;
 use crate::netconf;
 use crate::netlink::Netlink;
 use crate::ofctl::Ofctl;
-use crate::operate::gc::{self, Action, GcItem};
+use crate::operate::gc::{self, Action, GcItem, Step};
 use crate::operate::host::{self, Vswitchd};
 use crate::options;
 use crate::ovn::northbound::Northbound;
+use crate::ovn::plan::SwitchRemoval;
+use crate::ovn::record;
 use crate::ovs::snapshot::Scope;
 use crate::ovs::Ovs;
 use crate::ovsdb::Remote;
@@ -60,6 +62,11 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
     let dir = netconf::dir_from(flags.dir.network_config_dir.as_deref());
     let saved = netconf::load(&dir).map_err(|e| format!("{e:#}"));
     let mut plan = gc::plan(&inventory, &host, saved.as_ref().map_err(String::as_str));
+    let (joined, unreadable) = record::read_all(&ovs.local_external_ids()?);
+    let ovn_switches =
+        gc::removed_ovn_networks(&joined, &unreadable, saved.as_ref().map_err(String::as_str));
+    plan.steps.extend(ovn_switches.steps);
+    plan.kept.extend(ovn_switches.kept);
     if flags.flows_only {
         // Right after an ovs-vswitchd restart: remove nothing (a `create` may be between
         // building its bridge and podman saving the network), only put the flows back.
@@ -90,7 +97,12 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
             _ => None,
         })
         .collect();
-    for step in plan.steps {
+    // The switches last: the ports of this chassis that go are gone from them by then.
+    let (switch_steps, steps): (Vec<Step>, Vec<Step>) = plan
+        .steps
+        .into_iter()
+        .partition(|s| matches!(s.action, Action::RemoveOvnSwitch { .. }));
+    for step in steps {
         let done = if flags.dry_run {
             Ok(())
         } else {
@@ -128,6 +140,7 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
                     netlink.delete_link(&step.item.name).map(|_| ())
                 }
                 (Action::DeleteVeth, None) => Err(anyhow::anyhow!("no netlink socket")),
+                (Action::RemoveOvnSwitch { .. }, _) => Ok(()),
             }
         };
         match done {
@@ -137,6 +150,9 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
                 error: format!("{err:#}"),
             }),
         }
+    }
+    for step in switch_steps {
+        remove_ovn_switch(&mut ovs, step, flags.dry_run, &mut report);
     }
     // The full reconcile of the nftables table, from what OVS holds after the removals.
     if !flags.dry_run {
@@ -177,13 +193,83 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
 /// Removes the logical port of a stale OVN container port from the northbound database at
 /// `remotes` (as the `ovn` option spelled them).
 fn remove_logical_port(remotes: &str, network: &str, logical_port: &str) -> Result<()> {
-    let remotes = remotes
+    let remotes = parse_remotes(remotes).context("the port's OVN remotes")?;
+    Northbound::connect(&remotes)?.remove_port(network, logical_port)?;
+    Ok(())
+}
+
+/// Rule 5: removes an OVN network's switch if the northbound database says nothing keeps it
+/// now, and forgets this host's record of the network once the switch is gone or is not
+/// this network's. A switch in use stays, and so does the record: a later `gc` tries again.
+fn remove_ovn_switch(ovs: &mut Ovs, step: Step, dry_run: bool, report: &mut GcReport) {
+    let Action::RemoveOvnSwitch {
+        network,
+        remotes,
+        identity,
+        record_key,
+    } = &step.action
+    else {
+        return;
+    };
+    let decided = parse_remotes(remotes).and_then(|remotes| {
+        Northbound::connect(&remotes)?.remove_unused_switch(network, identity, dry_run)
+    });
+    let forget = match decided {
+        Ok(SwitchRemoval::Remove { .. }) => {
+            report.removed.push(step.item.clone());
+            true
+        }
+        Ok(SwitchRemoval::Absent) => true,
+        Ok(SwitchRemoval::InUse(why)) => {
+            report.kept.push(GcItem {
+                reason: why,
+                ..step.item.clone()
+            });
+            false
+        }
+        Ok(SwitchRemoval::NotOurs(why)) => {
+            report.kept.push(GcItem {
+                reason: format!("{why}; this host forgets network {network:?}"),
+                ..step.item.clone()
+            });
+            true
+        }
+        Err(err) => {
+            report.failed.push(Failure {
+                item: step.item.clone(),
+                error: format!("{err:#}"),
+            });
+            false
+        }
+    };
+    if !forget || dry_run {
+        return;
+    }
+    let item = GcItem {
+        kind: "record",
+        name: record_key.clone(),
+        network: Some(network.clone()),
+        container_id: None,
+        reason: format!(
+            "this host's record of OVN network {network:?}, which podman no longer has"
+        ),
+    };
+    match ovs.set_local_external_id(record_key, None) {
+        Ok(()) => report.removed.push(item),
+        Err(err) => report.failed.push(Failure {
+            item,
+            error: format!("{err:#}"),
+        }),
+    }
+}
+
+/// The northbound remotes as the `ovn` option spelled them.
+fn parse_remotes(remotes: &str) -> Result<Vec<Remote>> {
+    remotes
         .split(',')
         .map(|r| Remote::parse(r, options::OVN_NB_PORT))
         .collect::<Result<Vec<_>, String>>()
-        .map_err(|why| anyhow::anyhow!("the port's OVN remotes {remotes:?}: {why}"))?;
-    Northbound::connect(&remotes)?.remove_port(network, logical_port)?;
-    Ok(())
+        .map_err(|why| anyhow::anyhow!("the OVN remotes {remotes:?}: {why}"))
 }
 
 /// Replaces every owned bridge's OpenFlow table with what its rows say (port security).

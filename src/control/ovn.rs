@@ -19,6 +19,7 @@ use crate::options::{self, NetworkConfig};
 use crate::ovn::host::{self, Chassis};
 use crate::ovn::northbound::{Northbound, PortRequest};
 use crate::ovn::plan;
+use crate::ovn::record::JoinedNetwork;
 use crate::ovs::schema::keys;
 use crate::ovs::snapshot::{BridgeRow, Scope, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
@@ -52,7 +53,7 @@ impl ControlPlane for Ovn {
         let mut nb = Northbound::connect(&cfg.ovn)?;
         nb.ensure_switch(cfg)
             .with_context(|| format!("OVN northbound database at {}", nb.remote()))?;
-        Ok(())
+        record_joined(ovs, cfg)
     }
 
     fn attach_port(
@@ -143,4 +144,11 @@ fn attach_locally(
     let applied = ovs.add_port_to(&chassis.bridge, &port.name, &ids)?;
     nb.wait_up(name, PORT_UP_TIMEOUT)?;
     Ok(applied)
+}
+
+/// Records in this host's Open vSwitch that it joined the network ([`crate::ovn::record`]),
+/// so that `gc` can remove the network's switch once podman has forgotten the network.
+pub fn record_joined(ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
+    let record = JoinedNetwork::of(cfg);
+    ovs.set_local_external_id(&record.key(), Some(&record.value()))
 }

@@ -182,11 +182,47 @@ impl Fix {
         veth: bool,
     ) -> &mut Self {
         let (network, id) = self.network_of(bridge);
+        self.container_of(bridge, &network, &id, name, netns, netns_alive, veth)
+    }
+
+    /// An OVN network (its `ovn` option names the lab's northbound database): podman's file,
+    /// and OVN's integration bridge `br-int` (not the plugin's) if there is none yet.
+    pub fn ovn_network(&mut self, network: &str) -> &mut Self {
+        if !self.inv.bridges.iter().any(|b| b.name == "br-int") {
+            self.foreign_bridge("br-int");
+        }
+        self.saved.networks.push(SavedNetwork {
+            name: network.to_string(),
+            id: format!("net-{network}"),
+            network_interface: Some("br-int".to_string()),
+            options: ids(&[("mtu", "1450"), ("ovn", "tcp:10.99.0.250:6641")]),
+            file: PathBuf::from(format!("/etc/containers/networks/{network}.json")),
+        });
+        self
+    }
+
+    /// A container of OVN network `network`, its port on `br-int`.
+    pub fn ovn_container(&mut self, network: &str, name: &str, netns: &str) -> &mut Self {
+        let id = format!("net-{network}");
+        self.container_of("br-int", network, &id, name, netns, true, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn container_of(
+        &mut self,
+        bridge: &str,
+        network: &str,
+        id: &str,
+        name: &str,
+        netns: &str,
+        netns_alive: bool,
+        veth: bool,
+    ) -> &mut Self {
         let external_ids = ids(&[
             (keys::OWNER, OWNER),
             (keys::ROLE, keys::ROLE_CONTAINER),
-            (keys::NETWORK, &network),
-            (keys::NETWORK_ID, &id),
+            (keys::NETWORK, network),
+            (keys::NETWORK_ID, id),
             (
                 keys::CONTAINER_ID,
                 &format!("{name}-container-id-0123456789"),

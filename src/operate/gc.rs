@@ -27,15 +27,28 @@
 //!    name with another id (removed and created again) keeps the bridge: the next `create` or
 //!    `setup` of that network takes the bridge over.
 //!
+//! 5. An **OVN network's logical switch** goes when podman on this host no longer has the
+//!    network (this host recorded that it joined it, [`crate::ovn::record`]), the switch is
+//!    still the plugin's and has the identity recorded (a switch of that name with other
+//!    subnets, `--internal` or MTU is another network's and is never touched), and no chassis
+//!    has a port on it (a `localport` belongs to the switch). That last part is decided
+//!    against the northbound database when `gc` runs ([`crate::ovn::plan::switch_removal`]);
+//!    this plan only names the candidates. A host that still has the network defined makes
+//!    the switch again at its next `setup`.
+//!
 //! Removing anything of a non-internal network changes what the plugin's nftables table must
 //! hold (it is rendered from the database); [`Step::firewall`] says so, and the command then
 //! renders the table again.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
 use crate::netconf::SavedNetworks;
+use crate::ovn::plan::switch_name;
+use crate::ovn::record::JoinedNetwork;
 use crate::ovs::schema::{keys, owned_value, Role};
 use crate::ovs::snapshot::{BridgeRow, PortRow, Snapshot};
 
@@ -48,7 +61,8 @@ fn has_firewall_rules(bridge: &BridgeRow) -> bool {
 /// One thing removed (or to be removed, or kept), as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GcItem {
-    /// `port`, `veth` or `bridge`.
+    /// `port`, `veth`, `bridge`, `switch` (an OVN network's logical switch) or `record`
+    /// (this host's record of an OVN network it joined).
     pub kind: &'static str,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +90,15 @@ pub enum Action {
         network: String,
         logical_port: String,
         remotes: String,
+    },
+    /// Remove the logical switch of OVN network `network` (which podman no longer has) from
+    /// the northbound database at `remotes`, provided it is still the network of `identity`
+    /// and no chassis has a port on it; then forget this host's record `record_key`.
+    RemoveOvnSwitch {
+        network: String,
+        remotes: String,
+        identity: BTreeMap<String, String>,
+        record_key: String,
     },
 }
 
@@ -356,6 +379,71 @@ fn removed_networks(
             firewall: has_firewall_rules(bridge),
         });
     }
+}
+
+/// Rule 5: the candidates among the OVN networks this host joined (`joined`, and the keys of
+/// records that cannot be read, `unreadable`): those podman no longer has.
+pub fn removed_ovn_networks(
+    joined: &[JoinedNetwork],
+    unreadable: &[(String, String)],
+    saved: Result<&SavedNetworks, &str>,
+) -> GcPlan {
+    let mut plan = GcPlan::default();
+    for (key, why) in unreadable {
+        plan.kept.push(GcItem {
+            kind: "record",
+            name: key.clone(),
+            network: None,
+            container_id: None,
+            reason: format!(
+                "this host's record of an OVN network cannot be read ({why}): remove it with \
+                 ovs-vsctl remove open . external_ids {key}"
+            ),
+        });
+    }
+    for record in joined {
+        let network = &record.network;
+        let item = |reason: String| GcItem {
+            kind: "switch",
+            name: switch_name(network),
+            network: Some(network.clone()),
+            container_id: None,
+            reason,
+        };
+        let saved = match saved {
+            Ok(saved) => saved,
+            Err(why) => {
+                plan.kept.push(item(format!(
+                    "cannot tell whether network {network:?} still exists: {why}"
+                )));
+                continue;
+            }
+        };
+        if saved.named(network).is_some() {
+            continue;
+        }
+        if saved.maybe_unreadable(network) {
+            plan.kept.push(item(format!(
+                "podman's file for network {network:?} in {} cannot be read",
+                saved.dir.display()
+            )));
+            continue;
+        }
+        plan.steps.push(Step {
+            item: item(format!(
+                "no geneve-ovs network {network:?} in {} and no chassis has a port on it",
+                saved.dir.display()
+            )),
+            action: Action::RemoveOvnSwitch {
+                network: network.clone(),
+                remotes: record.remotes.clone(),
+                identity: record.identity.clone(),
+                record_key: record.key(),
+            },
+            firewall: false,
+        });
+    }
+    plan
 }
 
 #[cfg(test)]

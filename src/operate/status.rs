@@ -16,6 +16,9 @@ use crate::ipsec::{self, EspState, PeerSecurity};
 use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovs::schema::{ContainerPortRecord, Role};
 use crate::ovs::snapshot::{BridgeRow, InterfaceRow, PortRow, Snapshot};
+pub use ovn_view::{OvnHostStatus, OvnHostView, OvnNetworkStatus, OvnNetworkView, OvnPortStatus};
+
+pub mod ovn_view;
 
 /// The version of the JSON document.
 pub const VERSION: u32 = 1;
@@ -30,13 +33,19 @@ pub struct StatusReport {
     pub tunnels_down: usize,
     /// How many container ports lack their flows (port security) in the bridge's table.
     pub flows_missing: usize,
+    /// This host as an OVN chassis, when it has OVN networks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ovn: Option<OvnHostStatus>,
 }
 
 impl StatusReport {
     /// Whether everything that can be up is: ovs-vswitchd runs, no tunnel is down and every
     /// container port has its flows.
     pub fn healthy(&self) -> bool {
-        self.vswitchd.running && self.tunnels_down == 0 && self.flows_missing == 0
+        self.vswitchd.running
+            && self.tunnels_down == 0
+            && self.flows_missing == 0
+            && self.ovn.as_ref().map_or(true, |o| o.problems == 0)
     }
 
     /// Fills in each encrypted tunnel's `ipsec` from the kernel's ESP security associations
@@ -97,7 +106,7 @@ impl StatusReport {
     /// per cookie of each bridge, or why it could not be read). A port's protection is
     /// present when both its own flows and the bridge's base flows are in the table.
     pub fn check_flows(&mut self, tables: &BTreeMap<String, Result<BTreeMap<u64, usize>, String>>) {
-        for net in &mut self.networks {
+        for net in self.networks.iter_mut().filter(|n| n.ovn.is_none()) {
             let Some(table) = net.bridge.as_ref().and_then(|b| tables.get(b)) else {
                 continue;
             };
@@ -150,6 +159,9 @@ pub struct NetworkStatus {
     pub podman_config: &'static str,
     pub tunnels: Vec<TunnelStatus>,
     pub containers: Vec<ContainerStatus>,
+    /// The OVN side of an OVN network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ovn: Option<OvnNetworkStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -165,8 +177,12 @@ pub struct ContainerStatus {
     pub state: &'static str,
     pub problem: Option<String>,
     /// The port's flows (port security) in the bridge's OpenFlow table: `present`, `missing`
-    /// (the port is closed: `geneve-ovs gc` restores them) or `unknown` (not checked).
+    /// (the port is closed: `geneve-ovs gc` restores them), `unknown` (not checked) or `ovn`
+    /// (OVN's: ovn-controller programs port security on its integration bridge).
     pub flows: &'static str,
+    /// The OVN side of a container of an OVN network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ovn: Option<OvnPortStatus>,
 }
 
 /// Builds the report; `only` limits it to one network (by network or bridge name).
@@ -206,7 +222,7 @@ pub fn build(
                 .networks
                 .iter()
                 .filter(|n| !present.contains(&n.name))
-                .map(network_without_bridge),
+                .map(|saved| network_without_bridge(inventory, host, saved)),
         );
     }
     networks.sort_by(|a, b| a.name.cmp(&b.name));
@@ -227,6 +243,7 @@ pub fn build(
         networks,
         tunnels_down,
         flows_missing: 0,
+        ovn: None,
     })
 }
 
@@ -295,10 +312,22 @@ fn network_of_bridge(
         podman_config,
         tunnels,
         containers,
+        ovn: None,
     }
 }
 
-fn network_without_bridge(saved: &SavedNetwork) -> NetworkStatus {
+fn network_without_bridge(
+    inventory: &Snapshot,
+    host: &HostView,
+    saved: &SavedNetwork,
+) -> NetworkStatus {
+    if saved
+        .options
+        .get("ovn")
+        .is_some_and(|v| !v.trim().is_empty())
+    {
+        return network_on_ovn(inventory, host, saved);
+    }
     let vni: Option<u32> = parse_option(Some(saved), "vni");
     NetworkStatus {
         name: saved.name.clone(),
@@ -319,6 +348,44 @@ fn network_without_bridge(saved: &SavedNetwork) -> NetworkStatus {
             false,
         ),
         containers: Vec::new(),
+        ovn: None,
+    }
+}
+
+/// An OVN network: no bridge of its own; its containers' ports are the plugin's ports of
+/// this network on OVN's integration bridge. [`StatusReport::apply_ovn`] adds what OVN says.
+fn network_on_ovn(inventory: &Snapshot, host: &HostView, saved: &SavedNetwork) -> NetworkStatus {
+    let ports: Vec<&PortRow> = inventory
+        .ports
+        .iter()
+        .filter(|p| p.has_role(Role::Container))
+        .filter(|p| inventory.bridge_of(p).is_some_and(|b| !b.is_owned()))
+        .filter(|p| p.container().and_then(|c| c.network).as_deref() == Some(saved.name.as_str()))
+        .collect();
+    let mut containers: Vec<ContainerStatus> = ports
+        .iter()
+        .map(|p| ContainerStatus {
+            flows: "ovn",
+            ..container_status(p, inventory.interface_of(p), host)
+        })
+        .collect();
+    containers.sort_by(|a, b| (&a.name, &a.port).cmp(&(&b.name, &b.port)));
+    let bridge = ports
+        .first()
+        .and_then(|p| inventory.bridge_of(p))
+        .map(|b| b.name.clone());
+    NetworkStatus {
+        name: saved.name.clone(),
+        id: Some(saved.id.clone()),
+        bridge_present: bridge.is_some(),
+        bridge,
+        vni: None,
+        mtu: parse_option(Some(saved), "mtu"),
+        datapath: None,
+        podman_config: "found",
+        tunnels: Vec::new(),
+        containers,
+        ovn: Some(OvnNetworkStatus::unread(&saved.name)),
     }
 }
 
@@ -360,6 +427,7 @@ fn container_status(
         state,
         problem,
         flows: "unknown",
+        ovn: None,
     }
 }
 
@@ -399,6 +467,71 @@ fn short_id(id: &Option<String>) -> String {
         .map_or_else(|| "-".to_string(), |i| i.chars().take(12).collect())
 }
 
+/// An OVN network's lines: no tunnels of the plugin's (ovn-controller's), the switch and the
+/// northbound connection, and per container its binding and `up`.
+fn render_ovn_network(net: &NetworkStatus, ovn: &OvnNetworkStatus, out: &mut Vec<String>) {
+    out.push(format!(
+        "network {} (id {}): OVN, bridge {}, MTU {}, podman config {}",
+        net.name,
+        short_id(&net.id),
+        or_dash(&net.bridge),
+        or_dash(&net.mtu),
+        net.podman_config,
+    ));
+    out.extend(ovn_view::render_network(ovn));
+    if net.containers.is_empty() {
+        out.push("  no containers".to_string());
+        return;
+    }
+    let rows: Vec<Vec<String>> = net
+        .containers
+        .iter()
+        .map(|c| {
+            let port = c.ovn.as_ref();
+            let problem = c
+                .problem
+                .clone()
+                .or_else(|| port.and_then(|p| p.problem.clone()))
+                .unwrap_or_default();
+            vec![
+                or_dash(&c.name),
+                short_id(&c.id),
+                or_dash(&c.interface),
+                c.port.clone(),
+                c.state.to_string(),
+                port.map_or_else(|| "-".to_string(), |p| p.logical_port.clone()),
+                match port.and_then(|p| p.up) {
+                    Some(true) => "yes".to_string(),
+                    Some(false) => "no".to_string(),
+                    None => "-".to_string(),
+                },
+                port.map_or_else(
+                    || "-".to_string(),
+                    |p| match &p.bound_to {
+                        Some(chassis) => format!("{} ({chassis})", p.binding),
+                        None => p.binding.to_string(),
+                    },
+                ),
+                problem,
+            ]
+        })
+        .collect();
+    out.push(table(
+        &[
+            "CONTAINER",
+            "ID",
+            "INTERFACE",
+            "PORT",
+            "STATE",
+            "LOGICAL PORT",
+            "UP",
+            "BINDING",
+            "PROBLEM",
+        ],
+        &rows,
+    ));
+}
+
 /// The human-readable form of the report.
 pub fn render(report: &StatusReport) -> String {
     let mut out = Vec::new();
@@ -409,8 +542,15 @@ pub fn render(report: &StatusReport) -> String {
             detail.as_deref().unwrap_or("unknown")
         ),
     });
+    if let Some(ovn) = &report.ovn {
+        out.extend(ovn_view::render_host(ovn));
+    }
     for net in &report.networks {
         out.push(String::new());
+        if let Some(ovn) = &net.ovn {
+            render_ovn_network(net, ovn, &mut out);
+            continue;
+        }
         let bridge = match (&net.bridge, net.bridge_present) {
             (Some(b), true) => b.clone(),
             (Some(b), false) => format!("{b} (MISSING in OVS)"),
@@ -525,6 +665,12 @@ pub fn render(report: &StatusReport) -> String {
     if stale > 0 {
         out.push(format!(
             "{stale} stale container port(s): `geneve-ovs gc` removes them"
+        ));
+    }
+    if let Some(ovn) = report.ovn.as_ref().filter(|o| o.problems > 0) {
+        out.push(format!(
+            "this host is NOT CONNECTED to OVN: {} problem(s) above",
+            ovn.problems
         ));
     }
     if report.flows_missing > 0 {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::plan::{self, Acl};
+use super::plan::{self, Acl, SwitchRemoval};
 use super::schema::{
     is_owned, DnsRow, SwitchPortRow, SwitchRow, DB, DNS_COLUMNS, PORT_COLUMNS, ROLE_DNS,
     SWITCH_COLUMNS,
@@ -188,12 +188,11 @@ impl Northbound {
         let switch_name = plan::switch_name(&cfg.name);
         for _ in 0..ATTEMPTS {
             let Some(switch) = self.find_switch(&switch_name)? else {
-                bail!(
-                    "network {} has no logical switch {switch_name} in OVN (removed by hand?): \
-                     run `podman network create` for it again on this host, with the same \
-                     options, or remove and re-create the network",
-                    cfg.name
-                );
+                // `gc` of the last host to leave the network removed its switch while this
+                // host still has the network: it is made again (guarded), as `create` would.
+                self.ensure_switch(cfg)
+                    .with_context(|| format!("OVN northbound database at {}", self.remote()))?;
+                continue;
             };
             if let Some(why) = plan::switch_conflict(&switch, cfg) {
                 bail!("{why}");
@@ -297,6 +296,104 @@ impl Northbound {
             )),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// One member of the northbound database's cluster (or the one standalone server) as
+/// `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    pub remote: String,
+    /// `leader` (also a standalone server), `follower` or `unreachable`.
+    pub role: &'static str,
+    /// Why it is unreachable.
+    pub error: Option<String>,
+}
+
+/// Asks every remote of `remotes` whether it serves the northbound database and whether it
+/// is its cluster's leader: the cluster as this host sees it, for `status`.
+pub fn probe(remotes: &[Remote]) -> Vec<Member> {
+    remotes
+        .iter()
+        .map(|remote| match try_remote(remote) {
+            Ok((_, role)) => Member {
+                remote: remote.to_string(),
+                role: match role {
+                    Role::Leader => "leader",
+                    Role::Follower => "follower",
+                },
+                error: None,
+            },
+            Err(err) => Member {
+                remote: remote.to_string(),
+                role: "unreachable",
+                error: Some(format!("{err:#}")),
+            },
+        })
+        .collect()
+}
+
+impl Northbound {
+    /// The DNS rows `switch` points at.
+    fn dns_rows_of(&mut self, switch: &SwitchRow) -> Result<Vec<DnsRow>> {
+        if switch.dns_records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = self.transact(vec![ops::select("DNS", vec![], Some(DNS_COLUMNS))])?;
+        value::rows(&results[0])?
+            .iter()
+            .map(DnsRow::read)
+            .filter(|d| {
+                d.as_ref()
+                    .map_or(true, |d| switch.dns_records.contains(&d.uuid))
+            })
+            .collect()
+    }
+
+    /// Removes the switch of network `network`, which this host no longer has, provided it
+    /// is still the network whose identity this host recorded and no chassis has a port on
+    /// it ([`plan::switch_removal`]): with its DNS rows, in one transaction guarded by a
+    /// `wait` on its ports, so that a host adding a port meanwhile wins (the removal is then
+    /// decided again and the switch kept). Returns what was decided.
+    pub fn remove_unused_switch(
+        &mut self,
+        network: &str,
+        identity: &BTreeMap<String, String>,
+        dry_run: bool,
+    ) -> Result<SwitchRemoval> {
+        let name = plan::switch_name(network);
+        for _ in 0..ATTEMPTS {
+            let switch = self.find_switch(&name)?;
+            let (ports, dns) = match &switch {
+                Some(switch) => (self.ports_of(switch)?, self.dns_rows_of(switch)?),
+                None => (Vec::new(), Vec::new()),
+            };
+            let decision = plan::switch_removal(switch.as_ref(), &ports, &dns, identity);
+            let (Some(switch), SwitchRemoval::Remove { dns }) = (&switch, &decision) else {
+                return Ok(decision);
+            };
+            if dry_run {
+                return Ok(decision);
+            }
+            let mut ops_ = vec![guard_switch(switch)];
+            ops_.extend(
+                dns.iter().map(|uuid| {
+                    ops::delete("DNS", vec![ops::cond("_uuid", "==", value::uuid(uuid))])
+                }),
+            );
+            ops_.push(ops::delete(
+                "Logical_Switch",
+                vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
+            ));
+            match self.transact(ops_) {
+                Ok(_) => return Ok(decision),
+                Err(err) if is_guard_failure(&err) => continue,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("removing logical switch {name}"))
+                }
+            }
+        }
+        bail!("could not remove logical switch {name}: the OVN database kept changing underneath")
     }
 }
 

@@ -10,7 +10,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::schema::{ids, SwitchPortRow, SwitchRow, ROLE_ACL, ROLE_PORT, ROLE_SWITCH};
+use super::schema::{
+    ids, is_owned, DnsRow, SwitchPortRow, SwitchRow, ROLE_ACL, ROLE_PORT, ROLE_SWITCH,
+};
 use crate::options::NetworkConfig;
 use crate::ovs::schema::{common_ids, keys, ContainerPort};
 
@@ -233,6 +235,116 @@ pub fn switch_acls(cfg: &NetworkConfig) -> Vec<Acl> {
     .collect()
 }
 
+/// The identity every joining host must share (subnets, `--internal`, MTU), as the switch's
+/// `external_ids` carry it: what `gc` compares to tell this network's switch from another
+/// network's of the same name.
+pub fn switch_identity(cfg: &NetworkConfig) -> BTreeMap<String, String> {
+    identity(cfg)
+}
+
+/// What `gc` does with the switch of a network this host no longer has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchRemoval {
+    /// There is no switch of that name (another host removed it already).
+    Absent,
+    /// Remove it, with the plugin's DNS rows `dns` attached to it. Its ports (a `localport`
+    /// at most) and ACLs are not root rows: the database drops them with the switch.
+    Remove { dns: Vec<String> },
+    /// Leave it for now: a chassis still has a port on it (the reason names them).
+    InUse(String),
+    /// Never touch it: it is not this network's switch (not the plugin's, or another
+    /// network's of the same name); the reason says which.
+    NotOurs(String),
+}
+
+/// Whether the switch of a removed network goes: only the plugin's own switch, only while it
+/// still has the identity this host recorded (`identity`; otherwise it is another network of
+/// the same name), and only when no chassis has a port on it. A `localport` belongs to the
+/// switch itself (it is on every chassis), so it does not keep the switch. `dns` are the
+/// DNS rows the switch's `dns_records` point at.
+pub fn switch_removal(
+    switch: Option<&SwitchRow>,
+    ports: &[SwitchPortRow],
+    dns: &[DnsRow],
+    identity: &BTreeMap<String, String>,
+) -> SwitchRemoval {
+    let Some(switch) = switch else {
+        return SwitchRemoval::Absent;
+    };
+    if !switch.is_owned() {
+        return SwitchRemoval::NotOurs(format!(
+            "logical switch {} was not made by geneve-ovs",
+            switch.name
+        ));
+    }
+    let differences = identity_differences(switch, identity);
+    if !differences.is_empty() {
+        return SwitchRemoval::NotOurs(format!(
+            "logical switch {} is another network of the same name now ({}): left to that \
+             network's hosts",
+            switch.name,
+            differences.join("; ")
+        ));
+    }
+    let in_use: Vec<String> = ports
+        .iter()
+        .filter(|p| switch.ports.contains(&p.uuid) && p.kind != "localport")
+        .map(|p| {
+            let chassis = p.owned(ids::CHASSIS).unwrap_or("an unknown chassis");
+            match p.owned(keys::CONTAINER_NAME) {
+                Some(container) => format!("container {container} on {chassis}"),
+                None => format!("port {} on {chassis}", p.name),
+            }
+        })
+        .collect();
+    if !in_use.is_empty() {
+        return SwitchRemoval::InUse(format!(
+            "logical switch {} still has ports of other hosts: {}",
+            switch.name,
+            in_use.join(", ")
+        ));
+    }
+    SwitchRemoval::Remove {
+        dns: dns
+            .iter()
+            .filter(|d| switch.dns_records.contains(&d.uuid) && is_owned(&d.external_ids))
+            .map(|d| d.uuid.clone())
+            .collect(),
+    }
+}
+
+/// How `switch`'s identity differs from `identity` (as this host recorded it), one
+/// "KEY is THEIRS there, OURS here" per key.
+pub fn identity_differences(
+    switch: &SwitchRow,
+    identity: &BTreeMap<String, String>,
+) -> Vec<String> {
+    identity
+        .iter()
+        .filter_map(|(key, recorded)| {
+            let theirs = switch
+                .external_ids
+                .get(key)
+                .map_or("(unset)", String::as_str);
+            (theirs != recorded).then(|| {
+                let what = key.trim_start_matches("geneve-ovs.");
+                format!("{what} is {theirs} there, {recorded} here")
+            })
+        })
+        .collect()
+}
+
+/// The chassis a network spans: those its containers' ports are pinned to, sorted. A
+/// `localport` is on every chassis and pins nothing.
+pub fn spanned_chassis(ports: &[SwitchPortRow]) -> Vec<String> {
+    let chassis: std::collections::BTreeSet<String> = ports
+        .iter()
+        .filter(|p| p.kind != "localport")
+        .filter_map(|p| p.owned(ids::CHASSIS).map(str::to_string))
+        .collect();
+    chassis.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +479,107 @@ mod tests {
         let matches: Vec<&str> = acls.iter().map(|a| a.matches.as_str()).collect();
         assert!(matches.contains(&"icmp6.type == 134"));
         assert!(matches.contains(&"udp.src == 67 && udp.dst == 68"));
+    }
+
+    fn dns_row(uuid: &str, owned: bool) -> DnsRow {
+        let mut external_ids = BTreeMap::new();
+        if owned {
+            external_ids.insert(
+                keys::OWNER.to_string(),
+                crate::ovs::schema::OWNER.to_string(),
+            );
+        }
+        DnsRow {
+            uuid: uuid.into(),
+            records: BTreeMap::new(),
+            external_ids,
+        }
+    }
+
+    fn lsp(uuid: &str, kind: &str, chassis: Option<&str>) -> SwitchPortRow {
+        let cfg = sample_config();
+        SwitchPortRow {
+            uuid: uuid.into(),
+            name: format!("{uuid}-eth0"),
+            kind: kind.into(),
+            addresses: vec![],
+            up: Some(true),
+            external_ids: match chassis {
+                Some(chassis) => port_external_ids(&cfg, &port(), chassis),
+                None => BTreeMap::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_removed_networks_switch_goes_only_when_no_chassis_has_a_port() {
+        let cfg = sample_config();
+        let identity = switch_identity(&cfg);
+        let mut sw = switch(&cfg);
+        sw.dns_records = vec!["d1".into(), "d2".into()];
+        let dns = [
+            dns_row("d1", true),
+            dns_row("d2", false),
+            dns_row("d3", true),
+        ];
+        assert_eq!(
+            switch_removal(None, &[], &dns, &identity),
+            SwitchRemoval::Absent
+        );
+        // Empty, or with only the switch's own localport: it goes, with the plugin's DNS row
+        // of this switch (not another's, not a foreign one).
+        sw.ports = vec!["gw".into()];
+        let gateway = lsp("gw", "localport", None);
+        assert_eq!(
+            switch_removal(Some(&sw), std::slice::from_ref(&gateway), &dns, &identity),
+            SwitchRemoval::Remove {
+                dns: vec!["d1".into()]
+            }
+        );
+        // A container port of another chassis keeps it, naming container and chassis.
+        sw.ports.push("p2".into());
+        let ports = [gateway, lsp("p2", "", Some("chassis-2"))];
+        match switch_removal(Some(&sw), &ports, &dns, &identity) {
+            SwitchRemoval::InUse(why) => {
+                assert!(why.contains("container c1 on chassis-2"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn another_networks_switch_of_the_name_or_a_foreign_one_is_never_removed() {
+        let cfg = sample_config();
+        let identity = switch_identity(&cfg);
+        let other = NetworkConfig {
+            subnets: vec!["10.1.0.0/24".parse().unwrap()],
+            ..sample_config()
+        };
+        match switch_removal(Some(&switch(&other)), &[], &[], &identity) {
+            SwitchRemoval::NotOurs(why) => assert!(
+                why.contains("another network") && why.contains("subnets is 10.1.0.0/24 there"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut foreign = switch(&cfg);
+        foreign.external_ids.clear();
+        match switch_removal(Some(&foreign), &[], &[], &identity) {
+            SwitchRemoval::NotOurs(why) => {
+                assert!(why.contains("not made by geneve-ovs"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_network_spans_the_chassis_its_ports_are_pinned_to() {
+        let ports = [
+            lsp("p1", "", Some("chassis-2")),
+            lsp("p2", "", Some("chassis-1")),
+            lsp("p3", "", Some("chassis-2")),
+            lsp("gw", "localport", None),
+        ];
+        assert_eq!(spanned_chassis(&ports), ["chassis-1", "chassis-2"]);
     }
 }

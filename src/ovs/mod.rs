@@ -109,6 +109,27 @@ impl Ovs {
         value::string_map(value::column(row, "external_ids")?)
     }
 
+    /// Sets (`Some`) or removes (`None`) one key of `Open_vSwitch.external_ids`, leaving
+    /// every other key (ovn-controller's settings among them) as it is.
+    pub fn set_local_external_id(&mut self, key: &str, value: Option<&str>) -> Result<()> {
+        let mut mutations = vec![ops::mutation(
+            "external_ids",
+            "delete",
+            value::set(vec![key.into()]),
+        )];
+        if let Some(v) = value {
+            mutations.push(ops::mutation(
+                "external_ids",
+                "insert",
+                value::map([(key, v)]),
+            ));
+        }
+        self.client
+            .transact(DB, vec![ops::mutate("Open_vSwitch", vec![], mutations)])
+            .with_context(|| format!("writing external_ids:{key} of this host's Open vSwitch"))?;
+        Ok(())
+    }
+
     /// Adds a port owned by the plugin to a bridge someone else manages (OVN's integration
     /// bridge): `external_ids` go on the port and its interface, where ovn-controller reads
     /// `iface-id`. Waits for ovs-vswitchd like every other change; a leftover port of the same

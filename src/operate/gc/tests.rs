@@ -275,3 +275,51 @@ fn a_stale_port_of_an_ovn_network_goes_with_its_logical_port() {
         .reason
         .contains("not on a bridge geneve-ovs created"));
 }
+
+#[test]
+fn the_switch_of_an_ovn_network_podman_forgot_is_a_candidate() {
+    let mut f = Fix::new();
+    f.network("kept", "gnv5", 5, &[]);
+    let record = |network: &str| JoinedNetwork {
+        network: network.into(),
+        remotes: "tcp:10.99.0.250:6641".into(),
+        identity: [(
+            "geneve-ovs.subnets".to_string(),
+            "192.168.120.0/24".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let joined = [record("kept"), record("gone")];
+    let unreadable = [(
+        "geneve-ovs.ovn-network.bad".to_string(),
+        "not JSON".to_string(),
+    )];
+    let p = removed_ovn_networks(&joined, &unreadable, Ok(&f.saved));
+    assert_eq!(kinds(&p), [("switch", "geneve-ovs.gone")]);
+    assert_eq!(
+        p.steps[0].action,
+        Action::RemoveOvnSwitch {
+            network: "gone".into(),
+            remotes: "tcp:10.99.0.250:6641".into(),
+            identity: record("gone").identity,
+            record_key: "geneve-ovs.ovn-network.gone".into(),
+        }
+    );
+    assert_eq!(p.kept.len(), 1, "{p:?}");
+    assert!(
+        p.kept[0].reason.contains("ovs-vsctl remove open ."),
+        "{p:?}"
+    );
+    // Nothing goes while podman's directory cannot be read, or the network's file cannot.
+    let p = removed_ovn_networks(&joined, &[], Err("permission denied"));
+    assert!(p.steps.is_empty(), "{p:?}");
+    assert_eq!(p.kept.len(), 2, "{p:?}");
+    f.saved.unreadable.push((
+        PathBuf::from("/etc/containers/networks/gone.json"),
+        "bad".into(),
+    ));
+    let p = removed_ovn_networks(&joined, &[], Ok(&f.saved));
+    assert!(p.steps.is_empty(), "{p:?}");
+    assert!(p.kept[0].reason.contains("cannot be read"), "{p:?}");
+}

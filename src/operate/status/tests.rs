@@ -325,3 +325,231 @@ fn encrypted_tunnels_need_their_security_associations() {
     assert!(r.healthy());
     assert_eq!(r.networks[0].tunnels[0].ipsec, None);
 }
+
+mod ovn {
+    use super::*;
+    use crate::operate::status::ovn_view::NorthboundRead;
+    use crate::ovn::host::Chassis;
+    use crate::ovn::northbound::Member;
+    use crate::ovn::schema::{ids, SwitchPortRow, SwitchRow};
+    use crate::ovs::schema::{keys, OWNER};
+
+    const PORT: &str = "gv0000000000001";
+    const LOGICAL: &str = "gv0000000000001-container-id-0123456789-eth0";
+
+    fn fix() -> Fix {
+        let mut f = Fix::new();
+        f.ovn_network("onet").ovn_container("onet", PORT, NS);
+        f
+    }
+
+    fn lsp(name: &str, up: Option<bool>, chassis: &str) -> SwitchPortRow {
+        SwitchPortRow {
+            uuid: format!("u-{name}"),
+            name: name.into(),
+            kind: String::new(),
+            addresses: vec![],
+            up,
+            external_ids: [
+                (keys::OWNER.to_string(), OWNER.to_string()),
+                (ids::CHASSIS.to_string(), chassis.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn host_view(controller: Result<&str, &str>, bound_to: Option<&str>) -> OvnHostView {
+        OvnHostView {
+            chassis: Ok(Chassis {
+                name: "chassis-1".into(),
+                bridge: "br-int".into(),
+            }),
+            controller: controller.map(str::to_string).map_err(str::to_string),
+            bindings: Ok([(LOGICAL.to_string(), bound_to.map(str::to_string))]
+                .into_iter()
+                .collect()),
+        }
+    }
+
+    fn nb_view(ports: Vec<SwitchPortRow>) -> OvnNetworkView {
+        let switch = SwitchRow {
+            uuid: "s".into(),
+            name: "geneve-ovs.onet".into(),
+            external_ids: BTreeMap::new(),
+            ports: ports.iter().map(|p| p.uuid.clone()).collect(),
+            dns_records: vec![],
+            acls: vec![],
+        };
+        OvnNetworkView {
+            members: vec![
+                Member {
+                    remote: "tcp:10.99.0.1:6641".into(),
+                    role: "follower",
+                    error: None,
+                },
+                Member {
+                    remote: "tcp:10.99.0.2:6641".into(),
+                    role: "leader",
+                    error: None,
+                },
+            ],
+            northbound: Ok(NorthboundRead {
+                remote: "tcp:10.99.0.2:6641".into(),
+                switch: Some(switch),
+                ports,
+                conflict: None,
+            }),
+        }
+    }
+
+    fn healthy_ports() -> Vec<SwitchPortRow> {
+        vec![
+            lsp(LOGICAL, Some(true), "chassis-1"),
+            lsp("other-eth0", Some(true), "chassis-2"),
+        ]
+    }
+
+    fn report(host: &OvnHostView, view: OvnNetworkView) -> StatusReport {
+        let f = fix();
+        let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+        r.apply_ovn(host, &[("onet".to_string(), view)].into_iter().collect());
+        r
+    }
+
+    #[test]
+    fn a_healthy_ovn_host_shows_chassis_binding_up_and_the_leader() {
+        let r = report(
+            &host_view(Ok("connected"), Some("chassis-1")),
+            nb_view(healthy_ports()),
+        );
+        assert!(r.healthy(), "{r:?}");
+        let net = &r.networks[0];
+        let ovn = net.ovn.as_ref().unwrap();
+        assert_eq!(ovn.switch_state, "present");
+        assert_eq!(ovn.leader.as_deref(), Some("tcp:10.99.0.2:6641"));
+        assert_eq!(ovn.chassis, ["chassis-1", "chassis-2"]);
+        assert!(net.tunnels.is_empty());
+        let c = &net.containers[0];
+        assert_eq!(c.flows, "ovn");
+        let port = c.ovn.as_ref().unwrap();
+        assert_eq!(
+            (port.logical_port.as_str(), port.up, port.binding),
+            (LOGICAL, Some(true), "here")
+        );
+        let text = render(&r);
+        for says in [
+            "ovn-controller (chassis chassis-1): connected to the southbound database",
+            "northbound: tcp:10.99.0.2:6641 (leader)",
+            "switch geneve-ovs.onet (present), chassis: chassis-1, chassis-2",
+            "here (chassis-1)",
+        ] {
+            assert!(text.contains(says), "{says}:\n{text}");
+        }
+        assert!(!text.contains("MISSING"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["ovn"]["southbound"], "connected");
+        assert_eq!(
+            json["networks"][0]["containers"][0]["ovn"]["binding"],
+            "here"
+        );
+    }
+
+    #[test]
+    fn a_disconnected_controller_is_a_problem_named_with_why() {
+        for (controller, says) in [
+            (Ok("not connected"), "NOT CONNECTED (not connected)"),
+            (
+                Err("ovn-controller does not answer"),
+                "NOT CONNECTED (unknown): ovn-controller does not answer",
+            ),
+        ] {
+            let r = report(
+                &host_view(controller, Some("chassis-1")),
+                nb_view(healthy_ports()),
+            );
+            assert!(!r.healthy());
+            let text = render(&r);
+            assert!(text.contains(says), "{says}:\n{text}");
+            assert!(text.contains("this host is NOT CONNECTED to OVN"), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_northbound_database_is_a_problem() {
+        let view = OvnNetworkView {
+            members: vec![Member {
+                remote: "tcp:10.99.0.250:6641".into(),
+                role: "unreachable",
+                error: Some("connection refused".into()),
+            }],
+            northbound: Err("cannot reach the OVN northbound database".into()),
+        };
+        let r = report(&host_view(Ok("connected"), Some("chassis-1")), view);
+        assert!(!r.healthy());
+        let ovn = r.networks[0].ovn.as_ref().unwrap();
+        assert_eq!(ovn.switch_state, "unknown");
+        assert_eq!(ovn.leader, None);
+        let text = render(&r);
+        assert!(text.contains("northbound: NOT REACHABLE"), "{text}");
+        assert!(
+            text.contains("PROBLEM: cannot reach the OVN northbound database"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_port_down_elsewhere_or_missing_is_a_problem() {
+        let down = vec![lsp(LOGICAL, Some(false), "chassis-1")];
+        let r = report(&host_view(Ok("connected"), None), nb_view(down));
+        assert!(!r.healthy());
+        let port = r.networks[0].containers[0].ovn.clone().unwrap();
+        assert_eq!(port.binding, "unbound");
+        assert!(port
+            .problem
+            .unwrap()
+            .contains("not report its logical port up"));
+
+        let r = report(
+            &host_view(Ok("connected"), Some("chassis-2")),
+            nb_view(healthy_ports()),
+        );
+        assert!(!r.healthy());
+        let port = r.networks[0].containers[0].ovn.clone().unwrap();
+        assert_eq!(port.binding, "elsewhere");
+        assert!(port.problem.unwrap().contains("bound to chassis chassis-2"));
+
+        let r = report(
+            &host_view(Ok("connected"), Some("chassis-1")),
+            nb_view(vec![lsp("other-eth0", Some(true), "chassis-2")]),
+        );
+        assert!(!r.healthy());
+        let port = r.networks[0].containers[0].ovn.clone().unwrap();
+        assert_eq!(port.binding, "missing");
+    }
+
+    #[test]
+    fn a_missing_switch_without_containers_is_no_problem_and_mesh_reports_keep_their_shape() {
+        let mut f = Fix::new();
+        f.ovn_network("onet");
+        let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+        let mut view = nb_view(vec![]);
+        if let Ok(read) = &mut view.northbound {
+            read.switch = None;
+        }
+        r.apply_ovn(
+            &host_view(Ok("connected"), None),
+            &[("onet".to_string(), view)].into_iter().collect(),
+        );
+        assert!(r.healthy(), "{r:?}");
+        assert_eq!(r.networks[0].ovn.as_ref().unwrap().switch_state, "missing");
+
+        let f = healthy();
+        let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+        r.apply_ovn(&host_view(Err("not running"), None), &BTreeMap::new());
+        assert!(r.healthy());
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("ovn").is_none(), "{json}");
+        assert!(json["networks"][0].get("ovn").is_none(), "{json}");
+    }
+}
