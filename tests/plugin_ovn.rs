@@ -481,3 +481,179 @@ fn gc_removes_the_logical_port_of_a_vanished_container() -> Result<()> {
     setup(ovn.host(2), &c, &exec)?;
     Ok(())
 }
+
+/// The human-readable `status` of a host, and its exit code.
+fn status_text(host: &Host, dir: &std::path::Path) -> (i32, String) {
+    common::operate::operator(host, dir, &["status"])
+}
+
+#[test]
+fn status_shows_chassis_bindings_and_leader_and_exits_2_when_disconnected() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let dir = common::operate::network_dir(ovn.lab(), 1)?;
+    let saved1 = create(ovn.host(1), &network("net1"))?;
+    common::operate::save_network(&dir, &saved1)?;
+    let saved2 = create(ovn.host(2), &network("net1"))?;
+    let dir2 = common::operate::network_dir(ovn.lab(), 2)?;
+    common::operate::save_network(&dir2, &saved2)?;
+    start(ovn.host(1), &saved1, "a", &ip(1))?;
+    start(ovn.host(2), &saved2, "b", &ip(2))?;
+
+    // Healthy: connected, the network spans both chassis, a's port is up and bound here.
+    let (code, report) = common::operate::status_json(ovn.host(1), &dir)?;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["ovn"]["southbound"], "connected", "{report:#}");
+    assert_eq!(report["ovn"]["chassis"], "chassis-1", "{report:#}");
+    assert_eq!(report["ovn"]["problems"], 0, "{report:#}");
+    let net = &report["networks"][0];
+    assert_eq!(net["name"], "net1");
+    assert_eq!(net["ovn"]["switch_state"], "present", "{net:#}");
+    assert_eq!(net["ovn"]["northbound"], NB_REMOTE, "{net:#}");
+    assert_eq!(net["ovn"]["leader"], NB_REMOTE, "{net:#}");
+    assert_eq!(
+        net["ovn"]["chassis"],
+        json!(["chassis-1", "chassis-2"]),
+        "{net:#}"
+    );
+    let containers = net["containers"].as_array().context("containers")?;
+    assert_eq!(containers.len(), 1, "only this host's: {net:#}");
+    let port = &containers[0]["ovn"];
+    assert_eq!(port["binding"], "here", "{port:#}");
+    assert_eq!(port["bound_to"], "chassis-1", "{port:#}");
+    assert_eq!(port["up"], true, "{port:#}");
+    let (code, text) = status_text(ovn.host(1), &dir);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ovn-controller (chassis chassis-1): connected to the southbound database"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("northbound: {NB_REMOTE} (leader)")),
+        "{text}"
+    );
+
+    // ovn-controller stopped: exit 2, naming why.
+    ovn.stop_controller(1)?;
+    let (code, text) = status_text(ovn.host(1), &dir);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("NOT CONNECTED") && text.contains("ovn-controller does not answer"),
+        "{text}"
+    );
+
+    // The northbound database unreachable (host 2's controller still runs): exit 2 as well.
+    ovn.stop_central("ovsdb-nb")?;
+    let (code, report) = common::operate::status_json(ovn.host(2), &dir2)?;
+    assert_eq!(code, 2, "{report:#}");
+    let net = &report["networks"][0];
+    assert_eq!(net["ovn"]["switch_state"], "unknown", "{net:#}");
+    assert_eq!(net["ovn"]["members"][0]["role"], "unreachable", "{net:#}");
+    let problem = net["ovn"]["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("cannot reach the OVN northbound database"),
+        "{net:#}"
+    );
+    assert_eq!(report["ovn"]["southbound"], "connected", "{report:#}");
+    Ok(())
+}
+
+/// Whether the lab's northbound database has a logical switch named `name`.
+fn has_switch(ovn: &OvnLab, name: &str) -> Result<bool> {
+    Ok(ovn
+        .nbctl(&["--bare", "--columns=name", "list", "Logical_Switch"])?
+        .lines()
+        .any(|l| l.trim() == name))
+}
+
+/// The number of rows of `table` that geneve-ovs owns.
+fn owned_rows(ovn: &OvnLab, table: &str) -> Result<usize> {
+    Ok(ovn
+        .nbctl(&["--bare", "--columns=external_ids", "list", table])?
+        .lines()
+        .filter(|l| l.contains("geneve-ovs.owner=geneve-ovs"))
+        .count())
+}
+
+#[test]
+fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let dir1 = common::operate::network_dir(ovn.lab(), 1)?;
+    let dir2 = common::operate::network_dir(ovn.lab(), 2)?;
+    let saved1 = create(ovn.host(1), &network("net1"))?;
+    common::operate::save_network(&dir1, &saved1)?;
+    let saved2 = create(ovn.host(2), &network("net1"))?;
+    common::operate::save_network(&dir2, &saved2)?;
+    let (b, exec_b) = start(ovn.host(2), &saved2, "b", &ip(2))?;
+    assert_eq!(owned_rows(&ovn, "ACL")?, 5);
+    assert_eq!(owned_rows(&ovn, "DNS")?, 1);
+
+    // Host 1 removes the network while host 2 has a container on it: the switch stays.
+    common::operate::forget_network(&dir1, "net1")?;
+    let result = common::operate::gc_json(ovn.host(1), &dir1, &[])?;
+    let kept = common::operate::gc_items(&result, "kept");
+    assert!(
+        kept.contains(&("switch".to_string(), "geneve-ovs.net1".to_string())),
+        "{result:#}"
+    );
+    assert!(
+        result.to_string().contains("container b on chassis-2"),
+        "{result:#}"
+    );
+    assert!(has_switch(&ovn, "geneve-ovs.net1")?);
+
+    // The last port goes: host 1's next gc removes the switch, its DNS row and its ACLs.
+    let netns = b.netns_path();
+    teardown(ovn.host(2), netns.to_str().context("netns")?, &exec_b)?;
+    let dry = common::operate::gc_json(ovn.host(1), &dir1, &["--dry-run"])?;
+    assert!(
+        common::operate::gc_items(&dry, "removed")
+            .contains(&("switch".to_string(), "geneve-ovs.net1".to_string())),
+        "{dry:#}"
+    );
+    assert!(has_switch(&ovn, "geneve-ovs.net1")?, "--dry-run removed it");
+    let result = common::operate::gc_json(ovn.host(1), &dir1, &[])?;
+    let removed = common::operate::gc_items(&result, "removed");
+    assert!(
+        removed.contains(&("switch".to_string(), "geneve-ovs.net1".to_string())),
+        "{result:#}"
+    );
+    assert!(!has_switch(&ovn, "geneve-ovs.net1")?);
+    assert_eq!(owned_rows(&ovn, "ACL")?, 0);
+    assert_eq!(owned_rows(&ovn, "DNS")?, 0);
+    // Host 1 forgot the network: another gc has nothing of it to do.
+    let again = common::operate::gc_json(ovn.host(1), &dir1, &[])?;
+    assert!(!again.to_string().contains("geneve-ovs.net1"), "{again:#}");
+
+    // Host 2 still has the network: its next setup makes the switch again, ACLs included,
+    // and the container works.
+    let (c, _) = start(ovn.host(2), &saved2, "c", &ip(3))?;
+    assert!(has_switch(&ovn, "geneve-ovs.net1")?);
+    assert_eq!(owned_rows(&ovn, "ACL")?, 5);
+    assert_eq!(
+        logical_ports(&ovn, "geneve-ovs.net1")?.len(),
+        1,
+        "the new container's port"
+    );
+    drop(c);
+
+    // A switch of the name that is another network's now (other subnets) is never touched:
+    // host 1 creates net2 and forgets it; the switch is removed by hand and host 2 creates a
+    // different net2.
+    let saved = create(ovn.host(1), &network("net2"))?;
+    common::operate::save_network(&dir1, &saved)?;
+    common::operate::forget_network(&dir1, "net2")?;
+    ovn.nbctl(&["ls-del", "geneve-ovs.net2"])?;
+    create(
+        ovn.host(2),
+        &podman::network("net2", "192.168.121.0/24", None, &[("ovn", NB_REMOTE)]),
+    )?;
+    let result = common::operate::gc_json(ovn.host(1), &dir1, &[])?;
+    assert!(
+        result
+            .to_string()
+            .contains("another network of the same name"),
+        "{result:#}"
+    );
+    assert!(has_switch(&ovn, "geneve-ovs.net2")?);
+    Ok(())
+}

@@ -89,13 +89,16 @@ impl Host {
     }
 
     /// Run `program` the way [`Host::plugin`] runs the plugin: in the host's namespace,
-    /// with `stdin`, a clean environment but for OVS_RUNDIR (this host's) and RUST_LOG,
+    /// with `stdin`, a clean environment but for OVS_RUNDIR and OVN_RUNDIR (this host's) and RUST_LOG,
     /// RUST_BACKTRACE and PATH (the test run's). Lets the lab check that environment
     /// with a stand-in program.
     pub fn run_as_plugin(&self, program: &str, args: &[&str], stdin: &str) -> Output {
         let mut cmd = Cmd::in_netns(&self.netns, program, args)
             .env_clear()
             .env("OVS_RUNDIR", self.ovs.dir())
+            // Where an OVN lab's ovn-controller has its pidfile and control socket (for
+            // `ovn-appctl -t ovn-controller`, which `status` asks); the system's is /run/ovn.
+            .env("OVN_RUNDIR", self.ovs.dir())
             .stdin(stdin)
             .timeout(PLUGIN_TIMEOUT);
         for key in PLUGIN_ENV_PASSTHROUGH {

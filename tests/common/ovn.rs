@@ -180,6 +180,23 @@ impl OvnLab {
         )
     }
 
+    /// Stops host `i`'s ovn-controller (by its pidfile, checked against its command line).
+    pub fn stop_controller(&self, i: usize) -> Result<()> {
+        let dir = self.lab.host(i).ovs_rundir();
+        process::stop_by_pidfile(
+            &dir.join("ovn-controller.pid"),
+            &format!("{}/", dir.display()),
+        )
+    }
+
+    /// Stops one of the central's daemons (`ovsdb-nb`, `ovsdb-sb`, `ovn-northd`).
+    pub fn stop_central(&self, stem: &str) -> Result<()> {
+        process::stop_by_pidfile(
+            &self.central.join(format!("{stem}.pid")),
+            &format!("{}/", self.central.display()),
+        )
+    }
+
     /// `ovn-nbctl ARGS` against the lab's northbound database.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
         Cmd::new("ovn-nbctl")
