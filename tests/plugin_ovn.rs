@@ -496,8 +496,8 @@ fn status_shows_chassis_bindings_and_leader_and_exits_2_when_disconnected() -> R
     let saved2 = create(ovn.host(2), &network("net1"))?;
     let dir2 = common::operate::network_dir(ovn.lab(), 2)?;
     common::operate::save_network(&dir2, &saved2)?;
-    start(ovn.host(1), &saved1, "a", &ip(1))?;
-    start(ovn.host(2), &saved2, "b", &ip(2))?;
+    let _a = start(ovn.host(1), &saved1, "a", &ip(1))?;
+    let _b = start(ovn.host(2), &saved2, "b", &ip(2))?;
 
     // Healthy: connected, the network spans both chassis, a's port is up and bound here.
     let (code, report) = common::operate::status_json(ovn.host(1), &dir)?;
@@ -517,11 +517,14 @@ fn status_shows_chassis_bindings_and_leader_and_exits_2_when_disconnected() -> R
     );
     let containers = net["containers"].as_array().context("containers")?;
     assert_eq!(containers.len(), 1, "only this host's: {net:#}");
+    assert_eq!(containers[0]["state"], "ok", "{net:#}");
     let port = &containers[0]["ovn"];
     assert_eq!(port["binding"], "here", "{port:#}");
     assert_eq!(port["bound_to"], "chassis-1", "{port:#}");
     assert_eq!(port["up"], true, "{port:#}");
+    let t = Instant::now();
     let (code, text) = status_text(ovn.host(1), &dir);
+    eprintln!("status of a healthy host took {:?}:\n{text}", t.elapsed());
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("ovn-controller (chassis chassis-1): connected to the southbound database"),
@@ -535,6 +538,7 @@ fn status_shows_chassis_bindings_and_leader_and_exits_2_when_disconnected() -> R
     // ovn-controller stopped: exit 2, naming why.
     ovn.stop_controller(1)?;
     let (code, text) = status_text(ovn.host(1), &dir);
+    eprintln!("with ovn-controller stopped:\n{text}");
     assert_eq!(code, 2, "{text}");
     assert!(
         text.contains("NOT CONNECTED") && text.contains("ovn-controller does not answer"),
@@ -543,6 +547,8 @@ fn status_shows_chassis_bindings_and_leader_and_exits_2_when_disconnected() -> R
 
     // The northbound database unreachable (host 2's controller still runs): exit 2 as well.
     ovn.stop_central("ovsdb-nb")?;
+    let (_, text) = status_text(ovn.host(2), &dir2);
+    eprintln!("with the northbound database down:\n{text}");
     let (code, report) = common::operate::status_json(ovn.host(2), &dir2)?;
     assert_eq!(code, 2, "{report:#}");
     let net = &report["networks"][0];

@@ -83,10 +83,12 @@ fn controller_connection() -> Result<String, String> {
         .output()
         .map_err(|e| format!("cannot run ovn-appctl (package ovn-common): {e}"))?;
     if !output.status.success() {
+        // ovn-appctl's last line says why; the lines before are its log's warnings.
+        let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!(
             "ovn-controller does not answer (is it running? systemctl status ovn-controller): \
              {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            stderr.trim().lines().last().unwrap_or("no reason given")
         ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())

@@ -45,7 +45,7 @@ impl StatusReport {
         self.vswitchd.running
             && self.tunnels_down == 0
             && self.flows_missing == 0
-            && self.ovn.as_ref().map_or(true, |o| o.problems == 0)
+            && self.ovn.as_ref().is_none_or(|o| o.problems == 0)
     }
 
     /// Fills in each encrypted tunnel's `ipsec` from the kernel's ESP security associations
@@ -499,7 +499,7 @@ fn render_ovn_network(net: &NetworkStatus, ovn: &OvnNetworkStatus, out: &mut Vec
                 or_dash(&c.interface),
                 c.port.clone(),
                 c.state.to_string(),
-                port.map_or_else(|| "-".to_string(), |p| p.logical_port.clone()),
+                port.map_or_else(|| "-".to_string(), |p| short_logical_port(&p.logical_port)),
                 match port.and_then(|p| p.up) {
                     Some(true) => "yes".to_string(),
                     Some(false) => "no".to_string(),
@@ -530,6 +530,17 @@ fn render_ovn_network(net: &NetworkStatus, ovn: &OvnNetworkStatus, out: &mut Vec
         ],
         &rows,
     ));
+}
+
+/// A logical port's name in the table: podman's container id is 64 hex digits, so only its
+/// first 12 (as in the ID column) and the interface (`--json` has the whole name).
+fn short_logical_port(name: &str) -> String {
+    match name.split_once('-') {
+        Some((id, interface)) if id.len() > 12 => {
+            format!("{}…-{interface}", id.chars().take(12).collect::<String>())
+        }
+        _ => name.to_string(),
+    }
 }
 
 /// The human-readable form of the report.
@@ -655,8 +666,12 @@ pub fn render(report: &StatusReport) -> String {
         .flat_map(|n| &n.containers)
         .filter(|c| c.state == "stale")
         .count();
+    let mesh_networks = report.networks.iter().any(|n| n.ovn.is_none());
     out.push(if report.networks.is_empty() {
         "no geneve-ovs networks on this host".to_string()
+    } else if !mesh_networks {
+        // OVN's tunnels are ovn-controller's: none of the plugin's to count.
+        format!("{} OVN network(s)", report.networks.len())
     } else if report.tunnels_down == 0 {
         format!("{total} tunnel(s), none down")
     } else {
