@@ -589,7 +589,20 @@ fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> 
     common::operate::save_network(&dir1, &saved1)?;
     let saved2 = create(ovn.host(2), &network("net1"))?;
     common::operate::save_network(&dir2, &saved2)?;
+    // `create` recorded the network on each host; `setup` records it when it is missing (a
+    // network created by an earlier version).
+    let record = "external_ids:geneve-ovs.ovn-network.net1";
+    assert!(ovn.host(1).vsctl(&["get", "open", ".", record]).is_ok());
+    ovn.host(2).vsctl(&[
+        "remove",
+        "open",
+        ".",
+        "external_ids",
+        "geneve-ovs.ovn-network.net1",
+    ])?;
     let (b, exec_b) = start(ovn.host(2), &saved2, "b", &ip(2))?;
+    let recorded = ovn.host(2).vsctl(&["get", "open", ".", record])?;
+    assert!(recorded.contains("tcp:10.99.0.250:6641"), "{recorded}");
     assert_eq!(owned_rows(&ovn, "ACL")?, 5);
     assert_eq!(owned_rows(&ovn, "DNS")?, 1);
 

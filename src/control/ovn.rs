@@ -75,6 +75,16 @@ impl ControlPlane for Ovn {
             dns_names: &dns_names,
         })?;
         let attached = attach_locally(ovs, &mut nb, cfg, port, &chassis, &name);
+        if attached.is_ok() {
+            // A network created by an earlier version has no record yet.
+            if let Err(err) = ensure_recorded(ovs, cfg) {
+                log::warn!(
+                    "network {}: {err:#}; `gc` will not remove its switch once the network \
+                     is removed",
+                    cfg.name
+                );
+            }
+        }
         if attached.is_err() {
             // The caller undoes only what this returned; the logical port (and the local
             // port, if it was made) are this function's to remove.
@@ -150,5 +160,15 @@ fn attach_locally(
 /// so that `gc` can remove the network's switch once podman has forgotten the network.
 pub fn record_joined(ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
     let record = JoinedNetwork::of(cfg);
+    ovs.set_local_external_id(&record.key(), Some(&record.value()))
+}
+
+/// [`record_joined`], unless the record is there already as `cfg` says (one read).
+fn ensure_recorded(ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
+    let record = JoinedNetwork::of(cfg);
+    let ids = ovs.local_external_ids()?;
+    if ids.get(&record.key()) == Some(&record.value()) {
+        return Ok(());
+    }
     ovs.set_local_external_id(&record.key(), Some(&record.value()))
 }

@@ -299,7 +299,7 @@ pub fn switch_removal(
         .collect();
     if !in_use.is_empty() {
         return SwitchRemoval::InUse(format!(
-            "logical switch {} still has ports of other hosts: {}",
+            "logical switch {} still has ports in use: {}",
             switch.name,
             in_use.join(", ")
         ));
