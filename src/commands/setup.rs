@@ -14,6 +14,7 @@ use super::setup_plan::{self, SetupPlan};
 use super::{connect_ovs, lock_firewall, ovs_rundir, parse_input, refresh_underlay, LiveHost};
 use crate::container_link::{self, ContainerLinkSpec};
 use crate::control;
+use crate::dad;
 use crate::firewall::{self, PortTaken, Published};
 use crate::gateway;
 use crate::naming;
@@ -51,6 +52,11 @@ fn apply(
 
     let spec = &plan.link;
     let plane = control::for_network(network);
+    // The round trips to the peers, which the probe's window derives from, are measured while
+    // the port is built (from here in the host's namespace, where the underlay is).
+    let dad_window = cfg
+        .dad
+        .map(|window| dad::PendingWindow::start(window, &cfg.peers));
     let link = container_link::create(netns, spec)?;
     let port = plan.port(link.mac());
     let mut attachment = Attachment::new(ovs, network, plane, &spec.host_name);
@@ -69,7 +75,7 @@ fn apply(
     if plane.programs_flows() {
         install_flows(attachment.ovs(), cfg, &port, applied.repaired)?;
     }
-    if let Some(timeout) = cfg.dad {
+    if let Some(timeout) = dad_window.map(dad::PendingWindow::finish) {
         // The port is on the bridge and the link up for the probe only: an address in use
         // elsewhere on the overlay is refused before this container ever claims it.
         if let Some(conflict) = link.probe(&port.addresses, timeout)? {
