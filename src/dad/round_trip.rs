@@ -2,16 +2,19 @@
 //! of its own while `setup` builds the container's port: what [`super::window`] derives the
 //! listening window from.
 //!
-//! Each echo is timed from its send to the moment the thread reads the reply, so a thread
-//! scheduled late makes a round trip look longer, never shorter: the window errs long. A peer
-//! whose reply does not come within [`MEASURE_FOR`] (down, or dropping ICMP) counts as
-//! unmeasured. Raw ICMP sockets need CAP_NET_RAW, which `setup` has (netavark runs it as root);
+//! Each peer gets [`ECHOES`] echoes one after the other, each timed from just before its send
+//! to the kernel's receive timestamp of its reply, and the shortest counts: the underlay's own
+//! round trip, without the wait for the peer's link-layer address (the first echo's) or for this
+//! thread to be scheduled. A peer none of whose replies comes within [`MEASURE_FOR`] (down, or
+//! dropping ICMP) counts as unmeasured. A reply counts only from the peer's address, with this
+//! measurement's identifier and the outstanding echo's sequence number; a container cannot
+//! send one (port security holds it to its own source address). Raw ICMP sockets need CAP_NET_RAW, which `setup` has (netavark runs it as root);
 //! without it, or with no route to a peer, every peer it concerns counts as unmeasured.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -57,13 +60,35 @@ impl RoundTrips {
     }
 }
 
+/// Echoes per peer, one after the other (the next sent when the last is answered); the
+/// shortest round trip counts. The first echo may wait for the kernel to resolve the peer's
+/// link-layer address, and any may wait behind other work on a busy host: the shortest is the
+/// underlay's own.
+const ECHOES: u16 = 3;
+
+/// One peer's measurement in progress.
+struct PeerState {
+    address: IpAddr,
+    /// Echoes sent so far; the last one is the one outstanding.
+    sent: u16,
+    /// When the outstanding echo left (the system clock, which the kernel's receive timestamps
+    /// are read against).
+    sent_at: Option<SystemTime>,
+    answered: u16,
+    shortest: Option<Duration>,
+}
+
+impl PeerState {
+    fn done(&self) -> bool {
+        self.sent_at.is_none() || self.answered >= ECHOES
+    }
+}
+
 /// Sends the echoes and reads the replies for up to `wait`.
 fn measure(peers: &[IpAddr], wait: Duration) -> Vec<Option<Duration>> {
     let started = Instant::now();
     let deadline = started + wait;
     let ident = identifier();
-    let mut result = vec![None; peers.len()];
-    let mut sent: Vec<Option<Instant>> = vec![None; peers.len()];
     let v4 = peers
         .iter()
         .any(IpAddr::is_ipv4)
@@ -74,24 +99,41 @@ fn measure(peers: &[IpAddr], wait: Duration) -> Vec<Option<Duration>> {
         .any(IpAddr::is_ipv6)
         .then(|| open(true))
         .flatten();
-    for (seq, peer) in peers.iter().enumerate() {
-        let socket = if peer.is_ipv4() { &v4 } else { &v6 };
-        let (Some(socket), Ok(seq16)) = (socket, u16::try_from(seq)) else {
-            continue;
+    let socket_for = |peer: &IpAddr| if peer.is_ipv4() { &v4 } else { &v6 };
+    let mut states: Vec<PeerState> = peers
+        .iter()
+        .map(|&address| PeerState {
+            address,
+            sent: 0,
+            sent_at: None,
+            answered: 0,
+            shortest: None,
+        })
+        .collect();
+    let send = |state: &mut PeerState, index: usize| {
+        state.sent_at = None;
+        let Some(socket) = socket_for(&state.address) else {
+            return;
         };
-        let request = echo_request(peer.is_ipv6(), ident, seq16);
-        let to = SockAddr::from(SocketAddr::new(*peer, 0));
+        let Some(seq) = sequence(index, state.sent) else {
+            return;
+        };
+        let request = echo_request(state.address.is_ipv6(), ident, seq);
+        let to = SockAddr::from(SocketAddr::new(state.address, 0));
+        let at = SystemTime::now();
         match socket.send_to(&request, &to) {
-            Ok(_) => sent[seq] = Some(Instant::now()),
-            Err(err) => log::debug!("echo to peer {peer}: {err}"),
+            Ok(_) => {
+                state.sent_at = Some(at);
+                state.sent += 1;
+            }
+            Err(err) => log::debug!("echo to peer {}: {err}", state.address),
         }
+    };
+    for (index, state) in states.iter_mut().enumerate() {
+        send(state, index);
     }
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-    while result
-        .iter()
-        .zip(&sent)
-        .any(|(r, s)| r.is_none() && s.is_some())
-    {
+    while !states.iter().all(PeerState::done) {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             break;
@@ -102,7 +144,7 @@ fn measure(peers: &[IpAddr], wait: Duration) -> Vec<Option<Duration>> {
         }
         for socket in [&v4, &v6].into_iter().flatten() {
             while let Ok((len, from)) = socket.recv_from(&mut buf) {
-                let now = Instant::now();
+                let arrived = receive_time(socket);
                 // SAFETY: recv_from initialised the first `len` bytes of `buf`.
                 let bytes: Vec<u8> = buf[..len.min(buf.len())]
                     .iter()
@@ -111,23 +153,73 @@ fn measure(peers: &[IpAddr], wait: Duration) -> Vec<Option<Duration>> {
                 let Some(from) = from.as_socket().map(|a| a.ip()) else {
                     continue;
                 };
-                let v6_socket = from.is_ipv6();
-                let Some(seq) = parse_echo_reply(&bytes, v6_socket, ident) else {
+                let Some((index, echo)) = parse_echo_reply(&bytes, from.is_ipv6(), ident)
+                    .and_then(|seq| peer_of(seq, states.len()))
+                else {
                     continue;
                 };
-                let seq = usize::from(seq);
-                if peers.get(seq) == Some(&from) && result[seq].is_none() {
-                    result[seq] = sent[seq].map(|at| now.saturating_duration_since(at));
+                let state = &mut states[index];
+                // Only the outstanding echo's reply, from the peer it went to.
+                let (Some(sent_at), true) = (state.sent_at, state.address == from) else {
+                    continue;
+                };
+                if echo + 1 != state.sent {
+                    continue;
+                }
+                let rtt = arrived.duration_since(sent_at).unwrap_or_default();
+                state.shortest = Some(state.shortest.map_or(rtt, |s| s.min(rtt)));
+                state.answered += 1;
+                if state.answered < ECHOES {
+                    send(state, index);
+                } else {
+                    state.sent_at = None;
                 }
             }
         }
     }
+    let result: Vec<Option<Duration>> = states.iter().map(|s| s.shortest).collect();
     log::debug!(
         "round trips to the peers {peers:?}: {result:?} (measured in {:?})",
         started.elapsed()
     );
     result
 }
+
+/// The sequence number of echo `echo` to peer number `index`: the peer in the high bits.
+fn sequence(index: usize, echo: u16) -> Option<u16> {
+    let index = u16::try_from(index).ok()?;
+    index.checked_mul(ECHOES)?.checked_add(echo)
+}
+
+/// The peer number and echo number a sequence number stands for, among `peers` peers.
+fn peer_of(seq: u16, peers: usize) -> Option<(usize, u16)> {
+    let index = usize::from(seq / ECHOES);
+    (index < peers).then_some((index, seq % ECHOES))
+}
+
+/// When the kernel received the packet just read from `socket` (SO_TIMESTAMPNS, read back with
+/// SIOCGSTAMPNS): the thread may have been scheduled long after. Now, if the kernel says nothing.
+fn receive_time(socket: &Socket) -> SystemTime {
+    let mut stamp = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: SIOCGSTAMPNS writes one timespec to the pointer passed, which points to `stamp`,
+    // alive and of that type.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), SIOCGSTAMPNS as _, &mut stamp) };
+    let (Ok(secs), Ok(nanos)) = (u64::try_from(stamp.tv_sec), u32::try_from(stamp.tv_nsec)) else {
+        return SystemTime::now();
+    };
+    if rc != 0 || secs == 0 {
+        return SystemTime::now();
+    }
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+/// `SIOCGSTAMPNS` of `<asm-generic/sockios.h>` (its 64-bit time value on 64-bit systems).
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+/// `SO_TIMESTAMPNS` of `<asm-generic/socket.h>`.
+const SO_TIMESTAMPNS: libc::c_int = 35;
 
 /// A non-blocking raw ICMP (or ICMPv6) socket, `None` when it cannot be had.
 fn open(v6: bool) -> Option<Socket> {
@@ -140,6 +232,24 @@ fn open(v6: bool) -> Option<Socket> {
         .map_err(|err| log::debug!("raw ICMP socket (IPv6: {v6}): {err}"))
         .ok()?;
     socket.set_nonblocking(true).ok()?;
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is one c_int, passed by pointer with its exact size; the kernel
+    // only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!(
+            "no receive timestamps on the ICMP socket: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     Some(socket)
 }
 
@@ -165,8 +275,8 @@ fn wait_readable(sockets: &[&Option<Socket>], timeout: Duration) -> bool {
 
 /// An identifier for this process's echoes, told apart from other pings on the host.
 fn identifier() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     (std::process::id() ^ nanos) as u16
@@ -275,6 +385,19 @@ mod tests {
             parse_echo_reply(&[128, 0, 0, 0, 0x12, 0x34, 0, 9], true, 0x1234),
             None
         );
+    }
+
+    #[test]
+    fn sequence_numbers_name_the_peer_and_the_echo() {
+        for index in [0usize, 1, 7, 300] {
+            for echo in 0..ECHOES {
+                let seq = sequence(index, echo).unwrap();
+                assert_eq!(peer_of(seq, 301), Some((index, echo)));
+            }
+        }
+        assert_eq!(peer_of(sequence(5, 0).unwrap(), 5), None, "no sixth peer");
+        assert_eq!(sequence(usize::from(u16::MAX), 0), None);
+        assert_eq!(sequence(70_000, 0), None);
     }
 
     #[test]
