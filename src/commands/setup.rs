@@ -57,6 +57,8 @@ fn apply(
     let dad_window = cfg
         .dad
         .map(|window| dad::PendingWindow::start(window, &cfg.peers));
+    // Likewise the firewall's listing, which its update starts from.
+    let firewall_listing = (!cfg.internal).then(firewall::Prefetch::start).flatten();
     let link = container_link::create(netns, spec)?;
     let port = plan.port(link.mac());
     let mut attachment = Attachment::new(ovs, network, plane, &spec.host_name);
@@ -91,7 +93,13 @@ fn apply(
     }
     link.configure(spec)?;
     if !cfg.internal {
-        connect_outside(attachment.ovs(), cfg, &port.addresses, &plan.published)?;
+        connect_outside(
+            attachment.ovs(),
+            cfg,
+            &port.addresses,
+            &plan.published,
+            firewall_listing,
+        )?;
     } else if cfg.datapath == Datapath::System {
         // As in `create`: defence in depth, not a condition for the network to work.
         if let Err(err) = refresh_underlay(attachment.ovs()) {
@@ -156,6 +164,7 @@ fn connect_outside(
     cfg: &NetworkConfig,
     addresses: &[IpAddr],
     published: &[Published],
+    listed: Option<firewall::Prefetch>,
 ) -> Result<()> {
     let gateway = naming::gateway_port_name(cfg.vni);
     gateway::configure(&gateway, &cfg.gateways)?;
@@ -166,7 +175,7 @@ fn connect_outside(
     } else {
         (None, None)
     };
-    match firewall::attach_container(&gateway, addresses, published, underlay.as_ref()) {
+    match firewall::attach_container(&gateway, addresses, published, underlay.as_ref(), listed) {
         Ok(()) => Ok(()),
         Err(err) => match err.downcast_ref::<PortTaken>() {
             Some(taken) => Err(anyhow::anyhow!(
