@@ -31,8 +31,10 @@ pub enum Window {
 }
 
 /// The time the switches and the holder's kernel may take, together, to deliver a probe and
-/// send its answer back, beyond the underlay's round trip. In the lab (userspace datapath on
-/// both hosts) an answer takes 1 to 3 ms after its probe; the allowance is a few times that.
+/// send its answer back, beyond the underlay's round trip. That path is a ping's between two
+/// containers of the overlay, whose median in the benchmark's lab (userspace datapath on both
+/// hosts) is 0.7 ms on a quiet machine and 1.7 ms on one at load 13; the allowance is several
+/// times that (docs/benchmarks.md says what it does not cover).
 pub const PROCESSING_ALLOWANCE: Duration = Duration::from_millis(6);
 
 /// The window when a peer's round trip is unknown (it did not answer the measurement in time):
