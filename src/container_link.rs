@@ -304,6 +304,11 @@ fn prepare_inside(spec: &ContainerLinkSpec) -> Result<(u32, [u8; 6])> {
         // An IPv4-only network has no router to advertise anything: a router advertisement
         // can only come from an impostor, so the interface takes none.
         write_sysctl(&format!("net/ipv6/conf/{ifname}/accept_ra"), "0")?;
+        // Nor any IPv6 at all, as its user expects of an IPv4-only network: without this the
+        // interface comes up with a link-local address, and its start-up (MLD reports, router
+        // solicitations, DAD) is multicast that the overlay floods to every port of every host,
+        // a cost that grows with the number of containers (docs/benchmarks.md, setup growth).
+        write_sysctl(&format!("net/ipv6/conf/{ifname}/disable_ipv6"), "1")?;
     }
     if spec.disable_tx_checksum {
         ethtool::disable_tx_checksum(ifname)?;

@@ -112,6 +112,7 @@ fn render_command_page(
 fn kind_text(kind: Kind) -> String {
     match kind {
         Kind::Integer { min, max } => format!("an integer from {min} to {max}"),
+        Kind::IntegerOrAuto { min, max } => format!("auto, or an integer from {min} to {max}"),
         Kind::Enum(words) => format!("one of: {}", words.join(", ")),
         Kind::Address => "an IPv4 or IPv6 address".to_string(),
         Kind::AddressList => "comma-separated IPv4/IPv6 addresses".to_string(),

@@ -24,6 +24,7 @@ use ipnet::IpNet;
 use log::warn;
 
 use crate::addressing;
+pub use crate::dad::window::Window as DadWindow;
 use crate::ipsec::{self, Encryption, Psk};
 use crate::naming;
 use crate::ovsdb::Remote;
@@ -62,6 +63,8 @@ pub const MAX_MTU: u32 = 65535;
 pub enum Kind {
     /// A decimal integer in `min..=max`.
     Integer { min: u64, max: u64 },
+    /// `auto`, or a decimal integer in `min..=max`.
+    IntegerOrAuto { min: u64, max: u64 },
     /// One of a fixed set of words.
     Enum(&'static [&'static str]),
     /// One IP address.
@@ -171,12 +174,13 @@ pub const OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         name: "dad_timeout_ms",
-        kind: Kind::Integer {
+        kind: Kind::IntegerOrAuto {
             min: 1,
             max: MAX_DAD_TIMEOUT_MS,
         },
-        default: OptionDefault::Value("50"),
-        help: "how long setup listens for an answer to the address probes, in milliseconds",
+        default: OptionDefault::Value("auto"),
+        help: "how long setup listens for an answer to the address probes, in milliseconds; \
+               auto: derived from the round trip to the peers, measured by each setup",
     },
     OptionSpec {
         name: "port_security",
@@ -218,11 +222,9 @@ pub const OPTIONS: &[OptionSpec] = &[
 /// The largest `hosts` capacity: beyond it the slices of a default /24 are long empty.
 pub const MAX_HOSTS: u32 = 4096;
 
-/// The longest wait for answers to address probes: it is paid on every `podman run`.
-pub const MAX_DAD_TIMEOUT_MS: u64 = 1000;
-/// The default wait: tens of round trips on any overlay, and two rounds of probes (the second
-/// halfway), for a cost every `podman run` pays (see the benchmarks).
-pub const DEFAULT_DAD_TIMEOUT_MS: u64 = 50;
+/// The longest wait for answers to address probes: it is paid on every `podman run`. The default
+/// (`auto`) is derived from the round trips to the peers ([`crate::dad::window`]).
+pub const MAX_DAD_TIMEOUT_MS: u64 = crate::dad::window::MAX_WINDOW.as_millis() as u64;
 
 /// The Open vSwitch datapath a bridge uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +262,8 @@ pub struct RequestedOptions {
     pub local_ip: Option<IpAddr>,
     pub bfd: bool,
     pub dad: bool,
-    pub dad_timeout_ms: u64,
+    /// `None`: `auto`, the window derived from the measured round trips.
+    pub dad_timeout_ms: Option<u64>,
     pub port_security: bool,
     /// `hosts`: the fixed number of address slices, `None` for a split among the listed hosts.
     pub hosts: Option<u32>,
@@ -288,14 +291,16 @@ fn valid_names() -> String {
 }
 
 fn parse_integer(spec: &OptionSpec, value: &str) -> Result<u64> {
-    let Kind::Integer { min, max } = spec.kind else {
-        bail!("option {} is not an integer option", spec.name);
+    let (min, max, auto) = match spec.kind {
+        Kind::Integer { min, max } => (min, max, ""),
+        Kind::IntegerOrAuto { min, max } => (min, max, "auto or "),
+        _ => bail!("option {} is not an integer option", spec.name),
     };
     let out_of_range = || {
         invalid(
             spec.name,
             value,
-            format!("must be an integer from {min} to {max}"),
+            format!("must be {auto}an integer from {min} to {max}"),
         )
     };
     // Digits only: u64::from_str would accept a leading '+'.
@@ -388,7 +393,7 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         local_ip: None,
         bfd: true,
         dad: true,
-        dad_timeout_ms: DEFAULT_DAD_TIMEOUT_MS,
+        dad_timeout_ms: None,
         port_security: true,
         hosts: None,
         encrypt_ipsec: false,
@@ -414,7 +419,12 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
             "local_ip" => req.local_ip = Some(parse_underlay_address(name, value, value.trim())?),
             "bfd" => req.bfd = parse_bool(name, value)?,
             "dad" => req.dad = parse_bool(name, value)?,
-            "dad_timeout_ms" => req.dad_timeout_ms = parse_integer(spec, value)?,
+            "dad_timeout_ms" => {
+                req.dad_timeout_ms = match value.as_str() {
+                    "auto" => None,
+                    _ => Some(parse_integer(spec, value)?),
+                }
+            }
             "port_security" => req.port_security = parse_bool(name, value)?,
             "hosts" => req.hosts = Some(parse_integer(spec, value)? as u32),
             "encrypt" => {
@@ -519,7 +529,7 @@ pub struct NetworkConfig {
     /// Whether the tunnels run BFD (`Interface.bfd:enable`).
     pub bfd: bool,
     /// How long `setup` listens for answers to its address probes; `None`: no probes.
-    pub dad: Option<Duration>,
+    pub dad: Option<DadWindow>,
     /// Whether container ports get their anti-spoofing flows ([`crate::flows`]); without it
     /// they are plain switch ports.
     pub port_security: bool,
@@ -552,10 +562,11 @@ impl NetworkConfig {
         }
         options.insert("bfd".to_string(), self.bfd.to_string());
         options.insert("dad".to_string(), self.dad.is_some().to_string());
-        let timeout = self
-            .dad
-            .map_or(DEFAULT_DAD_TIMEOUT_MS, |d| d.as_millis() as u64);
-        options.insert("dad_timeout_ms".to_string(), timeout.to_string());
+        let timeout = match self.dad {
+            Some(DadWindow::Fixed(window)) => window.as_millis().to_string(),
+            Some(DadWindow::Measured) | None => "auto".to_string(),
+        };
+        options.insert("dad_timeout_ms".to_string(), timeout);
         options.insert("port_security".to_string(), self.port_security.to_string());
         if let Some(hosts) = self.hosts {
             options.insert("hosts".to_string(), hosts.to_string());
@@ -819,7 +830,10 @@ fn with_defaults(
         local_ip: req.local_ip,
         bfd: req.bfd,
         // OVN knows every port's addresses: setup asks it instead of listening for answers.
-        dad: (req.dad && req.ovn.is_empty()).then(|| Duration::from_millis(req.dad_timeout_ms)),
+        dad: (req.dad && req.ovn.is_empty()).then(|| match req.dad_timeout_ms {
+            Some(ms) => DadWindow::Fixed(Duration::from_millis(ms)),
+            None => DadWindow::Measured,
+        }),
         port_security: req.port_security,
         internal: network.internal,
         hosts: req.hosts,
@@ -1101,7 +1115,7 @@ pub(crate) fn sample_config() -> NetworkConfig {
         dst_port: DEFAULT_DST_PORT,
         local_ip: None,
         bfd: true,
-        dad: Some(Duration::from_millis(DEFAULT_DAD_TIMEOUT_MS)),
+        dad: Some(DadWindow::Measured),
         port_security: true,
         internal: true,
         hosts: None,

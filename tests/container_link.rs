@@ -296,6 +296,53 @@ fn attach_with_random_mac_reports_the_real_one() {
         .all(|r| r["dst"] != "default"));
 }
 
+/// The IPv6 addresses of `ifname` in `ns`, as `ip` prints them.
+fn ipv6_addresses(ns: &TestNs, ifname: &str) -> Vec<String> {
+    ns.ip_json(&["-6", "addr", "show", "dev", ifname])
+        .as_array()
+        .and_then(|links| links.first())
+        .and_then(|link| link["addr_info"].as_array())
+        .map(|addrs| {
+            addrs
+                .iter()
+                .filter_map(|a| a["local"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_ipv4_only_interface_has_no_ipv6_and_a_dual_stack_one_keeps_its_link_local() {
+    let host = TestNs::new("host");
+    let v4_only = TestNs::new("ctr4");
+    let dual = TestNs::new("ctr6");
+    attach_from(&host, &v4_only, &spec("gvo-h4")).expect("attach IPv4-only");
+    attach_from(&host, &dual, &full_spec("gvo-h6")).expect("attach dual-stack");
+
+    // Dual stack: the link-local address comes with the carrier (no DAD, so not tentative).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ipv6_addresses(&dual, "eth0")
+        .iter()
+        .any(|a| a.starts_with("fe80:"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no link-local address on a dual-stack interface: {:?}",
+            ipv6_addresses(&dual, "eth0")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(dual.sysctl("net/ipv6/conf/eth0/disable_ipv6"), "0");
+
+    // IPv4 only: no IPv6 at all, so nothing multicast of its own on the overlay. By the time
+    // the dual-stack interface had its link-local address, this one (up earlier) would too.
+    assert_eq!(v4_only.sysctl("net/ipv6/conf/eth0/disable_ipv6"), "1");
+    assert_eq!(ipv6_addresses(&v4_only, "eth0"), Vec::<String>::new());
+    // Its IPv4 side is as before.
+    let v4 = &v4_only.ip_json(&["-4", "addr", "show", "dev", "eth0"])[0]["addr_info"][0];
+    assert_eq!(v4["local"], "10.99.0.5");
+}
+
 #[test]
 fn failed_attach_leaves_nothing_behind() {
     let host = TestNs::new("host");

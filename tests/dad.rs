@@ -16,6 +16,8 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use geneve_ovs::dad::round_trip::{RoundTrips, MEASURE_FOR};
+use geneve_ovs::dad::window::{measured_window, UNMEASURED_WINDOW};
 use geneve_ovs::dad::{self, Conflict};
 use geneve_ovs::netns::Netns;
 use serde_json::Value;
@@ -392,4 +394,49 @@ fn a_down_interface_is_an_error() {
     let result = prober.run(|| dad::probe("eth0", own_mac, &[addr("192.168.120.6")], TIMEOUT));
     assert!(result.is_err(), "{result:?}");
     assert!(started.elapsed() < UPPER_BOUND);
+}
+
+#[test]
+fn round_trips_are_measured_to_stations_that_answer_and_unknown_for_others() {
+    let segment = Segment::new(2);
+    // The measuring station has addresses, as a host on its underlay does.
+    let host = &segment.probers[1];
+    host.ip(&["addr", "add", "192.168.120.9/24", "dev", "eth0"]);
+    host.ip(&["addr", "add", "fd12:3456::9/64", "dev", "eth0", "nodad"]);
+    let peers = [
+        addr("192.168.120.5"),
+        addr("192.168.120.77"),
+        addr("fd12:3456::5"),
+    ];
+    let (measured, took) = host
+        .run(|| {
+            let started = Instant::now();
+            let measured = RoundTrips::start(&peers).finish();
+            Ok((measured, started.elapsed()))
+        })
+        .unwrap();
+    assert_eq!(measured.len(), 3);
+    assert!(
+        measured[0].is_some_and(|rtt| rtt < MEASURE_FOR),
+        "{measured:?}"
+    );
+    assert_eq!(measured[1], None, "nobody holds 192.168.120.77");
+    assert!(
+        measured[2].is_some_and(|rtt| rtt < MEASURE_FOR),
+        "{measured:?}"
+    );
+    // The silent one is waited for until the measurement ends, and no longer.
+    assert!(took >= MEASURE_FOR && took < UPPER_BOUND, "{took:?}");
+    // A silent peer brings the constant window back; without it the window is a few ms.
+    assert_eq!(measured_window(&measured), UNMEASURED_WINDOW);
+    let window = measured_window(&[measured[0], measured[2]]);
+    assert!(window < UNMEASURED_WINDOW / 2, "{window:?}");
+
+    // And within that window the holder's answer is still heard, for both families.
+    for address in ["192.168.120.5", "fd12:3456::5"] {
+        let (conflict, _) = probe_from(segment.prober(), &[addr(address)], window);
+        let conflict = conflict.unwrap_or_else(|| panic!("{address} missed in {window:?}"));
+        assert_eq!(conflict.mac, segment.holder.mac("eth0"));
+    }
+    assert_still_unconfigured(segment.prober());
 }

@@ -22,12 +22,29 @@ fn dual_stack(options: &[(&str, &str)]) -> Value {
 
 #[test]
 fn an_address_in_use_on_another_host_is_refused() -> Result<()> {
+    // The longest wait the option allows, kept as given.
+    refuses_an_address_in_use(&[("dad_timeout_ms", "1000")], "1000")
+}
+
+#[test]
+fn an_address_in_use_is_refused_with_the_window_measured_from_the_round_trip() -> Result<()> {
+    // The default: each setup measures the round trip to the peer and listens for a window
+    // derived from it (a few milliseconds on this underlay), saved as `auto`.
+    refuses_an_address_in_use(&[], "auto")
+}
+
+/// Host 1's container holds an address; host 2's setups for it (alone, and as the IPv6 one of
+/// two) are refused, naming the holder, and leave nothing behind; a free address passes.
+/// `extra` are options beyond the peers, `saved_timeout` what `create` saves of the window.
+fn refuses_an_address_in_use(extra: &[(&str, &str)], saved_timeout: &str) -> Result<()> {
     let lab = Lab::new(2, Underlay::V4)?;
-    // The longest wait the option allows: the test machine is shared and busy, and a probe
-    // answered after the wait is a conflict missed. The default is for quiet production hosts.
-    let opts = [("peers", "10.99.0.1,10.99.0.2"), ("dad_timeout_ms", "1000")];
+    let mut opts = vec![("peers", "10.99.0.1,10.99.0.2")];
+    opts.extend_from_slice(extra);
     let n1 = create(lab.host(1), &dual_stack(&opts))?;
     let n2 = create(lab.host(2), &dual_stack(&opts))?;
+    for saved in [&n1, &n2] {
+        assert_eq!(saved["options"]["dad_timeout_ms"], saved_timeout);
+    }
     let c1 = lab.host(1).container("c1")?;
     let s1 = setup(
         lab.host(1),

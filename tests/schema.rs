@@ -43,10 +43,16 @@ fn same_kinds_bounds_and_defaults() {
             spec.name
         );
         match spec.kind {
-            Kind::Integer { min, max } => {
+            Kind::Integer { min, max } | Kind::IntegerOrAuto { min, max } => {
                 assert_eq!(prop["x-integer"]["minimum"], min, "{} minimum", spec.name);
                 assert_eq!(prop["x-integer"]["maximum"], max, "{} maximum", spec.name);
-                assert_eq!(prop["pattern"], "^[0-9]+$", "{}", spec.name);
+                if matches!(spec.kind, Kind::IntegerOrAuto { .. }) {
+                    assert_eq!(prop["pattern"], "^(auto|[0-9]+)$", "{}", spec.name);
+                    assert!(accepts(spec.name, "auto"), "{} accepts auto", spec.name);
+                    assert!(!accepts(spec.name, "Auto"), "{} refuses Auto", spec.name);
+                } else {
+                    assert_eq!(prop["pattern"], "^[0-9]+$", "{}", spec.name);
+                }
                 // Probe the parser at and beyond the schema's bounds.
                 let lo = prop["x-integer"]["minimum"].as_u64().unwrap();
                 let hi = prop["x-integer"]["maximum"].as_u64().unwrap();

@@ -6,8 +6,8 @@
 # networks with one container each.
 
 scale() {
-	# With duplicate-address detection, every setup also listens dad_timeout_ms for answers: a
-	# constant that would hide how the rest grows. The scale runs turn it off when it exists.
+	# With duplicate-address detection, every setup also listens for answers for about the same
+	# time, which would hide how the rest grows. The scale runs turn it off when it exists.
 	local net=bench-int
 	local -a opts=()
 	if ((DAD)); then

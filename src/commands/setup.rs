@@ -14,6 +14,7 @@ use super::setup_plan::{self, SetupPlan};
 use super::{connect_ovs, lock_firewall, ovs_rundir, parse_input, refresh_underlay, LiveHost};
 use crate::container_link::{self, ContainerLinkSpec};
 use crate::control;
+use crate::dad;
 use crate::firewall::{self, PortTaken, Published};
 use crate::gateway;
 use crate::naming;
@@ -51,6 +52,13 @@ fn apply(
 
     let spec = &plan.link;
     let plane = control::for_network(network);
+    // The round trips to the peers, which the probe's window derives from, are measured while
+    // the port is built (from here in the host's namespace, where the underlay is).
+    let dad_window = cfg
+        .dad
+        .map(|window| dad::PendingWindow::start(window, &cfg.peers));
+    // Likewise the firewall's listing, which its update starts from.
+    let firewall_listing = (!cfg.internal).then(firewall::Prefetch::start).flatten();
     let link = container_link::create(netns, spec)?;
     let port = plan.port(link.mac());
     let mut attachment = Attachment::new(ovs, network, plane, &spec.host_name);
@@ -69,7 +77,7 @@ fn apply(
     if plane.programs_flows() {
         install_flows(attachment.ovs(), cfg, &port, applied.repaired)?;
     }
-    if let Some(timeout) = cfg.dad {
+    if let Some(timeout) = dad_window.map(dad::PendingWindow::finish) {
         // The port is on the bridge and the link up for the probe only: an address in use
         // elsewhere on the overlay is refused before this container ever claims it.
         if let Some(conflict) = link.probe(&port.addresses, timeout)? {
@@ -85,7 +93,13 @@ fn apply(
     }
     link.configure(spec)?;
     if !cfg.internal {
-        connect_outside(attachment.ovs(), cfg, &port.addresses, &plan.published)?;
+        connect_outside(
+            attachment.ovs(),
+            cfg,
+            &port.addresses,
+            &plan.published,
+            firewall_listing,
+        )?;
     } else if cfg.datapath == Datapath::System {
         // As in `create`: defence in depth, not a condition for the network to work.
         if let Err(err) = refresh_underlay(attachment.ovs()) {
@@ -150,6 +164,7 @@ fn connect_outside(
     cfg: &NetworkConfig,
     addresses: &[IpAddr],
     published: &[Published],
+    listed: Option<firewall::Prefetch>,
 ) -> Result<()> {
     let gateway = naming::gateway_port_name(cfg.vni);
     gateway::configure(&gateway, &cfg.gateways)?;
@@ -160,7 +175,7 @@ fn connect_outside(
     } else {
         (None, None)
     };
-    match firewall::attach_container(&gateway, addresses, published, underlay.as_ref()) {
+    match firewall::attach_container(&gateway, addresses, published, underlay.as_ref(), listed) {
         Ok(()) => Ok(()),
         Err(err) => match err.downcast_ref::<PortTaken>() {
             Some(taken) => Err(anyhow::anyhow!(

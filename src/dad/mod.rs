@@ -22,6 +22,9 @@
 //! calling thread's network namespace: call [`probe`] inside [`crate::netns::Netns::enter`]. The
 //! frames are built and parsed here by hand; the parsing is pure and takes nothing on trust.
 //!
+//! How long to listen is [`window`]'s business: by default a window derived from the round trip
+//! to the peers, which [`round_trip`] measures while `setup` builds the port ([`PendingWindow`]).
+//!
 //! Cost: without a conflict a probe takes its timeout plus a fraction of a millisecond (socket
 //! setup and the sends). Closing a packet socket costs the kernel an RCU grace period (several
 //! milliseconds), so the socket is closed on a short-lived thread after the call returns. No MLD
@@ -37,7 +40,9 @@ use crate::naming::{check_ifname, format_mac};
 
 mod frames;
 mod parsing;
+pub mod round_trip;
 mod socket;
+pub mod window;
 
 use frames::{multicast_mac, probe_frame, solicited_node};
 use parsing::conflict_in;
@@ -60,6 +65,40 @@ impl fmt::Display for Conflict {
             self.address,
             format_mac(&self.mac)
         )
+    }
+}
+
+/// The listening window of one `setup`, worked out while the container's port is being built:
+/// started before the port exists, finished just before the probe.
+pub struct PendingWindow {
+    window: window::Window,
+    round_trips: Option<round_trip::RoundTrips>,
+}
+
+impl PendingWindow {
+    /// Starts measuring the round trips to `peers` when the window is to be derived from them.
+    /// Call it in the host's network namespace, where the underlay is.
+    pub fn start(window: window::Window, peers: &[IpAddr]) -> PendingWindow {
+        let round_trips =
+            (window == window::Window::Measured).then(|| round_trip::RoundTrips::start(peers));
+        PendingWindow {
+            window,
+            round_trips,
+        }
+    }
+
+    /// The window to listen for: the operator's constant, or the one derived from the
+    /// measurement (waiting for it to end, at most [`round_trip::MEASURE_FOR`] after its start).
+    pub fn finish(self) -> Duration {
+        match (self.window, self.round_trips) {
+            (window::Window::Fixed(window), _) => window,
+            (window::Window::Measured, round_trips) => {
+                let measured = round_trips.map(|r| r.finish()).unwrap_or_default();
+                let window = window::measured_window(&measured);
+                log::debug!("address probes listen {window:?} (round trips {measured:?})");
+                window
+            }
+        }
     }
 }
 

@@ -122,7 +122,7 @@ fn defaults_when_nothing_is_given() {
             local_ip: None,
             bfd: true,
             dad: true,
-            dad_timeout_ms: 50,
+            dad_timeout_ms: None,
             port_security: true,
             hosts: None,
             encrypt_ipsec: false,
@@ -161,7 +161,7 @@ fn every_option_parses() {
     assert_eq!(req.local_ip, Some("10.99.0.1".parse().unwrap()));
     assert!(!req.bfd);
     assert!(!req.dad);
-    assert_eq!(req.dad_timeout_ms, 1000);
+    assert_eq!(req.dad_timeout_ms, Some(1000));
     assert!(!req.port_security);
 }
 
@@ -226,9 +226,10 @@ fn bad_values_name_option_and_value() {
         ),
         (
             &[("dad_timeout_ms", "0")],
-            r#"invalid option dad_timeout_ms="0": must be an integer from 1 to 1000"#,
+            r#"invalid option dad_timeout_ms="0": must be auto or an integer from 1 to 1000"#,
         ),
         (&[("dad_timeout_ms", "1001")], r#"dad_timeout_ms="1001""#),
+        (&[("dad_timeout_ms", "Auto")], r#"dad_timeout_ms="Auto""#),
         (
             &[("bogus", "1")],
             r#"unknown option "bogus" (valid options: peers, ovn, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts, encrypt, psk_file)"#,
@@ -469,7 +470,7 @@ fn resolved_options_are_written_back() {
             ("local_ip", "10.99.0.1"),
             ("bfd", "true"),
             ("dad", "true"),
-            ("dad_timeout_ms", "50"),
+            ("dad_timeout_ms", "auto"),
             ("port_security", "true"),
         ])
     );
@@ -491,7 +492,18 @@ fn dad_off_and_timeouts_resolve() {
         &mut FakeHost::new(),
     )
     .unwrap();
-    assert_eq!(cfg.dad, Some(std::time::Duration::from_millis(7)));
+    assert_eq!(
+        cfg.dad,
+        Some(DadWindow::Fixed(std::time::Duration::from_millis(7)))
+    );
+    // Given, it is written back as given: the saved network keeps its constant window.
+    assert_eq!(cfg.to_options()["dad_timeout_ms"], "7");
+    // The default is the measured window, saved as `auto` so that later setups measure too.
+    for given in [&[][..], &[("dad_timeout_ms", "auto")][..]] {
+        let cfg = resolve(&network(given), Stage::Create, &mut FakeHost::new()).unwrap();
+        assert_eq!(cfg.dad, Some(DadWindow::Measured));
+        assert_eq!(cfg.to_options()["dad_timeout_ms"], "auto");
+    }
 }
 
 #[test]
