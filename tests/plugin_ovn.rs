@@ -49,8 +49,8 @@ fn resolve(c: &Container, name: &str, server: &str) -> Option<String> {
         .map(|a| a.trim().to_string())
 }
 
-/// The names of the lab's logical switch ports.
-fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
+/// The names of the logical switch ports of `switch`, the network's gateway port included.
+fn all_logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
     Ok(ovn
         .nbctl(&["lsp-list", switch])?
         .lines()
@@ -58,6 +58,15 @@ fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
             l.split_once(" (")
                 .map(|(_, n)| n.trim_end_matches(')').to_string())
         })
+        .collect())
+}
+
+/// The names of the containers' logical switch ports of `switch`.
+fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
+    let gateway = format!("{switch}.gateway");
+    Ok(all_logical_ports(ovn, switch)?
+        .into_iter()
+        .filter(|name| *name != gateway)
         .collect())
 }
 
@@ -123,6 +132,61 @@ fn a_host_joins_alone_and_its_container_reaches_and_resolves_the_others() -> Res
         ovn.host(2).container_ports()
     );
     assert!(!c4.ping(&ip(2)));
+    Ok(())
+}
+
+/// What podman's containers ask for names: `setup` returns the network's gateway address as
+/// the name server, and OVN answers there, on every host, for the names of containers on any
+/// host (the gateway is a `localport` of the switch: present on every chassis).
+#[test]
+fn setup_gives_the_gateway_port_as_name_server_and_ovn_answers_there() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let net = network("net1");
+    let saved1 = create(ovn.host(1), &net)?;
+    let saved2 = create(ovn.host(2), &net)?;
+    let gateway = "192.168.120.1";
+    assert_eq!(saved1["subnets"][0]["gateway"], gateway, "{saved1}");
+    assert_eq!(saved2["subnets"][0]["gateway"], gateway, "{saved2}");
+    let ports = all_logical_ports(&ovn, "geneve-ovs.net1")?;
+    assert_eq!(ports, ["geneve-ovs.net1.gateway"], "{ports:?}");
+    let kind = ovn.nbctl(&["lsp-get-type", "geneve-ovs.net1.gateway"])?;
+    assert_eq!(kind.trim(), "localport");
+
+    let c1 = ovn.host(1).container("db")?;
+    let exec1 = podman::exec(&saved1, "db", &[&ip(1)], None);
+    let status1 = setup(ovn.host(1), &c1, &exec1)?;
+    let (c2, _) = start(ovn.host(2), &saved2, "web", &ip(2))?;
+    assert_eq!(status1["dns_server_ips"], json!([gateway]), "{status1}");
+    // Still internal: the container gets no route out through the gateway.
+    let routes = c1.exec_timeout(Duration::from_secs(5), "ip", &["route"]);
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(!routes.contains("default"), "{routes}");
+
+    c2.wait_ping(&ip(1), Duration::from_secs(15))?;
+    let started = Instant::now();
+    for name in ["db", "db.net1"] {
+        assert_eq!(
+            resolve(&c2, name, gateway).as_deref(),
+            Some(ip(1).as_str()),
+            "{name} from host 2"
+        );
+    }
+    eprintln!(
+        "[ovn-dns] two names resolved at the gateway port in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(resolve(&c1, "web", gateway), Some(ip(2)), "web from host 1");
+    // The gateway address is the gateway port's: no container may have it.
+    let c3 = ovn.host(2).container("thief")?;
+    let exec3 = podman::exec(&saved2, "thief", &[gateway], None);
+    let err = error_of(&ovn.host(2).plugin(
+        &["setup", c3.netns_path().to_str().context("netns")?],
+        &exec3.to_string(),
+    ))?;
+    assert!(
+        err.contains("192.168.120.1 is already bound to OVN port geneve-ovs.net1.gateway"),
+        "{err}"
+    );
     Ok(())
 }
 

@@ -51,6 +51,7 @@ impl ControlPlane for Ovn {
         }
         let mut nb = Northbound::connect(&cfg.ovn)?;
         nb.ensure_switch(cfg)
+            .and_then(|_| nb.ensure_gateway_port(cfg))
             .with_context(|| format!("OVN northbound database at {}", nb.remote()))?;
         Ok(())
     }
@@ -63,6 +64,9 @@ impl ControlPlane for Ovn {
     ) -> Result<Applied> {
         let chassis = local_chassis(ovs)?;
         let mut nb = Northbound::connect(&cfg.ovn)?;
+        // The gateway port is the containers' DNS server: made by `create`, made here for a
+        // switch someone emptied.
+        nb.ensure_gateway_port(cfg)?;
         let name = plan::port_name(&port.container_id, &port.interface);
         let mut dns_names = vec![port.container_name.clone()];
         dns_names.extend(port.aliases.iter().cloned());
