@@ -16,16 +16,19 @@
 //! * the host of the NB leader is killed: the others' containers keep talking, a new container
 //!   starts on a surviving host once a new leader is elected (the gap is printed), and the
 //!   killed host's container comes back after its boot;
-//! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option).
+//! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option);
+//! * the network is not internal: outbound NAT (a server outside sees the host's underlay
+//!   address) and `podman run -p` from outside, and from a container on another host.
 //!
-//! NAT and `-p`, SSL remotes and a rebooted host are not here yet: the plugin has no gateway
-//! and no SSL client in OVN mode, and a rebooted host's `podman start` can wait past setup's 15 s for its
-//! port to come up (README, "OVN mode").
+//! SSL remotes and a rebooted host are not here yet: the plugin has no SSL client in OVN mode,
+//! and a rebooted host's `podman start` can wait past setup's 15 s for its port to come up
+//! (README, "OVN mode").
 //!
 //! Print the figures with `--nocapture`.
 
 mod podman_lab;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -37,9 +40,10 @@ const NET: &str = "net1";
 const SETTLE: Duration = Duration::from_secs(30);
 /// A Raft election after a member is lost, with OVN's default 1 s election timer.
 const ELECTION: Duration = Duration::from_secs(60);
+/// A server outside the hosts (on the underlay switch).
+const OUTSIDE: &str = "10.99.0.254";
 
-/// The user's command with `ovn` instead of `peers`, on host `h`, `--internal` (OVN mode has no
-/// gateway yet).
+/// The user's command with `ovn` instead of `peers`, on host `h`, `--internal`.
 fn ovn_network(lab: &PodmanLab, h: Host) -> Result<serde_json::Value> {
     let nb = lab.ovn_env()?.nb;
     h.create_network(NET, &["--internal", "--opt", &format!("ovn={nb}")])
@@ -60,6 +64,12 @@ fn resolve(from: &Container, name: &str) -> Result<String> {
         .and_then(|l| l.split_whitespace().last())
         .map(str::to_string)
         .with_context(|| format!("no address for {name} in:\n{out}"))
+}
+
+/// The user's command with `ovn` instead of `peers` and without `--internal`, on host `h`.
+fn open_ovn_network(lab: &PodmanLab, h: Host) -> Result<serde_json::Value> {
+    let nb = lab.ovn_env()?.nb;
+    h.create_network(NET, &["--opt", &format!("ovn={nb}")])
 }
 
 #[test]
@@ -374,5 +384,47 @@ fn full_size_frames_and_tcp_cross_between_hosts() -> Result<()> {
         &format!("wget -q -T 10 -O - http://{server_ip}/big | wc -c"),
     ])?;
     ensure!(size.trim() == "524288", "fetched {size} bytes of 524288");
+    lab.down_and_check()
+}
+
+#[test]
+fn open_network_outbound_nat_and_published_port() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-open", 2)?;
+    lab.add_switch_address(&format!("{OUTSIDE}/24"))?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        let net = open_ovn_network(&lab, h)?;
+        ensure!(
+            net["internal"] == false,
+            "the user's network is not internal"
+        );
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    c1.wait_ping(&c2.ip(NET)?, SETTLE)?;
+
+    lab.start_outside_server(OUTSIDE, 9000)?;
+    for c in [&c1, &c2] {
+        let seen = c.fetch(&format!("http://{OUTSIDE}:9000/cgi-bin/who"), SETTLE)?;
+        ensure!(
+            seen.trim().parse::<IpAddr>()? == c.host().ip().parse::<IpAddr>()?,
+            "{} seen outside as {seen}, not as its host",
+            c.name()
+        );
+    }
+    h1.run_detached(
+        "web",
+        &["--net", NET, "-p", "8080:80"],
+        &["httpd", "-f", "-p", "80", "-h", "/var/www"],
+    )?;
+    let page = wait::until_some("host 1's published port from outside", SETTLE, || {
+        Ok(lab.outside_get(&h1.ip(), 8080, "/index.html"))
+    })?;
+    let inside = Container::on(h1, "web").exec_ok(&["cat", "/var/www/index.html"])?;
+    ensure!(page == inside, "published port answered {page:?}");
+    // And from a container on the other host, across the overlay.
+    let web_ip = Container::on(h1, "web").ip(NET)?;
+    let body = c2.fetch(&format!("http://{web_ip}/index.html"), SETTLE)?;
+    ensure!(body == inside, "c2 got {body:?}");
     lab.down_and_check()
 }

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use common::cmd::Cmd;
 use common::ovn::{OvnLab, NB_REMOTE};
 use common::podman::{self, create, error_of, setup, teardown};
 use common::{frames, Container, Host};
@@ -187,6 +188,116 @@ fn setup_gives_the_gateway_port_as_name_server_and_ovn_answers_there() -> Result
         err.contains("192.168.120.1 is already bound to OVN port geneve-ovs.net1.gateway"),
         "{err}"
     );
+    Ok(())
+}
+
+/// A non-internal OVN network: each host's end of the gateway port (an OVS internal port on
+/// br-int bound to the switch's `localport`) carries the gateway address, the host NATs the
+/// containers' traffic to the outside and publishes `-p` ports, as the mesh does; the last
+/// container leaving takes the host's end with it.
+#[test]
+fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let lab = ovn.lab();
+    let outside = "10.99.0.254";
+    Cmd::in_netns(
+        &lab.switch_netns(),
+        "ip",
+        &["addr", "add", &format!("{outside}/24"), "dev", "br0"],
+    )
+    .run()?;
+    let mut net = network("web");
+    net["internal"] = false.into();
+    let saved1 = create(ovn.host(1), &net)?;
+    let saved2 = create(ovn.host(2), &net)?;
+    assert_eq!(saved1["internal"], false, "{saved1}");
+    let gateway = "192.168.120.1";
+    let vni: u32 = saved1["options"]["vni"].as_str().context("vni")?.parse()?;
+    let gw = format!("gw{vni}");
+
+    let c1 = ovn.host(1).container("c1")?;
+    let mut e1 = podman::exec(&saved1, "c1", &[&ip(1)], None);
+    e1["port_mappings"] = json!([{"container_port": 80, "host_ip": "", "host_port": 8080,
+        "protocol": "tcp", "range": 1}]);
+    let s1 = setup(ovn.host(1), &c1, &e1)?;
+    let (c2, e2) = start(ovn.host(2), &saved2, "c2", &ip(2))?;
+    assert_eq!(s1["interfaces"]["eth0"]["subnets"][0]["gateway"], gateway);
+    assert_eq!(s1["dns_server_ips"], json!([gateway]), "{s1}");
+    let routes = c1.exec_ok("ip", &["route", "show", "default"])?;
+    assert!(
+        routes.contains(&format!("default via {gateway}")),
+        "{routes}"
+    );
+    for i in 1..=2 {
+        let h = ovn.host(i);
+        let addrs = h.exec_ok("ip", &["-br", "addr", "show", &gw])?;
+        assert!(addrs.contains("192.168.120.1/24"), "host {i}: {addrs}");
+        let iface_id = h.vsctl(&["get", "Interface", &gw, "external_ids:iface-id"])?;
+        assert_eq!(iface_id.trim_matches('"'), "geneve-ovs.web.gateway");
+    }
+    c1.wait_ping(&ip(2), Duration::from_secs(15))?;
+
+    // Outbound: the outside sees each host's underlay address, never a container's.
+    let seen = lab.dir().join("outside.txt");
+    let _dump = common::background::Background::start(
+        &lab.switch_netns(),
+        "tcpdump",
+        &[
+            "-l", "-n", "-i", "br0", "icmp", "and", "dst", "host", outside,
+        ],
+        &seen,
+    )?;
+    let started = Instant::now();
+    c1.wait_ping(outside, Duration::from_secs(15))?;
+    eprintln!(
+        "[ovn-gateway] first ping out answered after {:?}",
+        started.elapsed()
+    );
+    c2.wait_ping(outside, Duration::from_secs(15))?;
+    common::wait::until("the outside capture", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&seen).unwrap_or_default();
+        Ok(text.contains("10.99.0.1 > 10.99.0.254") && text.contains("10.99.0.2 > 10.99.0.254"))
+    })?;
+    let text = std::fs::read_to_string(&seen)?;
+    assert!(!text.contains("192.168.120."), "past NAT: {text}");
+
+    // -p: a client outside reaches c1's server through host 1, and only there.
+    let www = lab.dir().join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("motd"), "served from OVN\n")?;
+    c1.exec_ok(
+        "busybox",
+        &["httpd", "-p", "80", "-h", www.to_str().context("www")?],
+    )?;
+    let get = |host: &str| {
+        Cmd::in_netns(
+            &lab.switch_netns(),
+            "busybox",
+            &["wget", "-O", "-", &format!("http://{host}:8080/motd")],
+        )
+        .timeout(Duration::from_secs(3))
+        .output()
+    };
+    let mut body = String::new();
+    common::wait::until(
+        "the published port to answer",
+        Duration::from_secs(15),
+        || {
+            let out = get("10.99.0.1")?;
+            body = String::from_utf8_lossy(&out.stdout).to_string();
+            Ok(out.status.success())
+        },
+    )?;
+    assert_eq!(body, "served from OVN\n");
+    assert!(!get("10.99.0.2")?.status.success(), "published on host 2");
+
+    // The last container leaving takes the host's end of the gateway port with it.
+    teardown(ovn.host(1), c1.netns_path().to_str().context("netns")?, &e1)?;
+    let ports = ovn.host(1).vsctl(&["list-ports", "br-int"])?;
+    assert!(!ports.contains(&gw), "{ports}");
+    assert!(ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
+    teardown(ovn.host(2), c2.netns_path().to_str().context("netns")?, &e2)?;
+    assert!(!ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
     Ok(())
 }
 

@@ -19,8 +19,9 @@ use crate::options::{self, NetworkConfig};
 use crate::ovn::host::{self, Chassis};
 use crate::ovn::northbound::{Northbound, PortRequest};
 use crate::ovn::plan;
-use crate::ovs::schema::keys;
-use crate::ovs::snapshot::{BridgeRow, Scope, Snapshot};
+use crate::ovn::schema::SwitchPortRow;
+use crate::ovs::schema::{keys, network_of, Role};
+use crate::ovs::snapshot::{BridgeRow, PortRow, Scope, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::types::Network;
 
@@ -39,21 +40,16 @@ fn local_chassis(ovs: &mut Ovs) -> Result<Chassis> {
 }
 
 impl ControlPlane for Ovn {
-    /// Checks this host's prerequisites, then finds or creates the network's switch.
+    /// Checks this host's prerequisites, then finds or creates the network's switch and its
+    /// gateway port, and drops this host's end of the gateway port when no container of the
+    /// network is left here (`teardown` of a non-internal network's container ends here).
     fn create_switch(&self, ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
-        local_chassis(ovs)?;
-        if !cfg.internal {
-            bail!(
-                "network {}: an OVN network must be --internal in this version of geneve-ovs \
-                 (no gateway, NAT or -p on OVN networks yet); add --internal, or use peers",
-                cfg.name
-            );
-        }
+        let chassis = local_chassis(ovs)?;
         let mut nb = Northbound::connect(&cfg.ovn)?;
         nb.ensure_switch(cfg)
             .and_then(|_| nb.ensure_gateway_port(cfg))
             .with_context(|| format!("OVN northbound database at {}", nb.remote()))?;
-        Ok(())
+        drop_idle_gateway(ovs, cfg, &chassis)
     }
 
     fn attach_port(
@@ -66,7 +62,7 @@ impl ControlPlane for Ovn {
         let mut nb = Northbound::connect(&cfg.ovn)?;
         // The gateway port is the containers' DNS server: made by `create`, made here for a
         // switch someone emptied.
-        nb.ensure_gateway_port(cfg)?;
+        let gateway = nb.ensure_gateway_port(cfg)?;
         let name = plan::port_name(&port.container_id, &port.interface);
         let mut dns_names = vec![port.container_name.clone()];
         dns_names.extend(port.aliases.iter().cloned());
@@ -77,7 +73,13 @@ impl ControlPlane for Ovn {
             chassis: &chassis.name,
             dns_names: &dns_names,
         })?;
-        let attached = attach_locally(ovs, &mut nb, cfg, port, &chassis, &name);
+        let attached =
+            attach_locally(ovs, &mut nb, cfg, port, &chassis, &name).and_then(|applied| {
+                if !cfg.internal {
+                    bind_gateway(ovs, cfg, &chassis, gateway.as_ref())?;
+                }
+                Ok(applied)
+            });
         if attached.is_err() {
             // The caller undoes only what this returned; the logical port (and the local
             // port, if it was made) are this function's to remove.
@@ -128,6 +130,42 @@ impl ControlPlane for Ovn {
     fn programs_flows(&self) -> bool {
         false
     }
+}
+
+/// This host's end of the network's gateway port on the integration bridge (a non-internal
+/// network's way out), made with the network's first container here.
+fn bind_gateway(
+    ovs: &mut Ovs,
+    cfg: &NetworkConfig,
+    chassis: &Chassis,
+    row: Option<&SwitchPortRow>,
+) -> Result<()> {
+    let Some(row) = row else {
+        bail!(
+            "network {} has no gateway address, so no way out of OVN: remove the network and \
+             create it again (podman network create gives it one)",
+            cfg.name
+        );
+    };
+    ovs.ensure_gateway_on(&chassis.bridge, &plan::local_gateway(cfg, row)?)
+}
+
+/// Removes this host's end of the network's gateway port once no container of the network is
+/// left on this host (after a `teardown`, and at `create`), as the mesh does.
+fn drop_idle_gateway(ovs: &mut Ovs, cfg: &NetworkConfig, chassis: &Chassis) -> Result<()> {
+    let inventory = ovs.snapshot(Scope::Config)?;
+    let Some(bridge) = inventory.bridge(&chassis.bridge) else {
+        return Ok(());
+    };
+    let of_network = |p: &&PortRow| network_of(&p.external_ids) == Some(cfg.name.as_str());
+    let ports: Vec<&PortRow> = inventory.ports_of(bridge).filter(of_network).collect();
+    if ports.iter().any(|p| p.has_role(Role::Container)) {
+        return Ok(());
+    }
+    for gateway in ports.iter().filter(|p| p.has_role(Role::Gateway)) {
+        ovs.remove_container_port(&gateway.name)?;
+    }
+    Ok(())
 }
 
 /// The veth's host end on the integration bridge, named to ovn-controller by `iface-id`, and

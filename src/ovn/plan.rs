@@ -13,9 +13,12 @@ use ipnet::IpNet;
 use super::schema::{
     ids, SwitchPortRow, SwitchRow, LOCALPORT, ROLE_ACL, ROLE_GATEWAY, ROLE_PORT, ROLE_SWITCH,
 };
+use anyhow::Context;
+
 use crate::naming;
 use crate::options::NetworkConfig;
-use crate::ovs::schema::{common_ids, keys, ContainerPort};
+use crate::ovs::plan::Gateway;
+use crate::ovs::schema::{common_ids, gateway_external_ids, keys, ContainerPort};
 
 /// The logical switch of network `name`: the same on every host, so the first host creates it
 /// and the others find it.
@@ -158,6 +161,30 @@ pub fn gateway_port_conflict(existing: &SwitchPortRow) -> Option<String> {
          remove it (ovn-nbctl lsp-del {}) and run podman network create again",
         existing.name, existing.kind, existing.name
     ))
+}
+
+/// This host's end of the gateway port `row` (the network's, as NB has it): an OVS internal
+/// port with the logical port's MAC, bound to it by `iface-id`, which `setup` gives the
+/// gateway addresses and the firewall's NAT and published ports, as the mesh's gateway port.
+/// Its name is the mesh's ([`naming::gateway_port_name`]), which the firewall's sets know.
+pub fn local_gateway(cfg: &NetworkConfig, row: &SwitchPortRow) -> anyhow::Result<Gateway> {
+    let mac = port_mac(row).and_then(naming::parse_mac).with_context(|| {
+        format!(
+            "the gateway port {} in OVN has no MAC in its addresses {:?}: remove it \
+             (ovn-nbctl lsp-del {}) and run podman network create again",
+            row.name, row.addresses, row.name
+        )
+    })?;
+    let mut external_ids = gateway_external_ids(cfg);
+    external_ids.insert(keys::IFACE_ID.to_string(), row.name.clone());
+    let remotes: Vec<String> = cfg.ovn.iter().map(ToString::to_string).collect();
+    external_ids.insert(keys::OVN_NB.to_string(), remotes.join(","));
+    Ok(Gateway {
+        name: naming::gateway_port_name(cfg.vni),
+        mac,
+        mtu: cfg.mtu,
+        external_ids,
+    })
 }
 
 /// The MAC of a port's first `addresses` entry ("MAC IP..."), as written.
@@ -454,6 +481,18 @@ mod tests {
         };
         assert_eq!(gateway_port_conflict(&row), None);
         assert_eq!(port_mac(&row), Some("02:67:77:00:13:89"));
+        let local = local_gateway(&cfg, &row).unwrap();
+        assert_eq!(local.name, "gw5001");
+        assert_eq!(local.mac, naming::gateway_mac(5001));
+        assert_eq!(
+            local.external_ids[keys::IFACE_ID],
+            "geneve-ovs.net1.gateway"
+        );
+        assert_eq!(local.external_ids[keys::ROLE], keys::ROLE_GATEWAY);
+        let mut no_mac = row.clone();
+        no_mac.addresses = vec!["192.168.120.1".into()];
+        let why = format!("{:#}", local_gateway(&cfg, &no_mac).unwrap_err());
+        assert!(why.contains("no MAC"), "{why}");
         row.kind = String::new();
         let why = gateway_port_conflict(&row).unwrap();
         assert!(why.contains("lsp-del geneve-ovs.net1.gateway"), "{why}");
