@@ -219,8 +219,24 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
     let mut e1 = podman::exec(&saved1, "c1", &[&ip(1)], None);
     e1["port_mappings"] = json!([{"container_port": 80, "host_ip": "", "host_port": 8080,
         "protocol": "tcp", "range": 1}]);
+    let started = Instant::now();
     let s1 = setup(ovn.host(1), &c1, &e1)?;
+    eprintln!(
+        "[ovn-gateway] setup of the first container, gateway and -p included: {:?}",
+        started.elapsed()
+    );
     let (c2, e2) = start(ovn.host(2), &saved2, "c2", &ip(2))?;
+    let c3 = ovn.host(2).container("c3")?;
+    let started = Instant::now();
+    setup(
+        ovn.host(2),
+        &c3,
+        &podman::exec(&saved2, "c3", &[&ip(3)], None),
+    )?;
+    eprintln!(
+        "[ovn-gateway] setup of a second container (gateway already there): {:?}",
+        started.elapsed()
+    );
     assert_eq!(s1["interfaces"]["eth0"]["subnets"][0]["gateway"], gateway);
     assert_eq!(s1["dns_server_ips"], json!([gateway]), "{s1}");
     let routes = c1.exec_ok("ip", &["route", "show", "default"])?;
@@ -297,6 +313,12 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
     assert!(!ports.contains(&gw), "{ports}");
     assert!(ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
     teardown(ovn.host(2), c2.netns_path().to_str().context("netns")?, &e2)?;
+    assert!(
+        ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw),
+        "c3 still needs it"
+    );
+    let e3 = podman::exec(&saved2, "c3", &[&ip(3)], None);
+    teardown(ovn.host(2), c3.netns_path().to_str().context("netns")?, &e3)?;
     assert!(!ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
     Ok(())
 }
