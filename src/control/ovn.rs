@@ -4,6 +4,10 @@
 //! `iface-id`, which ovn-controller binds. No host lists any other: ovn-controller builds the
 //! tunnels to every chassis itself.
 //!
+//! Each switch also has a gateway `localport` holding the network's gateway addresses: the
+//! containers' name server everywhere and, on a host with containers of a non-internal
+//! network, bound to this host's gateway device (the mesh's gateway port, NAT and `-p`).
+//!
 //! The northbound side is [`crate::ovn`]; this module only puts it together with this host's
 //! Open vSwitch, in the order that leaves nothing behind on a refusal: prerequisites, then
 //! the logical port (where a taken address is refused), then the local port, then the wait
@@ -45,11 +49,14 @@ impl ControlPlane for Ovn {
     /// network is left here (`teardown` of a non-internal network's container ends here).
     fn create_switch(&self, ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
         let chassis = local_chassis(ovs)?;
+        // First, and local only: a teardown ends here, and must not leave the gateway's host
+        // end behind because the northbound database is out of reach.
+        drop_idle_gateway(ovs, cfg, &chassis)?;
         let mut nb = Northbound::connect(&cfg.ovn)?;
         nb.ensure_switch(cfg)
             .and_then(|_| nb.ensure_gateway_port(cfg))
             .with_context(|| format!("OVN northbound database at {}", nb.remote()))?;
-        drop_idle_gateway(ovs, cfg, &chassis)
+        Ok(())
     }
 
     fn attach_port(
