@@ -539,7 +539,9 @@ pub struct NetworkConfig {
     pub hosts: Option<u32>,
     /// The network's subnets (the same on every host).
     pub subnets: Vec<IpNet>,
-    /// The subnets' gateway addresses, with their prefixes; empty for internal networks.
+    /// The subnets' gateway addresses, with their prefixes; empty for internal mesh networks.
+    /// On an OVN network, internal or not, the addresses of its switch's gateway port, which
+    /// the containers ask for names.
     pub gateways: Vec<IpNet>,
     /// What the tunnels are protected with (`encrypt`, `psk_file`).
     pub encryption: Encryption,
@@ -807,7 +809,9 @@ fn with_defaults(
     };
 
     let subnets: Vec<IpNet> = network.subnets().iter().map(|s| s.subnet).collect();
-    let gateways = if network.internal {
+    // An internal OVN network keeps its gateway addresses too: they are its switch's
+    // gateway port, the containers' DNS server (not a route out).
+    let gateways = if network.internal && req.ovn.is_empty() {
         Vec::new()
     } else {
         network
@@ -879,7 +883,7 @@ fn ipsec_needs_kernel_datapath(datapath: Datapath) -> anyhow::Error {
 pub fn complete_network(network: &mut Network, facts: &mut dyn HostFacts) -> Result<()> {
     let req = parse(&network.options())?;
     add_default_subnets(network, facts)?;
-    fill_gateways(network)?;
+    fill_gateways(network, !req.ovn.is_empty())?;
     split_lease_ranges(network, &req, facts)
 }
 
@@ -1044,9 +1048,11 @@ fn cut_lease_ranges(
 
 /// Gives every subnet of a non-internal network a gateway (its first address) when it has
 /// none, as podman would after `create` returns, so that the gateway is known and saved from
-/// the start and is the same address on every host.
-fn fill_gateways(network: &mut Network) -> Result<()> {
-    if network.internal {
+/// the start and is the same address on every host. An OVN network (`ovn`) gets one even when
+/// internal: its switch answers names there, and podman's IPAM and the hosts' address slices
+/// must leave that address to it.
+fn fill_gateways(network: &mut Network, ovn: bool) -> Result<()> {
+    if network.internal && !ovn {
         return Ok(());
     }
     for subnet in network.subnets.iter_mut().flatten() {

@@ -6,25 +6,29 @@
 //! `podman network create -d geneve-ovs --internal --opt ovn=tcp:10.99.0.1:6641,... net1`, the
 //! same on every host, which lists no other host.
 //! * three hosts, then a fourth that joins later (`lab.sh add-host`: only ovn-controller) and
-//!   creates the network: its container reaches, and is reached by, the containers of hosts
-//!   1-3, with nothing done on those hosts; the join time is printed;
+//!   creates the network: its container reaches, is reached by and is resolved by name from the
+//!   containers of hosts 1-3, with nothing done on those hosts; `podman run --name db` on host 1
+//!   answers `ping db` and `ping db.net1` from host 3 (podman writes the network's gateway
+//!   port, which `setup` returns, into `resolv.conf`); the join time is printed;
 //! * a container that takes another's address and announces it (`arping -U`) moves nobody's
 //!   neighbour entry: port security; the same with its port security cleared in NB does, so the
 //!   check can fail;
 //! * the host of the NB leader is killed: the others' containers keep talking, a new container
 //!   starts on a surviving host once a new leader is elected (the gap is printed), and the
 //!   killed host's container comes back after its boot;
-//! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option).
+//! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option);
+//! * the network is not internal: outbound NAT (a server outside sees the host's underlay
+//!   address) and `podman run -p` from outside, and from a container on another host.
 //!
-//! Names resolved by podman's containers, NAT and `-p`, SSL remotes and a rebooted host are not
-//! here yet: the plugin does not give podman a resolver address, has no gateway and no SSL
-//! client in OVN mode, and a rebooted host's `podman start` can wait past setup's 15 s for its
-//! port to come up (README, "OVN mode").
+//! SSL remotes and a rebooted host are not here yet: the plugin has no SSL client in OVN mode,
+//! and a rebooted host's `podman start` can wait past setup's 15 s for its port to come up
+//! (README, "OVN mode").
 //!
 //! Print the figures with `--nocapture`.
 
 mod podman_lab;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -36,16 +40,40 @@ const NET: &str = "net1";
 const SETTLE: Duration = Duration::from_secs(30);
 /// A Raft election after a member is lost, with OVN's default 1 s election timer.
 const ELECTION: Duration = Duration::from_secs(60);
+/// A server outside the hosts (on the underlay switch).
+const OUTSIDE: &str = "10.99.0.254";
 
-/// The user's command with `ovn` instead of `peers`, on host `h`, `--internal` (OVN mode has no
-/// gateway yet).
+/// The user's command with `ovn` instead of `peers`, on host `h`, `--internal`.
 fn ovn_network(lab: &PodmanLab, h: Host) -> Result<serde_json::Value> {
     let nb = lab.ovn_env()?.nb;
     h.create_network(NET, &["--internal", "--opt", &format!("ovn={nb}")])
 }
 
+/// `wait_ping` by the name (`NAME` or `NAME.NETWORK`) of a container on another host: a name
+/// only OVN's DNS knows, through the resolver `setup` gave podman.
+fn wait_ping_name(from: &Container, name: &str) -> Result<()> {
+    from.wait_ping(name, SETTLE)
+}
+
+/// The address the container's resolver gives for `name` (busybox nslookup).
+fn resolve(from: &Container, name: &str) -> Result<String> {
+    let out = from.exec_ok(&["nslookup", "-type=a", name])?;
+    // The answer follows the server's own lines: the last "Address" line is the name's.
+    out.lines()
+        .rfind(|l| l.trim_start().starts_with("Address"))
+        .and_then(|l| l.split_whitespace().last())
+        .map(str::to_string)
+        .with_context(|| format!("no address for {name} in:\n{out}"))
+}
+
+/// The user's command with `ovn` instead of `peers` and without `--internal`, on host `h`.
+fn open_ovn_network(lab: &PodmanLab, h: Host) -> Result<serde_json::Value> {
+    let nb = lab.ovn_env()?.nb;
+    h.create_network(NET, &["--opt", &format!("ovn={nb}")])
+}
+
 #[test]
-fn three_hosts_then_a_joining_host() -> Result<()> {
+fn three_hosts_then_a_joining_host_by_address_and_by_name() -> Result<()> {
     let lab = PodmanLab::up_ovn("ovn-join", 3)?;
     let mut containers = Vec::new();
     for h in lab.hosts() {
@@ -71,6 +99,37 @@ fn three_hosts_then_a_joining_host() -> Result<()> {
             }
         }
     }
+    // The example: the database on host 1, by name from host 3, through the name
+    // server podman wrote into the container's resolv.conf.
+    let (db, db_ip) = &containers[0];
+    let (c3, _) = &containers[2];
+    let resolv = c3.exec_ok(&["cat", "/etc/resolv.conf"])?;
+    let gateway = lab.host(3).inspect_network(NET)?["subnets"][0]["gateway"]
+        .as_str()
+        .map(str::to_string)
+        .context("the network's gateway")?;
+    eprintln!("[ovn-join] host 3's container's resolv.conf:\n{resolv}");
+    ensure!(
+        resolv
+            .lines()
+            .find(|l| l.starts_with("nameserver"))
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some(gateway.as_str())),
+        "the first name server is not the gateway port {gateway}:\n{resolv}"
+    );
+    wait_ping_name(c3, "db")?;
+    wait_ping_name(c3, &format!("db.{NET}"))?;
+    let started = Instant::now();
+    let answer = resolve(c3, "db")?;
+    eprintln!(
+        "[ovn-join] name lookup from host 3: {:.1?}",
+        started.elapsed()
+    );
+    ensure!(
+        answer == *db_ip,
+        "db resolves to {answer} on host 3, its address is {db_ip}"
+    );
+    ensure!(db.host().index() == 1, "db is on host 1");
+
     // Host 4 joins: only ovn-controller and the network; nothing is run on hosts 1-3.
     let four = lab.add_host()?;
     let h4 = lab.host(four);
@@ -86,7 +145,21 @@ fn three_hosts_then_a_joining_host() -> Result<()> {
     eprintln!(
         "[ovn-join] joining host: podman run to answering every other host's container {joined:.1?}"
     );
-
+    for (c, _) in &containers {
+        wait_ping_name(&c4, c.name())?;
+        wait_ping_name(c, "c4")?;
+        wait_ping_name(c, &format!("c4.{NET}"))?;
+    }
+    let answer = resolve(db, "c4")?;
+    ensure!(
+        answer == c4_ip,
+        "c4 resolves on host 1 to {answer}, its address is {c4_ip}"
+    );
+    // Names go at teardown: host 3 no longer resolves a removed container.
+    h4.podman_ok(&["rm", "-f", "-t", "0", "c4"])?;
+    wait::until("c4's DNS record to go", SETTLE, || {
+        Ok(!ok(&c3.exec(&["nslookup", "-type=a", "c4"])))
+    })?;
     lab.down_and_check()
 }
 
@@ -311,5 +384,47 @@ fn full_size_frames_and_tcp_cross_between_hosts() -> Result<()> {
         &format!("wget -q -T 10 -O - http://{server_ip}/big | wc -c"),
     ])?;
     ensure!(size.trim() == "524288", "fetched {size} bytes of 524288");
+    lab.down_and_check()
+}
+
+#[test]
+fn open_network_outbound_nat_and_published_port() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-open", 2)?;
+    lab.add_switch_address(&format!("{OUTSIDE}/24"))?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        let net = open_ovn_network(&lab, h)?;
+        ensure!(
+            net["internal"] == false,
+            "the user's network is not internal"
+        );
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    c1.wait_ping(&c2.ip(NET)?, SETTLE)?;
+
+    lab.start_outside_server(OUTSIDE, 9000)?;
+    for c in [&c1, &c2] {
+        let seen = c.fetch(&format!("http://{OUTSIDE}:9000/cgi-bin/who"), SETTLE)?;
+        ensure!(
+            seen.trim().parse::<IpAddr>()? == c.host().ip().parse::<IpAddr>()?,
+            "{} seen outside as {seen}, not as its host",
+            c.name()
+        );
+    }
+    h1.run_detached(
+        "web",
+        &["--net", NET, "-p", "8080:80"],
+        &["httpd", "-f", "-p", "80", "-h", "/var/www"],
+    )?;
+    let page = wait::until_some("host 1's published port from outside", SETTLE, || {
+        Ok(lab.outside_get(&h1.ip(), 8080, "/index.html"))
+    })?;
+    let inside = Container::on(h1, "web").exec_ok(&["cat", "/var/www/index.html"])?;
+    ensure!(page == inside, "published port answered {page:?}");
+    // And from a container on the other host, across the overlay.
+    let web_ip = Container::on(h1, "web").ip(NET)?;
+    let body = c2.fetch(&format!("http://{web_ip}/index.html"), SETTLE)?;
+    ensure!(body == inside, "c2 got {body:?}");
     lab.down_and_check()
 }

@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use common::cmd::Cmd;
 use common::ovn::{OvnLab, NB_REMOTE};
 use common::podman::{self, create, error_of, setup, teardown};
 use common::{frames, Container, Host};
@@ -49,8 +50,8 @@ fn resolve(c: &Container, name: &str, server: &str) -> Option<String> {
         .map(|a| a.trim().to_string())
 }
 
-/// The names of the lab's logical switch ports.
-fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
+/// The names of the logical switch ports of `switch`, the network's gateway port included.
+fn all_logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
     Ok(ovn
         .nbctl(&["lsp-list", switch])?
         .lines()
@@ -58,6 +59,15 @@ fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
             l.split_once(" (")
                 .map(|(_, n)| n.trim_end_matches(')').to_string())
         })
+        .collect())
+}
+
+/// The names of the containers' logical switch ports of `switch`.
+fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
+    let gateway = format!("{switch}.gateway");
+    Ok(all_logical_ports(ovn, switch)?
+        .into_iter()
+        .filter(|name| *name != gateway)
         .collect())
 }
 
@@ -123,6 +133,193 @@ fn a_host_joins_alone_and_its_container_reaches_and_resolves_the_others() -> Res
         ovn.host(2).container_ports()
     );
     assert!(!c4.ping(&ip(2)));
+    Ok(())
+}
+
+/// What podman's containers ask for names: `setup` returns the network's gateway address as
+/// the name server, and OVN answers there, on every host, for the names of containers on any
+/// host (the gateway is a `localport` of the switch: present on every chassis).
+#[test]
+fn setup_gives_the_gateway_port_as_name_server_and_ovn_answers_there() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let net = network("net1");
+    let saved1 = create(ovn.host(1), &net)?;
+    let saved2 = create(ovn.host(2), &net)?;
+    let gateway = "192.168.120.1";
+    assert_eq!(saved1["subnets"][0]["gateway"], gateway, "{saved1}");
+    assert_eq!(saved2["subnets"][0]["gateway"], gateway, "{saved2}");
+    let ports = all_logical_ports(&ovn, "geneve-ovs.net1")?;
+    assert_eq!(ports, ["geneve-ovs.net1.gateway"], "{ports:?}");
+    let kind = ovn.nbctl(&["lsp-get-type", "geneve-ovs.net1.gateway"])?;
+    assert_eq!(kind.trim(), "localport");
+
+    let c1 = ovn.host(1).container("db")?;
+    let exec1 = podman::exec(&saved1, "db", &[&ip(1)], None);
+    let status1 = setup(ovn.host(1), &c1, &exec1)?;
+    let (c2, _) = start(ovn.host(2), &saved2, "web", &ip(2))?;
+    assert_eq!(status1["dns_server_ips"], json!([gateway]), "{status1}");
+    // Still internal: the container gets no route out through the gateway.
+    let routes = c1.exec_timeout(Duration::from_secs(5), "ip", &["route"]);
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(!routes.contains("default"), "{routes}");
+
+    c2.wait_ping(&ip(1), Duration::from_secs(15))?;
+    let started = Instant::now();
+    for name in ["db", "db.net1"] {
+        assert_eq!(
+            resolve(&c2, name, gateway).as_deref(),
+            Some(ip(1).as_str()),
+            "{name} from host 2"
+        );
+    }
+    eprintln!(
+        "[ovn-dns] two names resolved at the gateway port in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(resolve(&c1, "web", gateway), Some(ip(2)), "web from host 1");
+    // The gateway address is the gateway port's: no container may have it.
+    let c3 = ovn.host(2).container("thief")?;
+    let exec3 = podman::exec(&saved2, "thief", &[gateway], None);
+    let err = error_of(&ovn.host(2).plugin(
+        &["setup", c3.netns_path().to_str().context("netns")?],
+        &exec3.to_string(),
+    ))?;
+    assert!(
+        err.contains("192.168.120.1 is already bound to OVN port geneve-ovs.net1.gateway"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A non-internal OVN network: each host's end of the gateway port (an OVS internal port on
+/// br-int bound to the switch's `localport`) carries the gateway address, the host NATs the
+/// containers' traffic to the outside and publishes `-p` ports, as the mesh does; the last
+/// container leaving takes the host's end with it.
+#[test]
+fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let lab = ovn.lab();
+    let outside = "10.99.0.254";
+    Cmd::in_netns(
+        &lab.switch_netns(),
+        "ip",
+        &["addr", "add", &format!("{outside}/24"), "dev", "br0"],
+    )
+    .run()?;
+    let mut net = network("web");
+    net["internal"] = false.into();
+    let saved1 = create(ovn.host(1), &net)?;
+    let saved2 = create(ovn.host(2), &net)?;
+    assert_eq!(saved1["internal"], false, "{saved1}");
+    let gateway = "192.168.120.1";
+    let vni: u32 = saved1["options"]["vni"].as_str().context("vni")?.parse()?;
+    let gw = format!("gw{vni}");
+
+    let c1 = ovn.host(1).container("c1")?;
+    let mut e1 = podman::exec(&saved1, "c1", &[&ip(1)], None);
+    e1["port_mappings"] = json!([{"container_port": 80, "host_ip": "", "host_port": 8080,
+        "protocol": "tcp", "range": 1}]);
+    let started = Instant::now();
+    let s1 = setup(ovn.host(1), &c1, &e1)?;
+    eprintln!(
+        "[ovn-gateway] setup of the first container, gateway and -p included: {:?}",
+        started.elapsed()
+    );
+    let (c2, e2) = start(ovn.host(2), &saved2, "c2", &ip(2))?;
+    let c3 = ovn.host(2).container("c3")?;
+    let started = Instant::now();
+    setup(
+        ovn.host(2),
+        &c3,
+        &podman::exec(&saved2, "c3", &[&ip(3)], None),
+    )?;
+    eprintln!(
+        "[ovn-gateway] setup of a second container (gateway already there): {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s1["interfaces"]["eth0"]["subnets"][0]["gateway"], gateway);
+    assert_eq!(s1["dns_server_ips"], json!([gateway]), "{s1}");
+    let routes = c1.exec_ok("ip", &["route", "show", "default"])?;
+    assert!(
+        routes.contains(&format!("default via {gateway}")),
+        "{routes}"
+    );
+    for i in 1..=2 {
+        let h = ovn.host(i);
+        let addrs = h.exec_ok("ip", &["-br", "addr", "show", &gw])?;
+        assert!(addrs.contains("192.168.120.1/24"), "host {i}: {addrs}");
+        let iface_id = h.vsctl(&["get", "Interface", &gw, "external_ids:iface-id"])?;
+        assert_eq!(iface_id.trim_matches('"'), "geneve-ovs.web.gateway");
+    }
+    c1.wait_ping(&ip(2), Duration::from_secs(15))?;
+
+    // Outbound: the outside sees each host's underlay address, never a container's.
+    let seen = lab.dir().join("outside.txt");
+    let _dump = common::background::Background::start(
+        &lab.switch_netns(),
+        "tcpdump",
+        &[
+            "-l", "-n", "-i", "br0", "icmp", "and", "dst", "host", outside,
+        ],
+        &seen,
+    )?;
+    let started = Instant::now();
+    c1.wait_ping(outside, Duration::from_secs(15))?;
+    eprintln!(
+        "[ovn-gateway] first ping out answered after {:?}",
+        started.elapsed()
+    );
+    c2.wait_ping(outside, Duration::from_secs(15))?;
+    common::wait::until("the outside capture", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&seen).unwrap_or_default();
+        Ok(text.contains("10.99.0.1 > 10.99.0.254") && text.contains("10.99.0.2 > 10.99.0.254"))
+    })?;
+    let text = std::fs::read_to_string(&seen)?;
+    assert!(!text.contains("192.168.120."), "past NAT: {text}");
+
+    // -p: a client outside reaches c1's server through host 1, and only there.
+    let www = lab.dir().join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join("motd"), "served from OVN\n")?;
+    c1.exec_ok(
+        "busybox",
+        &["httpd", "-p", "80", "-h", www.to_str().context("www")?],
+    )?;
+    let get = |host: &str| {
+        Cmd::in_netns(
+            &lab.switch_netns(),
+            "busybox",
+            &["wget", "-O", "-", &format!("http://{host}:8080/motd")],
+        )
+        .timeout(Duration::from_secs(3))
+        .output()
+    };
+    let mut body = String::new();
+    common::wait::until(
+        "the published port to answer",
+        Duration::from_secs(15),
+        || {
+            let out = get("10.99.0.1")?;
+            body = String::from_utf8_lossy(&out.stdout).to_string();
+            Ok(out.status.success())
+        },
+    )?;
+    assert_eq!(body, "served from OVN\n");
+    assert!(!get("10.99.0.2")?.status.success(), "published on host 2");
+
+    // The last container leaving takes the host's end of the gateway port with it.
+    teardown(ovn.host(1), c1.netns_path().to_str().context("netns")?, &e1)?;
+    let ports = ovn.host(1).vsctl(&["list-ports", "br-int"])?;
+    assert!(!ports.contains(&gw), "{ports}");
+    assert!(ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
+    teardown(ovn.host(2), c2.netns_path().to_str().context("netns")?, &e2)?;
+    assert!(
+        ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw),
+        "c3 still needs it"
+    );
+    let e3 = podman::exec(&saved2, "c3", &[&ip(3)], None);
+    teardown(ovn.host(2), c3.netns_path().to_str().context("netns")?, &e3)?;
+    assert!(!ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
     Ok(())
 }
 

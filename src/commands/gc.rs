@@ -110,6 +110,9 @@ pub fn run(flags: &GcArgs) -> Result<Reply> {
                 (Action::RemovePort { bridge, port }, _) => {
                     ovs.remove_owned_port(bridge, port, &step.item.name)
                 }
+                (Action::RemoveForeignPort { bridge, port }, _) => {
+                    ovs.remove_owned_port_from_foreign_bridge(bridge, port, &step.item.name)
+                }
                 (
                     Action::RemoveOvnPort {
                         bridge,

@@ -78,6 +78,9 @@ pub struct SetupPlan {
     addresses: Vec<NetAddress>,
     /// The container's port mappings as the firewall's elements.
     pub published: Vec<Published>,
+    /// The name servers podman writes into the container's `resolv.conf`: on an OVN network
+    /// its gateway port's addresses, where OVN answers the containers' names.
+    dns_servers: Vec<IpAddr>,
 }
 
 impl SetupPlan {
@@ -126,11 +129,17 @@ impl SetupPlan {
             port_mappings: exec.port_mappings.clone().unwrap_or_default(),
             aliases: exec.network_options.aliases.clone().unwrap_or_default(),
         };
+        let dns_servers = if cfg.ovn.is_empty() {
+            Vec::new()
+        } else {
+            cfg.gateways.iter().map(IpNet::addr).collect()
+        };
         Ok(SetupPlan {
             link,
             port,
             addresses: request.addresses,
             published: request.published,
+            dns_servers,
         })
     }
 
@@ -150,7 +159,7 @@ impl SetupPlan {
         };
         StatusBlock {
             dns_search_domains: Vec::new(),
-            dns_server_ips: Vec::new(),
+            dns_server_ips: self.dns_servers.clone(),
             interfaces: [(self.link.interface_name.clone(), interface)].into(),
         }
     }
@@ -362,6 +371,32 @@ mod tests {
             .all(|s| s.gateway.is_none()));
         // The mappings stay with the port: the database keeps what podman asked for.
         assert_eq!(plan.port([0x02, 0, 0, 0, 0, 5]).port_mappings.len(), 1);
+    }
+
+    #[test]
+    fn an_ovn_network_gives_podman_its_gateway_port_as_name_server() {
+        let exec = exec(true, None);
+        let request = check_request(&exec).unwrap();
+        let mesh = options::sample_config();
+        let plan = SetupPlan::new(&exec, Path::new("/run/netns/c1"), request.clone(), &mesh);
+        assert!(plan
+            .unwrap()
+            .status([2, 0, 0, 0, 0, 5])
+            .dns_server_ips
+            .is_empty());
+        let ovn = NetworkConfig {
+            ovn: vec![crate::ovsdb::Remote::parse("tcp:10.99.0.250:6641", 6641).unwrap()],
+            gateways: vec!["192.168.120.1/24".parse().unwrap()],
+            ..options::sample_config()
+        };
+        let plan = SetupPlan::new(&exec, Path::new("/run/netns/c1"), request, &ovn).unwrap();
+        let status = plan.status([2, 0, 0, 0, 0, 5]);
+        assert_eq!(
+            status.dns_server_ips,
+            vec!["192.168.120.1".parse::<IpAddr>().unwrap()]
+        );
+        // Internal: the name server, but still no route out.
+        assert!(plan.link.default_gateways.is_empty());
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! `iface-id`, which ovn-controller binds. No host lists any other: ovn-controller builds the
 //! tunnels to every chassis itself.
 //!
+//! Each switch also has a gateway `localport` holding the network's gateway addresses: the
+//! containers' name server everywhere and, on a host with containers of a non-internal
+//! network, bound to this host's gateway device (the mesh's gateway port, NAT and `-p`).
+//!
 //! The northbound side is [`crate::ovn`]; this module only puts it together with this host's
 //! Open vSwitch, in the order that leaves nothing behind on a refusal: prerequisites, then
 //! the logical port (where a taken address is refused), then the local port, then the wait
@@ -20,8 +24,9 @@ use crate::ovn::host::{self, Chassis};
 use crate::ovn::northbound::{Northbound, PortRequest};
 use crate::ovn::plan;
 use crate::ovn::record::JoinedNetwork;
-use crate::ovs::schema::keys;
-use crate::ovs::snapshot::{BridgeRow, Scope, Snapshot};
+use crate::ovn::schema::SwitchPortRow;
+use crate::ovs::schema::{keys, network_of, Role};
+use crate::ovs::snapshot::{BridgeRow, PortRow, Scope, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::types::Network;
 
@@ -40,18 +45,17 @@ fn local_chassis(ovs: &mut Ovs) -> Result<Chassis> {
 }
 
 impl ControlPlane for Ovn {
-    /// Checks this host's prerequisites, then finds or creates the network's switch.
+    /// Checks this host's prerequisites, then finds or creates the network's switch and its
+    /// gateway port, and drops this host's end of the gateway port when no container of the
+    /// network is left here (`teardown` of a non-internal network's container ends here).
     fn create_switch(&self, ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
-        local_chassis(ovs)?;
-        if !cfg.internal {
-            bail!(
-                "network {}: an OVN network must be --internal in this version of geneve-ovs \
-                 (no gateway, NAT or -p on OVN networks yet); add --internal, or use peers",
-                cfg.name
-            );
-        }
+        let chassis = local_chassis(ovs)?;
+        // First, and local only: a teardown ends here, and must not leave the gateway's host
+        // end behind because the northbound database is out of reach.
+        drop_idle_gateway(ovs, cfg, &chassis)?;
         let mut nb = Northbound::connect(&cfg.ovn)?;
         nb.ensure_switch(cfg)
+            .and_then(|_| nb.ensure_gateway_port(cfg))
             .with_context(|| format!("OVN northbound database at {}", nb.remote()))?;
         record_joined(ovs, cfg)
     }
@@ -64,6 +68,9 @@ impl ControlPlane for Ovn {
     ) -> Result<Applied> {
         let chassis = local_chassis(ovs)?;
         let mut nb = Northbound::connect(&cfg.ovn)?;
+        // The gateway port is the containers' DNS server: made by `create`, made here for a
+        // switch someone emptied.
+        let gateway = nb.ensure_gateway_port(cfg)?;
         let name = plan::port_name(&port.container_id, &port.interface);
         let mut dns_names = vec![port.container_name.clone()];
         dns_names.extend(port.aliases.iter().cloned());
@@ -74,7 +81,13 @@ impl ControlPlane for Ovn {
             chassis: &chassis.name,
             dns_names: &dns_names,
         })?;
-        let attached = attach_locally(ovs, &mut nb, cfg, port, &chassis, &name);
+        let attached =
+            attach_locally(ovs, &mut nb, cfg, port, &chassis, &name).and_then(|applied| {
+                if !cfg.internal {
+                    bind_gateway(ovs, cfg, &chassis, gateway.as_ref())?;
+                }
+                Ok(applied)
+            });
         if attached.is_ok() {
             // A network created by an earlier version has no record yet.
             if let Err(err) = ensure_recorded(ovs, cfg) {
@@ -135,6 +148,42 @@ impl ControlPlane for Ovn {
     fn programs_flows(&self) -> bool {
         false
     }
+}
+
+/// This host's end of the network's gateway port on the integration bridge (a non-internal
+/// network's way out), made with the network's first container here.
+fn bind_gateway(
+    ovs: &mut Ovs,
+    cfg: &NetworkConfig,
+    chassis: &Chassis,
+    row: Option<&SwitchPortRow>,
+) -> Result<()> {
+    let Some(row) = row else {
+        bail!(
+            "network {} has no gateway address, so no way out of OVN: remove the network and \
+             create it again (podman network create gives it one)",
+            cfg.name
+        );
+    };
+    ovs.ensure_gateway_on(&chassis.bridge, &plan::local_gateway(cfg, row)?)
+}
+
+/// Removes this host's end of the network's gateway port once no container of the network is
+/// left on this host (after a `teardown`, and at `create`), as the mesh does.
+fn drop_idle_gateway(ovs: &mut Ovs, cfg: &NetworkConfig, chassis: &Chassis) -> Result<()> {
+    let inventory = ovs.snapshot(Scope::Config)?;
+    let Some(bridge) = inventory.bridge(&chassis.bridge) else {
+        return Ok(());
+    };
+    let of_network = |p: &&PortRow| network_of(&p.external_ids) == Some(cfg.name.as_str());
+    let ports: Vec<&PortRow> = inventory.ports_of(bridge).filter(of_network).collect();
+    if ports.iter().any(|p| p.has_role(Role::Container)) {
+        return Ok(());
+    }
+    for gateway in ports.iter().filter(|p| p.has_role(Role::Gateway)) {
+        ovs.remove_container_port(&gateway.name)?;
+    }
+    Ok(())
 }
 
 /// The veth's host end on the integration bridge, named to ovn-controller by `iface-id`, and

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use anyhow::{bail, Result};
 
 use crate::naming;
-use crate::ovs::schema::{ContainerPortRecord, Role, TunnelRecord};
+use crate::ovs::schema::{network_of, ContainerPortRecord, Role, TunnelRecord};
 use crate::ovs::snapshot::{PortRow, Snapshot};
 use crate::types::PortMapping;
 
@@ -420,43 +420,78 @@ pub fn desired(observed: &Snapshot, alive: impl Fn(&PortRow) -> bool) -> Desired
             continue;
         };
         desired.gateways.insert(naming::gateway_port_name(vni));
-        for row in observed
+        let rows = observed
             .ports_of(bridge)
             .filter(|p| p.has_role(Role::Container))
-            .filter(|p| alive(p))
-        {
-            let Some(record) = ContainerPortRecord::read(&row.external_ids) else {
-                continue;
-            };
-            let mappings: Vec<PortMapping> = match record.port_mappings {
-                None => continue,
-                Some(Ok(m)) => m,
-                Some(Err(err)) => {
-                    log::warn!("port {}: unreadable port mappings: {err}", row.name);
-                    continue;
-                }
-            };
-            match published_ports(&record.addresses, &mappings) {
-                Ok(elements) => {
-                    for element in elements {
-                        if taken.insert(element.key) {
-                            desired.dnat.push(element);
-                        } else {
-                            log::warn!(
-                                "port {}: host port {} is already published by another \
-                                 container; left out",
-                                row.name,
-                                element.key
-                            );
-                        }
-                    }
-                }
-                Err(err) => log::warn!("port {}: {err:#}", row.name),
-            }
+            .filter(|p| alive(p));
+        publish(&mut desired, &mut taken, rows);
+    }
+    // OVN networks: their ports sit on OVN's integration bridge, which is not the plugin's;
+    // a network that has this host's end of its gateway port there is non-internal.
+    for bridge in observed.all_bridges().filter(|b| !b.is_owned()) {
+        let gateways: Vec<&PortRow> = observed
+            .ports_of(bridge)
+            .filter(|p| p.has_role(Role::Gateway))
+            .collect();
+        if gateways.is_empty() {
+            continue;
         }
+        desired.needed = true;
+        let open: BTreeSet<&str> = gateways
+            .iter()
+            .filter_map(|p| network_of(&p.external_ids))
+            .collect();
+        desired
+            .gateways
+            .extend(gateways.iter().map(|p| p.name.clone()));
+        let rows = observed
+            .ports_of(bridge)
+            .filter(|p| p.has_role(Role::Container))
+            .filter(|p| network_of(&p.external_ids).is_some_and(|n| open.contains(n)))
+            .filter(|p| alive(p));
+        publish(&mut desired, &mut taken, rows);
     }
     desired.needed |= !desired.underlay.is_empty();
     desired
+}
+
+/// Adds the published ports of the container port `rows` to `desired`, each key once
+/// (`taken`: the keys already there).
+fn publish<'a>(
+    desired: &mut Desired,
+    taken: &mut BTreeSet<PortKey>,
+    rows: impl Iterator<Item = &'a PortRow>,
+) {
+    for row in rows {
+        let Some(record) = ContainerPortRecord::read(&row.external_ids) else {
+            continue;
+        };
+        let mappings: Vec<PortMapping> = match record.port_mappings {
+            None => continue,
+            Some(Ok(m)) => m,
+            Some(Err(err)) => {
+                log::warn!("port {}: unreadable port mappings: {err}", row.name);
+                continue;
+            }
+        };
+        match published_ports(&record.addresses, &mappings) {
+            Ok(elements) => {
+                for element in elements {
+                    if taken.insert(element.key) {
+                        desired.dnat.push(element);
+                    } else {
+                        log::warn!(
+                            "port {}: host port {} is already published by another \
+                             container; left out",
+                            row.name,
+                            element.key
+                        );
+                    }
+                }
+            }
+            Err(err) => log::warn!("port {}: {err:#}", row.name),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ use super::status::stale_reason;
 use crate::netconf::SavedNetworks;
 use crate::ovn::plan::switch_name;
 use crate::ovn::record::JoinedNetwork;
-use crate::ovs::schema::{keys, owned_value, Role};
+use crate::ovs::schema::{keys, network_of, owned_value, Role};
 use crate::ovs::snapshot::{BridgeRow, PortRow, Snapshot};
 
 /// Whether a bridge's network has rules in the firewall table (non-internal). Bridges made
@@ -77,6 +77,9 @@ pub struct GcItem {
 pub enum Action {
     /// Drop an owned port from an owned bridge.
     RemovePort { bridge: String, port: String },
+    /// Drop an owned port from a bridge someone else manages (this host's end of an OVN
+    /// network's gateway port, on OVN's integration bridge).
+    RemoveForeignPort { bridge: String, port: String },
     /// Delete a host link (the veth pair goes with it).
     DeleteVeth,
     /// Drop an owned bridge, provided it still holds exactly `ports`.
@@ -128,6 +131,7 @@ pub fn plan(inventory: &Snapshot, host: &HostView, saved: Result<&SavedNetworks,
     let veths_done = stale_container_ports(inventory, host, &mut plan, &mut removed_ports);
     leaked_veths(inventory, host, &veths_done, &mut plan);
     idle_gateways(inventory, &mut plan, &mut removed_ports);
+    idle_ovn_gateways(inventory, &mut plan, &mut removed_ports);
     removed_networks(inventory, saved, &removed_ports, &mut plan);
     plan
 }
@@ -175,7 +179,9 @@ fn stale_container_ports(
                     plan.steps.push(Step {
                         item: item("port", reason.clone()),
                         action,
-                        firewall: false,
+                        firewall: network
+                            .as_deref()
+                            .is_some_and(|n| ovn_gateways(inventory, port, n).next().is_some()),
                     });
                     removed_ports.push(port.uuid.clone());
                 }
@@ -286,6 +292,63 @@ fn idle_gateways(inventory: &Snapshot, plan: &mut GcPlan, removed_ports: &mut Ve
                     port: gateway.uuid.clone(),
                 },
                 firewall: has_firewall_rules(bridge),
+            });
+            removed_ports.push(gateway.uuid.clone());
+        }
+    }
+}
+
+/// The plugin's gateway ports of OVN network `network` on the (foreign) bridge of `port`:
+/// this host's end of a non-internal OVN network's gateway.
+fn ovn_gateways<'a>(
+    inventory: &'a Snapshot,
+    port: &PortRow,
+    network: &'a str,
+) -> impl Iterator<Item = &'a PortRow> + 'a {
+    inventory
+        .bridge_of(port)
+        .filter(|b| !b.is_owned())
+        .into_iter()
+        .flat_map(move |bridge| inventory.ports_of(bridge))
+        .filter(|p| p.has_role(Role::Gateway))
+        .filter(move |p| network_of(&p.external_ids) == Some(network))
+}
+
+/// Rule 3 on OVN's integration bridge: this host's end of an OVN network's gateway port once
+/// no container of that network is left there.
+fn idle_ovn_gateways(inventory: &Snapshot, plan: &mut GcPlan, removed_ports: &mut Vec<String>) {
+    for bridge in inventory.all_bridges().filter(|b| !b.is_owned()) {
+        for gateway in inventory
+            .ports_of(bridge)
+            .filter(|p| p.has_role(Role::Gateway))
+        {
+            let Some(network) = network_of(&gateway.external_ids) else {
+                continue;
+            };
+            let live = inventory
+                .ports_of(bridge)
+                .filter(|p| p.has_role(Role::Container))
+                .filter(|p| network_of(&p.external_ids) == Some(network))
+                .any(|p| !removed_ports.contains(&p.uuid));
+            if live {
+                continue;
+            }
+            plan.steps.push(Step {
+                item: GcItem {
+                    kind: "port",
+                    name: gateway.name.clone(),
+                    network: Some(network.to_string()),
+                    container_id: None,
+                    reason: format!(
+                        "this host's end of the gateway port of OVN network {network:?}, which \
+                         has no container left on this host"
+                    ),
+                },
+                action: Action::RemoveForeignPort {
+                    bridge: bridge.uuid.clone(),
+                    port: gateway.uuid.clone(),
+                },
+                firewall: true,
             });
             removed_ports.push(gateway.uuid.clone());
         }

@@ -524,7 +524,7 @@ fn non_internal_networks_get_a_gateway_per_subnet() {
             extra: Default::default(),
         },
     ]);
-    fill_gateways(&mut net).unwrap();
+    fill_gateways(&mut net, false).unwrap();
     assert_eq!(
         net.subnets()[0].gateway,
         Some("192.168.120.1".parse().unwrap())
@@ -547,7 +547,7 @@ fn non_internal_networks_get_a_gateway_per_subnet() {
 #[test]
 fn internal_networks_have_no_gateway() {
     let mut net = network(&[]);
-    fill_gateways(&mut net).unwrap();
+    fill_gateways(&mut net, false).unwrap();
     assert_eq!(net.subnets()[0].gateway, None);
     assert!(resolve(&net, Stage::Create, &mut FakeHost::new())
         .unwrap()
@@ -556,11 +556,27 @@ fn internal_networks_have_no_gateway() {
 }
 
 #[test]
+fn an_internal_ovn_network_keeps_a_gateway_for_its_dns_server() {
+    let mut net = network(&[("ovn", "tcp:10.99.0.250:6641")]);
+    fill_gateways(&mut net, true).unwrap();
+    assert_eq!(
+        net.subnets()[0].gateway,
+        Some("192.168.120.1".parse().unwrap())
+    );
+    let cfg = resolve(&net, Stage::Saved, &mut FakeHost::new()).unwrap();
+    assert!(cfg.internal);
+    assert_eq!(
+        cfg.gateways,
+        vec!["192.168.120.1/24".parse::<IpNet>().unwrap()]
+    );
+}
+
+#[test]
 fn gateway_rules() {
     let mut net = network(&[]);
     net.internal = false;
     net.subnets.as_mut().unwrap()[0].gateway = Some("10.0.0.1".parse().unwrap());
-    let e = fill_gateways(&mut net).unwrap_err().to_string();
+    let e = fill_gateways(&mut net, false).unwrap_err().to_string();
     assert!(e.contains("10.0.0.1") && e.contains("--gateway"), "{e}");
     net.subnets.as_mut().unwrap()[0] = Subnet {
         subnet: "192.168.120.7/32".parse().unwrap(),
@@ -568,7 +584,7 @@ fn gateway_rules() {
         lease_range: None,
         extra: Default::default(),
     };
-    let e = fill_gateways(&mut net).unwrap_err().to_string();
+    let e = fill_gateways(&mut net, false).unwrap_err().to_string();
     assert!(e.contains("no room for a gateway"), "{e}");
 }
 

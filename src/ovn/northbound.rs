@@ -207,7 +207,10 @@ impl Northbound {
                 );
             }
             let dns = self.dns_of(&switch)?;
-            let ops_ = add_port_ops(request, &switch, &ports, dns.as_ref())?;
+            // Only the first container of a network creates its DNS row: only then does it
+            // matter whether the server knows the row's options.
+            let dns_options = dns.is_none() && self.dns_has_options()?;
+            let ops_ = add_port_ops(request, &switch, &ports, dns.as_ref(), dns_options)?;
             match self.transact(ops_) {
                 Ok(_) => return Ok(()),
                 Err(err) if is_guard_failure(&err) => continue,
@@ -273,6 +276,84 @@ impl Northbound {
             }
         }
         bail!("could not remove logical port {name}: the OVN database kept changing underneath")
+    }
+
+    /// Whether this server's `DNS` table has the `options` column (OVN 23.09 and later), where
+    /// [`plan::dns_options`] go.
+    fn dns_has_options(&mut self) -> Result<bool> {
+        let schema = self
+            .client
+            .call("get_schema", &[Value::from(DB)])
+            .context("reading the northbound database's schema")?;
+        Ok(schema.pointer("/tables/DNS/columns/options").is_some())
+    }
+
+    /// The network's gateway port ([`plan::gateway_port`]): found when another host made it,
+    /// else added to the switch in a transaction guarded like a container port's. Returns its
+    /// row, `None` when the network has no gateway address. A port of that name that is not
+    /// the plugin's gateway port is refused.
+    pub fn ensure_gateway_port(&mut self, cfg: &NetworkConfig) -> Result<Option<SwitchPortRow>> {
+        let Some(wanted) = plan::gateway_port(cfg) else {
+            return Ok(None);
+        };
+        let switch_name = plan::switch_name(&cfg.name);
+        for _ in 0..ATTEMPTS {
+            let Some(switch) = self.find_switch(&switch_name)? else {
+                bail!(
+                    "network {} has no logical switch {switch_name} in OVN (removed by hand?): \
+                     run `podman network create` for it again on this host",
+                    cfg.name
+                );
+            };
+            let ports = self.ports_of(&switch)?;
+            if let Some(existing) = ports.iter().find(|p| p.name == wanted.name) {
+                if let Some(why) = plan::gateway_port_conflict(existing) {
+                    bail!("{why}");
+                }
+                return Ok(Some(existing.clone()));
+            }
+            let addresses: Vec<IpAddr> = cfg.gateways.iter().map(|g| g.addr()).collect();
+            if let Some(taken) = plan::address_taken(&ports, &wanted.name, &addresses) {
+                bail!(
+                    "network {}: its gateway {taken}: remove that container, or give the \
+                     network another --gateway",
+                    cfg.name
+                );
+            }
+            let ops_ = vec![
+                guard_switch(&switch),
+                ops::insert(
+                    "Logical_Switch_Port",
+                    Some("gateway"),
+                    json!({
+                        "name": wanted.name,
+                        "type": super::schema::LOCALPORT,
+                        "addresses": value::set(vec![wanted.addresses.clone().into()]),
+                        "external_ids": value::map(wanted.external_ids.clone()),
+                    }),
+                )?,
+                ops::mutate(
+                    "Logical_Switch",
+                    vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
+                    vec![ops::mutation(
+                        "ports",
+                        "insert",
+                        value::set(vec![value::named_uuid("gateway")?]),
+                    )],
+                ),
+            ];
+            match self.transact(ops_) {
+                Ok(_) => continue,
+                Err(err) if is_guard_failure(&err) => continue,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("adding gateway port {}", wanted.name))
+                }
+            }
+        }
+        bail!(
+            "could not add gateway port {}: the OVN database kept changing underneath",
+            wanted.name
+        )
     }
 
     /// Waits, at most `timeout`, until northd reports the logical port `name` up (bound by
@@ -486,6 +567,7 @@ fn add_port_ops(
     switch: &SwitchRow,
     ports: &[SwitchPortRow],
     dns: Option<&DnsRow>,
+    dns_options: bool,
 ) -> Result<Vec<Value>> {
     let entry = plan::port_addresses(request.port);
     let this_switch = || vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))];
@@ -550,11 +632,11 @@ fn add_port_ops(
         None => {
             let mut ids: BTreeMap<String, String> = common_ids(request.cfg, ROLE_DNS);
             ids.remove(keys::NETWORK_ID);
-            out.push(ops::insert(
-                "DNS",
-                Some("dns"),
-                json!({"records": value::map(records), "external_ids": value::map(ids)}),
-            )?);
+            let mut row = json!({"records": value::map(records), "external_ids": value::map(ids)});
+            if dns_options {
+                row["options"] = value::map(plan::dns_options());
+            }
+            out.push(ops::insert("DNS", Some("dns"), row)?);
             out.push(ops::mutate(
                 "Logical_Switch",
                 this_switch(),

@@ -11,10 +11,15 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::schema::{
-    ids, is_owned, DnsRow, SwitchPortRow, SwitchRow, ROLE_ACL, ROLE_PORT, ROLE_SWITCH,
+    ids, is_owned, DnsRow, SwitchPortRow, SwitchRow, LOCALPORT, ROLE_ACL, ROLE_GATEWAY, ROLE_PORT,
+    ROLE_SWITCH,
 };
+use anyhow::Context;
+
+use crate::naming;
 use crate::options::NetworkConfig;
-use crate::ovs::schema::{common_ids, keys, ContainerPort};
+use crate::ovs::plan::Gateway;
+use crate::ovs::schema::{common_ids, gateway_external_ids, keys, ContainerPort};
 
 /// The logical switch of network `name`: the same on every host, so the first host creates it
 /// and the others find it.
@@ -110,6 +115,87 @@ pub fn port_external_ids(
     out
 }
 
+/// The network's gateway port: a `localport` of its switch holding the subnets' gateway
+/// addresses, so that every chassis has it and none reaches it through a tunnel. Containers
+/// resolve its addresses by ARP/ND (OVN answers for the port's addresses on the switch), which
+/// is what lets OVN answer the DNS queries they send there; on a host with containers of a
+/// non-internal network it is bound to the host's gateway device, the way out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPort {
+    /// The logical port's name ([`gateway_port_name`]), also the `iface-id` that binds it.
+    pub name: String,
+    /// "MAC IP...": its `addresses`.
+    pub addresses: String,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+/// The gateway port's logical name: one per network, the same on every host.
+pub fn gateway_port_name(network: &str) -> String {
+    format!("geneve-ovs.{network}.gateway")
+}
+
+/// The gateway port `cfg` wants, `None` when the network has no gateway address (an internal
+/// network created before OVN networks kept one). Its MAC is the mesh's gateway MAC.
+pub fn gateway_port(cfg: &NetworkConfig) -> Option<GatewayPort> {
+    if cfg.gateways.is_empty() {
+        return None;
+    }
+    let mut words = vec![naming::format_mac(&naming::gateway_mac(cfg.vni))];
+    words.extend(cfg.gateways.iter().map(|g| g.addr().to_string()));
+    let mut external_ids = common_ids(cfg, ROLE_GATEWAY);
+    external_ids.remove(keys::NETWORK_ID);
+    Some(GatewayPort {
+        name: gateway_port_name(&cfg.name),
+        addresses: words.join(" "),
+        external_ids,
+    })
+}
+
+/// Why an existing port named as the network's gateway port is not one, `None` when it is:
+/// another kind of port, or one the plugin did not make.
+pub fn gateway_port_conflict(existing: &SwitchPortRow) -> Option<String> {
+    if existing.kind == LOCALPORT && existing.owned(keys::ROLE) == Some(ROLE_GATEWAY) {
+        return None;
+    }
+    Some(format!(
+        "logical switch port {} exists in OVN but is not geneve-ovs's gateway port (type {:?}): \
+         remove it (ovn-nbctl lsp-del {}) and run podman network create again",
+        existing.name, existing.kind, existing.name
+    ))
+}
+
+/// This host's end of the gateway port `row` (the network's, as NB has it): an OVS internal
+/// port with the logical port's MAC, bound to it by `iface-id`, which `setup` gives the
+/// gateway addresses and the firewall's NAT and published ports, as the mesh's gateway port.
+/// Its name is the mesh's ([`naming::gateway_port_name`]), which the firewall's sets know.
+pub fn local_gateway(cfg: &NetworkConfig, row: &SwitchPortRow) -> anyhow::Result<Gateway> {
+    let mac = port_mac(row).and_then(naming::parse_mac).with_context(|| {
+        format!(
+            "the gateway port {} in OVN has no MAC in its addresses {:?}: remove it \
+             (ovn-nbctl lsp-del {}) and run podman network create again",
+            row.name, row.addresses, row.name
+        )
+    })?;
+    let mut external_ids = gateway_external_ids(cfg);
+    external_ids.insert(keys::IFACE_ID.to_string(), row.name.clone());
+    let remotes: Vec<String> = cfg.ovn.iter().map(ToString::to_string).collect();
+    external_ids.insert(keys::OVN_NB.to_string(), remotes.join(","));
+    Ok(Gateway {
+        name: naming::gateway_port_name(cfg.vni),
+        mac,
+        mtu: cfg.mtu,
+        external_ids,
+    })
+}
+
+/// The MAC of a port's first `addresses` entry ("MAC IP..."), as written.
+pub fn port_mac(port: &SwitchPortRow) -> Option<&str> {
+    port.addresses
+        .iter()
+        .find_map(|entry| entry.split_whitespace().next())
+        .filter(|word| naming::parse_mac(word).is_some())
+}
+
 /// An address already bound to another port of the switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressTaken {
@@ -185,6 +271,14 @@ pub fn dns_records(
         }
     }
     out
+}
+
+/// The options of the network's DNS row: `ovn-owned`, so that OVN answers a query for one of
+/// its names in a type the name has no address of (AAAA for a container without IPv6) at
+/// once, instead of passing it on to an address where nothing answers, which every lookup
+/// through the C library (A and AAAA together) would wait out.
+pub fn dns_options() -> BTreeMap<String, String> {
+    [("ovn-owned".to_string(), "true".to_string())].into()
 }
 
 /// Letters, digits, `-`, `_` and dots between non-empty labels of at most 63 bytes.
@@ -468,6 +562,57 @@ mod tests {
         assert_eq!(keys, ["cache", "cache.net1", "db", "db.net1"]);
         assert_eq!(records["db.net1"], "192.168.120.5");
         assert!(dns_records(&names, "net1", &[]).is_empty());
+    }
+
+    #[test]
+    fn the_gateway_port_holds_every_gateway_address_with_the_gateway_mac() {
+        let cfg = NetworkConfig {
+            gateways: vec![
+                "192.168.120.1/24".parse().unwrap(),
+                "fd12::1/64".parse().unwrap(),
+            ],
+            ..sample_config()
+        };
+        let gateway = gateway_port(&cfg).unwrap();
+        assert_eq!(gateway.name, "geneve-ovs.net1.gateway");
+        assert_eq!(gateway.addresses, "02:67:77:00:13:89 192.168.120.1 fd12::1");
+        assert_eq!(gateway.external_ids[keys::ROLE], ROLE_GATEWAY);
+        assert!(
+            gateway_port(&sample_config()).is_none(),
+            "no gateway address"
+        );
+
+        let mut row = SwitchPortRow {
+            uuid: "g".into(),
+            name: gateway.name.clone(),
+            kind: LOCALPORT.into(),
+            addresses: vec![gateway.addresses.clone()],
+            up: None,
+            external_ids: gateway.external_ids.clone(),
+        };
+        assert_eq!(gateway_port_conflict(&row), None);
+        assert_eq!(port_mac(&row), Some("02:67:77:00:13:89"));
+        let local = local_gateway(&cfg, &row).unwrap();
+        assert_eq!(local.name, "gw5001");
+        assert_eq!(local.mac, naming::gateway_mac(5001));
+        assert_eq!(
+            local.external_ids[keys::IFACE_ID],
+            "geneve-ovs.net1.gateway"
+        );
+        assert_eq!(local.external_ids[keys::ROLE], keys::ROLE_GATEWAY);
+        let mut no_mac = row.clone();
+        no_mac.addresses = vec!["192.168.120.1".into()];
+        let why = format!("{:#}", local_gateway(&cfg, &no_mac).unwrap_err());
+        assert!(why.contains("no MAC"), "{why}");
+        row.kind = String::new();
+        let why = gateway_port_conflict(&row).unwrap();
+        assert!(why.contains("lsp-del geneve-ovs.net1.gateway"), "{why}");
+        row.kind = LOCALPORT.into();
+        row.external_ids.clear();
+        assert!(gateway_port_conflict(&row).is_some());
+        // A container cannot take a gateway address: it is bound to the gateway port.
+        let taken = address_taken(&[row], "abc-eth0", &["192.168.120.1".parse().unwrap()]).unwrap();
+        assert_eq!(taken.port, "geneve-ovs.net1.gateway");
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub const ROLE_SWITCH: &str = "ovn-switch";
 pub const ROLE_PORT: &str = "ovn-port";
 pub const ROLE_DNS: &str = "ovn-dns";
 pub const ROLE_ACL: &str = "ovn-acl";
+pub const ROLE_GATEWAY: &str = "ovn-gateway";
+
+/// The `type` of a logical switch port present on every chassis and never reached through a
+/// tunnel: what the network's gateway port is.
+pub const LOCALPORT: &str = "localport";
 
 /// Identity keys of a network's switch: what every host joining it must agree on.
 pub mod ids {

@@ -155,6 +155,56 @@ impl Ovs {
             .with_context(|| format!("adding port {name} to OVS bridge {bridge}"))
     }
 
+    /// Puts a network's gateway port on a bridge someone else manages (OVN's integration
+    /// bridge, where ovn-controller binds it by its `iface-id`), unless the plugin's port of
+    /// that name is already there; waits for ovs-vswitchd to make its device. A port of that
+    /// name of another network is refused.
+    pub fn ensure_gateway_on(&mut self, bridge: &str, gateway: &plan::Gateway) -> Result<()> {
+        let network = schema::network_of(&gateway.external_ids).unwrap_or_default();
+        for _ in 0..ATTEMPTS {
+            let observed = self.snapshot(Scope::Config)?;
+            if let Some(existing) = observed.owned_port(&gateway.name) {
+                let theirs = schema::network_of(&existing.external_ids).unwrap_or_default();
+                if theirs != network {
+                    bail!(
+                        "the gateway port {} of network {network:?} is taken by network \
+                         {theirs:?} on this host (the same VNI): give one of them another \
+                         --opt vni=",
+                        gateway.name
+                    );
+                }
+                return Ok(());
+            }
+            let Some(row) = observed.bridge(bridge) else {
+                bail!("OVS bridge {bridge} is gone: is ovn-controller running?");
+            };
+            let mut txn = Txn::new();
+            txn.add_change(&plan::Change::AddGateway {
+                bridge: row.uuid.clone(),
+                gateway: gateway.clone(),
+            })?;
+            match self.apply(txn) {
+                Ok(_) => return Ok(()),
+                // Another setup of the network added it first (the port name is unique).
+                Err(err) if is_conflict(&err) || format!("{err:#}").contains("constraint") => {
+                    continue
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| {
+                        format!(
+                            "adding gateway port {} to OVS bridge {bridge}",
+                            gateway.name
+                        )
+                    })
+                }
+            }
+        }
+        bail!(
+            "could not add gateway port {}: the database kept changing underneath",
+            gateway.name
+        )
+    }
+
     /// Makes the database hold the network's bridge and exactly its tunnels (`create`).
     pub fn ensure_network(&mut self, cfg: &NetworkConfig) -> Result<()> {
         self.reconcile(cfg, None).map(|_| ())

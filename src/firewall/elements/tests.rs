@@ -369,3 +369,50 @@ fn a_host_with_only_internal_userspace_networks_needs_no_table() {
     assert!(d.gateways.is_empty());
     assert_eq!(d.underlay.peers.len(), 1);
 }
+
+#[test]
+fn the_reconcile_keeps_what_open_ovn_networks_publish_on_the_integration_bridge() {
+    let web = r#"[{"container_port":80,"host_ip":"","host_port":9090,"protocol":"tcp","range":1}]"#;
+    let mut o = observed();
+    o.bridges.push(BridgeRow {
+        uuid: "b4".into(),
+        name: "br-int".into(),
+        external_ids: BTreeMap::new(),
+        datapath_type: "netdev".into(),
+        fail_mode: None,
+        ports: vec!["g4".into(), "c4".into(), "c5".into()],
+    });
+    let open = [(keys::NETWORK, "open")];
+    o.ports.push(port("g4", "gw4", keys::ROLE_GATEWAY, &open));
+    o.ports.push(port(
+        "c4",
+        "gvopen",
+        keys::ROLE_CONTAINER,
+        &[
+            (keys::NETWORK, "open"),
+            (keys::ADDRESSES, "192.168.121.5"),
+            (keys::PORT_MAPPINGS, web),
+        ],
+    ));
+    // A container of an internal OVN network (no gateway port here) publishes nothing.
+    o.ports.push(port(
+        "c5",
+        "gvclosed",
+        keys::ROLE_CONTAINER,
+        &[
+            (keys::NETWORK, "closed"),
+            (keys::ADDRESSES, "192.168.122.5"),
+            (keys::PORT_MAPPINGS, web),
+        ],
+    ));
+    let d = desired(&o, |_| true);
+    assert_eq!(d.gateways.iter().collect::<Vec<_>>(), vec!["gw1", "gw4"]);
+    let targets: Vec<IpAddr> = d.dnat.iter().map(|e| e.target.addr).collect();
+    assert!(targets.contains(&ip("192.168.121.5")), "{targets:?}");
+    assert!(!targets.contains(&ip("192.168.122.5")), "{targets:?}");
+    // Without the open network's gateway port, nothing of it stays.
+    o.ports.retain(|p| p.uuid != "g4");
+    let d = desired(&o, |_| true);
+    assert!(!d.gateways.contains("gw4"));
+    assert!(!d.dnat.iter().any(|e| e.target.addr == ip("192.168.121.5")));
+}

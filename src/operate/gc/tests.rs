@@ -323,3 +323,45 @@ fn the_switch_of_an_ovn_network_podman_forgot_is_a_candidate() {
     assert!(p.steps.is_empty(), "{p:?}");
     assert!(p.kept[0].reason.contains("cannot be read"), "{p:?}");
 }
+
+#[test]
+fn an_ovn_gateway_port_goes_once_no_container_of_its_network_is_left_here() {
+    let ovn_host = |container_alive: bool| {
+        let mut f = Fix::new();
+        f.network("net1", "gnv5", 5, &[])
+            .gateway("gnv5", "gw5")
+            .container("gnv5", "gv0000000000001", NS, container_alive, true)
+            .foreign_bridge("br-int");
+        // An OVN network's ports sit on OVN's integration bridge.
+        let moved: Vec<String> = f.inv.bridges[0].ports.drain(..).collect();
+        f.inv.bridges[1].ports.extend(moved);
+        if let Some(container) = f.inv.ports.iter_mut().find(|p| p.name.starts_with("gv")) {
+            let ids = &mut container.external_ids;
+            ids.insert(keys::IFACE_ID.into(), "cid-eth0".into());
+            ids.insert(keys::OVN_NB.into(), "tcp:10.99.0.250:6641".into());
+        }
+        f
+    };
+    let f = ovn_host(true);
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    assert!(
+        !kinds(&p).contains(&("port", "gw5")),
+        "a live container keeps the gateway: {p:?}"
+    );
+    let f = ovn_host(false);
+    let p = plan(&f.inv, &f.host, Ok(&f.saved));
+    let step = p
+        .steps
+        .iter()
+        .find(|s| s.item.name == "gw5")
+        .unwrap_or_else(|| panic!("{p:?}"));
+    let gateway = f.inv.ports.iter().find(|p| p.name == "gw5").unwrap();
+    assert_eq!(
+        step.action,
+        Action::RemoveForeignPort {
+            bridge: f.inv.bridges[1].uuid.clone(),
+            port: gateway.uuid.clone(),
+        }
+    );
+    assert!(step.firewall);
+}
