@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 
 use super::schema::{bridge_external_ids, gateway_external_ids, tunnel_external_ids, Role};
 use super::snapshot::{BridgeRow, Snapshot};
-use crate::ipsec::Psk;
+use crate::ipsec::{self, HostPki, Psk};
 use crate::naming;
 use crate::options::{Datapath, NetworkConfig};
 
@@ -29,6 +29,9 @@ pub struct Tunnel {
     /// The pre-shared key of an encrypted network: `options:psk`, which is what makes
     /// ovs-monitor-ipsec set up IPsec for the tunnel (and ovs-vswitchd mark its packets).
     pub psk: Option<Psk>,
+    /// With certificates: `options:remote_name`, the CN the peer's certificate must carry,
+    /// which is its underlay address ([`crate::ipsec::HostPki`]).
+    pub remote_name: Option<String>,
     pub external_ids: BTreeMap<String, String>,
 }
 
@@ -60,6 +63,9 @@ impl Tunnel {
         }
         if let Some(psk) = &self.psk {
             options.insert("psk".to_string(), psk.expose().to_string());
+        }
+        if let Some(name) = &self.remote_name {
+            options.insert("remote_name".to_string(), name.clone());
         }
         options
     }
@@ -158,6 +164,9 @@ pub enum Change {
     },
     /// An owned bridge of the same network under another name (an earlier create of it).
     RemoveBridge { uuid: String },
+    /// The host's certificate, key and CA for OVS IPsec (`Open_vSwitch.other_config`), when
+    /// the first network with certificates is created on this host.
+    SetHostPki { pki: HostPki },
 }
 
 /// The gateway port a non-internal network has on this host while containers are attached.
@@ -187,6 +196,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
                 dst_port: cfg.dst_port,
                 bfd: cfg.bfd,
                 psk: cfg.encryption.psk().cloned(),
+                remote_name: cfg.encryption.host_pki().map(|_| peer.to_string()),
                 external_ids,
             }
         })
@@ -203,6 +213,13 @@ pub fn plan(
 ) -> Result<Vec<Change>> {
     check_vni_is_free(cfg, observed)?;
     let mut changes = Vec::new();
+    if let Some(pki) = cfg.encryption.host_pki() {
+        let seen = ipsec::PKI_OTHER_CONFIG_KEYS
+            .map(|k| observed.ovs_other_config.get(k).map(String::as_str));
+        if ipsec::check_host_pki(pki, &seen)? {
+            changes.push(Change::SetHostPki { pki: pki.clone() });
+        }
+    }
     let wanted = desired_tunnels(cfg);
 
     match observed.bridge(&cfg.bridge) {
@@ -451,6 +468,7 @@ mod tests {
                     ..InterfaceRow::default()
                 })
                 .collect(),
+            ovs_other_config: BTreeMap::new(),
         }
     }
 
@@ -505,6 +523,66 @@ mod tests {
                 assert_eq!(external_ids, &tunnel.external_ids);
             }
         }
+    }
+
+    fn with_certificates(c: NetworkConfig) -> NetworkConfig {
+        NetworkConfig {
+            datapath: Datapath::System,
+            encryption: crate::ipsec::Encryption::IpsecCert(HostPki {
+                certificate: "/etc/geneve-ovs/host-cert.pem".into(),
+                private_key: "/etc/geneve-ovs/host-privkey.pem".into(),
+                ca_cert: "/etc/geneve-ovs/cacert.pem".into(),
+            }),
+            ..c
+        }
+    }
+
+    #[test]
+    fn certificate_tunnels_name_the_peer_and_the_host_gets_its_pki_once() {
+        let c = with_certificates(cfg(&["10.99.0.2", "10.99.0.3"]));
+        let tunnels = desired_tunnels(&c);
+        // The peer's certificate must carry its address as CN; no key on the tunnel.
+        assert_eq!(tunnels[0].options()["remote_name"], "10.99.0.2");
+        assert_eq!(tunnels[1].options()["remote_name"], "10.99.0.3");
+        assert!(!tunnels[0].options().contains_key("psk"));
+        assert_eq!(tunnels[0].external_ids[keys::ENCRYPT], "ipsec");
+
+        // A host without certificate settings gets them, with the bridge.
+        let changes = plan(&c, &Snapshot::default(), false).unwrap();
+        let pki = c.encryption.host_pki().unwrap().clone();
+        assert_eq!(changes[0], Change::SetHostPki { pki: pki.clone() });
+        assert!(matches!(changes[1], Change::CreateBridge { .. }));
+
+        // Set to the same files: nothing to do.
+        let mut observed = built(&c);
+        observed.ovs_other_config = pki
+            .other_config()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(plan(&c, &observed, false).unwrap(), vec![]);
+
+        // Set to other files (another network's, or the operator's): refused, nothing planned.
+        observed
+            .ovs_other_config
+            .insert("certificate".into(), "/etc/other-cert.pem".into());
+        let err = plan(&c, &observed, false).unwrap_err().to_string();
+        assert!(err.contains("/etc/other-cert.pem"), "{err}");
+
+        // From a pre-shared key to certificates: the tunnels are rewritten in place.
+        let psk = encrypted(cfg(&["10.99.0.2", "10.99.0.3"]), "0123456789abcdef0123");
+        let changes = plan(&c, &built(&psk), false).unwrap();
+        let updated: Vec<_> = changes
+            .iter()
+            .filter_map(|ch| match ch {
+                Change::UpdateTunnel { options, .. } => Some(options),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(updated.len(), 2, "{changes:?}");
+        assert!(updated
+            .iter()
+            .all(|o| o.contains_key("remote_name") && !o.contains_key("psk")));
     }
 
     #[test]
@@ -718,6 +796,7 @@ mod gateway_tests {
             }],
             ports,
             interfaces: Vec::new(),
+            ovs_other_config: BTreeMap::new(),
         }
     }
 
