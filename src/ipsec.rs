@@ -357,6 +357,26 @@ pub fn check_pki_files(pki: &HostPki) -> Result<()> {
     check_pem_text("key", key, &read_pem("key", key)?, PemKind::PrivateKey)
 }
 
+/// Refuses a pre-shared key on a host whose OVS has certificate settings
+/// (`Open_vSwitch.other_config`, as in [`check_host_pki`]): ovs-monitor-ipsec then refuses every
+/// tunnel with a key.
+pub fn check_no_host_pki(observed: &[Option<&str>; 3]) -> Result<()> {
+    if let Some((key, path)) = PKI_OTHER_CONFIG_KEYS
+        .iter()
+        .zip(observed)
+        .find_map(|(k, v)| v.map(|v| (k, v)))
+    {
+        bail!(
+            "invalid option psk_file: this host's OVS IPsec uses certificates \
+             (Open_vSwitch other_config:{key}={path:?}) and then refuses tunnels with a \
+             pre-shared key; give this network cert, key and ca like the others, or remove the \
+             certificate settings when no network uses them (ovs-vsctl remove Open_vSwitch . \
+             other_config certificate private_key ca_cert)"
+        );
+    }
+    Ok(())
+}
+
 /// Refuses certificate files other than those this host's OVS already uses: OVS has one
 /// certificate, key and CA for every tunnel of the host (`observed`: the
 /// `Open_vSwitch.other_config` entries of [`PKI_OTHER_CONFIG_KEYS`], as set). `Ok(true)`: they

@@ -182,6 +182,33 @@ pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
     })
 }
 
+/// ovs-monitor-ipsec takes the host's certificate settings into every tunnel and then refuses
+/// those with a pre-shared key: a network with certificates is refused while another network
+/// of this host has tunnels with a key (this network's own are rewritten in the same change).
+fn check_no_psk_tunnels(cfg: &NetworkConfig, observed: &Snapshot) -> Result<()> {
+    let network = |i: &super::snapshot::InterfaceRow| {
+        i.external_ids
+            .get(super::schema::keys::NETWORK)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let keyed = observed
+        .interfaces
+        .iter()
+        .find(|i| i.options.contains_key("psk") && network(i) != cfg.name);
+    if let Some(i) = keyed {
+        bail!(
+            "invalid option cert: this host's OVS IPsec would take certificates for every \
+             tunnel, and network {:?} uses a pre-shared key (tunnel {}); OVS IPsec cannot mix \
+             the two on one host: give that network cert, key and ca too (create it again), or \
+             use its psk_file here",
+            network(i),
+            i.name
+        );
+    }
+    Ok(())
+}
+
 /// The tunnels the network wants on this host, one per peer.
 pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
     cfg.peers
@@ -213,12 +240,15 @@ pub fn plan(
 ) -> Result<Vec<Change>> {
     check_vni_is_free(cfg, observed)?;
     let mut changes = Vec::new();
+    let seen =
+        ipsec::PKI_OTHER_CONFIG_KEYS.map(|k| observed.ovs_other_config.get(k).map(String::as_str));
     if let Some(pki) = cfg.encryption.host_pki() {
-        let seen = ipsec::PKI_OTHER_CONFIG_KEYS
-            .map(|k| observed.ovs_other_config.get(k).map(String::as_str));
+        check_no_psk_tunnels(cfg, observed)?;
         if ipsec::check_host_pki(pki, &seen)? {
             changes.push(Change::SetHostPki { pki: pki.clone() });
         }
+    } else if cfg.encryption.psk().is_some() {
+        ipsec::check_no_host_pki(&seen)?;
     }
     let wanted = desired_tunnels(cfg);
 
@@ -568,6 +598,28 @@ mod tests {
             .insert("certificate".into(), "/etc/other-cert.pem".into());
         let err = plan(&c, &observed, false).unwrap_err().to_string();
         assert!(err.contains("/etc/other-cert.pem"), "{err}");
+
+        // A pre-shared key on a host with certificate settings: refused (OVS IPsec would
+        // refuse the tunnels), and certificates beside another network's keyed tunnels too.
+        let psk_net = encrypted(cfg(&["10.99.0.2"]), "0123456789abcdef0123");
+        let with_pki = Snapshot {
+            ovs_other_config: observed.ovs_other_config.clone(),
+            ..Snapshot::default()
+        };
+        let err = plan(&psk_net, &with_pki, false).unwrap_err().to_string();
+        assert!(
+            err.contains("psk_file") && err.contains("certificate"),
+            "{err}"
+        );
+        let mut other = built(&psk_net);
+        for i in &mut other.interfaces {
+            i.external_ids.insert(keys::NETWORK.into(), "keyed".into());
+        }
+        let err = plan(&c, &other, false).unwrap_err().to_string();
+        assert!(
+            err.contains("\"keyed\"") && err.contains("pre-shared key"),
+            "{err}"
+        );
 
         // From a pre-shared key to certificates: the tunnels are rewritten in place.
         let psk = encrypted(cfg(&["10.99.0.2", "10.99.0.3"]), "0123456789abcdef0123");
