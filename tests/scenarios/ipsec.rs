@@ -369,6 +369,12 @@ fn issue(on: Host, ca: &str, ip: &str) -> Result<(String, String)> {
 /// Installs a certificate, its key (root, 0600) and the CA's certificate on `h`, on a host
 /// whose OVS has no certificate settings yet, and starts OVS IPsec there.
 fn install_certificates(h: Host, cert: &str, key: &str, ca_cert: &str) -> Result<()> {
+    // charon's log, for [`ike_diagnostics`].
+    h.write_file(
+        "/etc/strongswan.d/geneve-ovs-log.conf",
+        b"charon {\n  filelog {\n    lab {\n      path = /var/log/charon.log\n      default = 1\n    }\n  }\n}\n"
+            .to_vec(),
+    )?;
     start_ipsec(h, KEY)?;
     // Left by an earlier scenario (the lab's reset keeps the Open_vSwitch row).
     h.vsctl(&[
@@ -401,6 +407,19 @@ fn certificate_flags() -> Vec<String> {
     .into_iter()
     .flat_map(|o| ["--opt".to_string(), o])
     .collect()
+}
+
+/// What a failed key exchange leaves to read on `h`: strongSwan's view, its log and
+/// ovs-monitor-ipsec's (no key material: `statusall` prints none).
+fn ike_diagnostics(h: Host) -> String {
+    let out = h.exec(&[
+        "sh",
+        "-c",
+        "ipsec statusall 2>&1 | head -40; tail -40 /var/log/charon.log 2>&1; \
+         tail -20 /var/log/openvswitch/ovs-monitor-ipsec.log 2>&1; \
+         grep -v -i psk /etc/ipsec.conf | head -60",
+    ]);
+    format!("{}{}", stdout(&out), crate::podman_lab::stderr(&out))
 }
 
 /// Two hosts with encrypt=ipsec and certificates from one CA, made in the test (CN the host's
@@ -495,7 +514,12 @@ pub fn two_hosts_certificates_only_esp_on_the_wire(lab: &PodmanLab) -> Result<()
     let c1 = h1.run_sleeper("c1", NET)?;
     let c2 = h2.run_sleeper("c2", NET)?;
     let (ip1, ip2) = (c1.ip(NET)?, c2.ip(NET)?);
-    c1.wait_ping(&ip2, IKE_SETTLE)?;
+    if let Err(err) = c1.wait_ping(&ip2, IKE_SETTLE) {
+        for h in [h1, h2] {
+            eprintln!("[ipsec] h{} IKE state:\n{}", h.index(), ike_diagnostics(h));
+        }
+        return Err(err);
+    }
     ensure!(c2.ping(&ip1), "host 2 -> host 1");
     tcp_across(h1, &c2, NET)?;
     let lines = capture(
