@@ -375,6 +375,12 @@ fn install_certificates(h: Host, cert: &str, key: &str, ca_cert: &str) -> Result
         b"charon {\n  filelog {\n    lab {\n      path = /var/log/charon.log\n      default = 1\n    }\n  }\n}\n"
             .to_vec(),
     )?;
+    // strongSwan trusts the CA ovs-monitor-ipsec names in its `ca` section only once it is in
+    // its own CA directory too (README: the setup step); start_ipsec's restart loads it.
+    h.write_file(
+        "/etc/ipsec.d/cacerts/geneve-ovs-ca.pem",
+        format!("{}\n", ca_cert.trim()).into_bytes(),
+    )?;
     start_ipsec(h, KEY)?;
     // Left by an earlier scenario (the lab's reset keeps the Open_vSwitch row).
     h.vsctl(&[
