@@ -324,3 +324,286 @@ pub fn three_hosts_encrypted_and_clear_side_by_side(lab: &PodmanLab) -> Result<(
     ensure!(ok(&out), "ip xfrm policy failed");
     Ok(())
 }
+
+/// Where each host keeps its certificate, its key and the CA's certificate.
+pub const CERT_FILE: &str = "/etc/geneve-ovs/host-cert.pem";
+pub const KEY_FILE: &str = "/etc/geneve-ovs/host-privkey.pem";
+pub const CA_FILE: &str = "/etc/geneve-ovs/cacert.pem";
+
+/// Makes CA `ca` in /root/pki/`ca` on `on` (an RSA key and a self-signed certificate).
+fn make_ca(on: Host, ca: &str) -> Result<()> {
+    on.exec_ok(&[
+        "sh",
+        "-c",
+        &format!(
+            "set -e; mkdir -p /root/pki/{ca}; cd /root/pki/{ca}; \
+             openssl req -x509 -newkey rsa:2048 -nodes -keyout cakey.pem -out cacert.pem \
+             -days 30 -subj '/O=geneve-ovs lab/CN={ca}' 2>/dev/null"
+        ),
+    ])?;
+    Ok(())
+}
+
+/// A host certificate for underlay address `ip` from CA `ca` (made on `on`), as the README
+/// says: CN and IP subjectAltName the address. Returns the certificate and the key (PEM).
+fn issue(on: Host, ca: &str, ip: &str) -> Result<(String, String)> {
+    on.exec_ok(&[
+        "sh",
+        "-c",
+        &format!(
+            "set -e; cd /root/pki/{ca}; \
+             openssl genrsa -traditional -out {ip}-privkey.pem 2048 2>/dev/null; \
+             openssl req -new -key {ip}-privkey.pem -subj '/O=geneve-ovs/CN={ip}' \
+             -out {ip}-req.pem; \
+             printf 'subjectAltName=IP:{ip}\\n' >{ip}.ext; \
+             openssl x509 -req -in {ip}-req.pem -CA cacert.pem -CAkey cakey.pem \
+             -CAcreateserial -days 30 -extfile {ip}.ext -out {ip}-cert.pem 2>/dev/null"
+        ),
+    ])?;
+    let dir = format!("/root/pki/{ca}");
+    let cert = on.exec_ok(&["cat", &format!("{dir}/{ip}-cert.pem")])?;
+    let key = on.exec_ok(&["cat", &format!("{dir}/{ip}-privkey.pem")])?;
+    Ok((cert, key))
+}
+
+/// Installs a certificate, its key (root, 0600) and the CA's certificate on `h`, on a host
+/// whose OVS has no certificate settings yet, and starts OVS IPsec there.
+fn install_certificates(h: Host, cert: &str, key: &str, ca_cert: &str) -> Result<()> {
+    // charon's log, for [`ike_diagnostics`].
+    h.write_file(
+        "/etc/strongswan.d/geneve-ovs-log.conf",
+        b"charon {\n  filelog {\n    lab {\n      path = /var/log/charon.log\n      default = 1\n    }\n  }\n}\n"
+            .to_vec(),
+    )?;
+    // strongSwan trusts the CA ovs-monitor-ipsec names in its `ca` section only once it is in
+    // its own CA directory too (README: the setup step); start_ipsec's restart loads it.
+    h.write_file(
+        "/etc/ipsec.d/cacerts/geneve-ovs-ca.pem",
+        format!("{}\n", ca_cert.trim()).into_bytes(),
+    )?;
+    start_ipsec(h, KEY)?;
+    // Left by an earlier scenario (the lab's reset keeps the Open_vSwitch row).
+    h.vsctl(&[
+        "remove",
+        "Open_vSwitch",
+        ".",
+        "other_config",
+        "certificate",
+        "private_key",
+        "ca_cert",
+    ])?;
+    for (path, text, mode) in [
+        (CERT_FILE, cert, "644"),
+        (KEY_FILE, key, "600"),
+        (CA_FILE, ca_cert, "644"),
+    ] {
+        h.write_file(path, format!("{}\n", text.trim()).into_bytes())?;
+        h.exec_ok(&["chmod", mode, path])?;
+    }
+    Ok(())
+}
+
+fn certificate_flags() -> Vec<String> {
+    [
+        "encrypt=ipsec".to_string(),
+        format!("cert={CERT_FILE}"),
+        format!("key={KEY_FILE}"),
+        format!("ca={CA_FILE}"),
+    ]
+    .into_iter()
+    .flat_map(|o| ["--opt".to_string(), o])
+    .collect()
+}
+
+/// What a failed key exchange leaves to read on `h`: strongSwan's view, its log and
+/// ovs-monitor-ipsec's (no key material: `statusall` prints none).
+fn ike_diagnostics(h: Host) -> String {
+    let out = h.exec(&[
+        "sh",
+        "-c",
+        "ipsec statusall 2>&1 | head -40; tail -40 /var/log/charon.log 2>&1; \
+         tail -20 /var/log/openvswitch/ovs-monitor-ipsec.log 2>&1; \
+         grep -v -i psk /etc/ipsec.conf | head -60",
+    ]);
+    format!("{}{}", stdout(&out), crate::podman_lab::stderr(&out))
+}
+
+/// Two hosts with encrypt=ipsec and certificates from one CA, made in the test (CN the host's
+/// underlay address): ping and TCP cross, the underlay carries only ESP, `status` says each
+/// tunnel is encrypted and established; OVS holds the host's files in other_config and each
+/// tunnel the peer's name; a second network naming other files is refused and left nowhere.
+pub fn two_hosts_certificates_only_esp_on_the_wire(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    make_ca(h1, "lab-ca")?;
+    let ca_cert = h1.exec_ok(&["cat", "/root/pki/lab-ca/cacert.pem"])?;
+    let flags = certificate_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for (h, range) in lab.hosts().into_iter().zip(SEED_RANGES) {
+        let (cert, key) = issue(h1, "lab-ca", &h.ip())?;
+        install_certificates(h, &cert, &key, &ca_cert)?;
+        let net = internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+        assert_eq!(opt(&net, "encrypt"), "ipsec");
+        assert_eq!(
+            (opt(&net, "cert"), opt(&net, "key"), opt(&net, "ca")),
+            (CERT_FILE.into(), KEY_FILE.into(), CA_FILE.into())
+        );
+        assert_eq!(opt(&net, "psk_file"), "");
+        assert_eq!(opt(&net, "mtu"), "1410");
+        let inspect = h.podman_ok(&["network", "inspect", NET])?;
+        ensure!(!inspect.contains("PRIVATE KEY"), "the key in inspect");
+        for (key, path) in [
+            ("certificate", CERT_FILE),
+            ("private_key", KEY_FILE),
+            ("ca_cert", CA_FILE),
+        ] {
+            let set = h.vsctl(&["get", "Open_vSwitch", ".", &format!("other_config:{key}")])?;
+            ensure!(
+                set.trim().trim_matches('"') == path,
+                "h{}: other_config:{key} is {set}",
+                h.index()
+            );
+        }
+        let other = if h.index() == 1 { h2 } else { h1 };
+        let options = h.vsctl(&[
+            "--bare",
+            "--columns=options",
+            "find",
+            "Interface",
+            "type=geneve",
+        ])?;
+        let options: Vec<&str> = options.split([' ', ',', '\n']).collect();
+        let remote_name = format!("remote_name={}", other.ip());
+        ensure!(
+            options.contains(&remote_name.as_str())
+                && !options.iter().any(|o| o.starts_with("psk=")),
+            "h{}: tunnel options {options:?}",
+            h.index()
+        );
+    }
+
+    // One certificate per host: another network naming other files is refused, and leaves
+    // neither a network nor a bridge.
+    h1.exec_ok(&["cp", "-p", CERT_FILE, "/etc/geneve-ovs/other-cert.pem"])?;
+    let bridges = h1.bridges()?;
+    let out = h1.podman(&[
+        "network",
+        "create",
+        "-d",
+        "geneve-ovs",
+        "--internal",
+        "--subnet",
+        "192.168.121.0/24",
+        "--opt",
+        &format!("peers={peers}"),
+        "--opt",
+        "encrypt=ipsec",
+        "--opt",
+        "cert=/etc/geneve-ovs/other-cert.pem",
+        "--opt",
+        &format!("key={KEY_FILE}"),
+        "--opt",
+        &format!("ca={CA_FILE}"),
+        "other",
+    ]);
+    let err = crate::podman_lab::stderr(&out);
+    ensure!(
+        !ok(&out) && err.contains("other_config") && err.contains(CERT_FILE),
+        "a second set of certificate files: {err}"
+    );
+    ensure!(
+        !h1.network_names()?.iter().any(|n| n == "other"),
+        "network left"
+    );
+    ensure!(h1.bridges()? == bridges, "a bridge left behind");
+
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let (ip1, ip2) = (c1.ip(NET)?, c2.ip(NET)?);
+    if let Err(err) = c1.wait_ping(&ip2, IKE_SETTLE) {
+        for h in [h1, h2] {
+            eprintln!("[ipsec] h{} IKE state:\n{}", h.index(), ike_diagnostics(h));
+        }
+        return Err(err);
+    }
+    ensure!(c2.ping(&ip1), "host 2 -> host 1");
+    tcp_across(h1, &c2, NET)?;
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 10 -i 0.2 {ip2} >/dev/null"),
+    )?;
+    let clear = udp_lines(&lines, 6081);
+    ensure!(clear.is_empty(), "clear GENEVE on the underlay: {clear:#?}");
+    ensure!(esp_lines(&lines) >= 20, "too little ESP: {lines:#?}");
+    for h in [h1, h2] {
+        let (code, report) = status(h)?;
+        let tunnels = tunnels_of(&report, NET);
+        ensure!(tunnels.len() == 1, "{report:#}");
+        ensure!(
+            tunnels[0]["encrypted"] == true && tunnels[0]["ipsec"] == "established",
+            "h{}: {report:#}",
+            h.index()
+        );
+        ensure!(code == 0, "h{}: status exit {code}: {report:#}", h.index());
+    }
+    Ok(())
+}
+
+/// Host 2's certificate is signed by another CA than the one both hosts trust: nothing
+/// crosses (no clear GENEVE either, no ESP from host 1), and `status` on host 1 names the
+/// tunnel to host 2 and exits 2.
+pub fn certificate_of_another_ca_nothing_crosses(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    make_ca(h1, "lab-ca")?;
+    make_ca(h1, "rogue-ca")?;
+    let ca_cert = h1.exec_ok(&["cat", "/root/pki/lab-ca/cacert.pem"])?;
+    let flags = certificate_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for ((h, range), ca) in lab
+        .hosts()
+        .into_iter()
+        .zip(SEED_RANGES)
+        .zip(["lab-ca", "rogue-ca"])
+    {
+        let (cert, key) = issue(h1, ca, &h.ip())?;
+        install_certificates(h, &cert, &key, &ca_cert)?;
+        internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let ip2 = c2.ip(NET)?;
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 15 -W 1 {ip2} >/dev/null || true"),
+    )?;
+    ensure!(
+        !c1.ping(&ip2),
+        "a ping crossed with a certificate of another CA"
+    );
+    let clear = udp_lines(&lines, 6081);
+    ensure!(clear.is_empty(), "clear GENEVE: {clear:#?}");
+    let from_h1 = format!("{} > ", h1.ip());
+    let esp_out: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(": ESP(") && l.contains(&from_h1))
+        .collect();
+    ensure!(esp_out.is_empty(), "ESP from host 1 (an SA?): {esp_out:#?}");
+    let (code, report) = status(h1)?;
+    let tunnels = tunnels_of(&report, NET);
+    ensure!(tunnels.len() == 1, "{report:#}");
+    let t = tunnels[0];
+    ensure!(
+        t["peer"] == h2.ip() && t["state"] == "down" && t["ipsec"] != "established",
+        "{report:#}"
+    );
+    let error = t["error"].as_str().unwrap_or_default();
+    ensure!(
+        error.contains("IPsec") && error.contains(&h2.ip()),
+        "{report:#}"
+    );
+    ensure!(code == 2, "status exit {code}: {report:#}");
+    Ok(())
+}
