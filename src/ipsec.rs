@@ -46,6 +46,14 @@ pub const MONITOR_SCRIPT: &str = "usr/share/openvswitch/scripts/ovs-monitor-ipse
 pub const IKE_COMMAND: &str = "usr/sbin/ipsec";
 /// ovs-monitor-ipsec's pidfile, in OVS's run directory.
 pub const MONITOR_PIDFILE: &str = "ovs-monitor-ipsec.pid";
+/// The IKE daemons' pidfiles (under `/`), each with the daemon's name: strongSwan's charon
+/// (started by its `ipsec` starter) and Libreswan's pluto. ovs-monitor-ipsec running is not
+/// enough: it only writes the daemon's configuration, and without a daemon no security
+/// association ever comes up and every encrypted tunnel stays silent.
+pub const IKE_DAEMON_PIDFILES: [(&str, &str); 2] = [
+    ("var/run/charon.pid", "charon (strongSwan)"),
+    ("run/pluto/pluto.pid", "pluto (Libreswan)"),
+];
 
 /// A pre-shared key. Never printed: `Debug` and `Display` show only that there is one, so
 /// no log line or error message can carry it.
@@ -467,9 +475,18 @@ fn alive(pid: i32) -> bool {
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
+/// Whether the pidfile at `path` names a live process.
+fn pidfile_alive(path: &Path) -> bool {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .is_some_and(alive)
+}
+
 /// Checks that this host has OVS IPsec running: ovs-monitor-ipsec installed and running (its
-/// pidfile in `ovs_rundir` names a live process), and an IKE daemon's `ipsec` command
-/// installed. `root` is `/` but in tests.
+/// pidfile in `ovs_rundir` names a live process), an IKE daemon's `ipsec` command installed,
+/// and the IKE daemon itself running (one of [`IKE_DAEMON_PIDFILES`] names a live process).
+/// `root` is `/` but in tests.
 pub fn check_software(root: &Path, ovs_rundir: &Path) -> Result<()> {
     if !root.join(MONITOR_SCRIPT).exists() {
         bail!(
@@ -484,17 +501,30 @@ pub fn check_software(root: &Path, ovs_rundir: &Path) -> Result<()> {
         );
     }
     let pidfile = ovs_rundir.join(MONITOR_PIDFILE);
-    let pid = fs::read_to_string(&pidfile)
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok());
-    match pid {
-        Some(pid) if alive(pid) => Ok(()),
-        _ => bail!(
+    if !pidfile_alive(&pidfile) {
+        bail!(
             "encrypt=ipsec needs ovs-monitor-ipsec running ({} names no live process): \
              systemctl start openvswitch-ipsec",
             pidfile.display()
-        ),
+        );
     }
+    if !IKE_DAEMON_PIDFILES
+        .iter()
+        .any(|(path, _)| pidfile_alive(&root.join(path)))
+    {
+        let named: Vec<String> = IKE_DAEMON_PIDFILES
+            .iter()
+            .map(|(path, daemon)| format!("{daemon}: /{path}"))
+            .collect();
+        bail!(
+            "encrypt=ipsec needs the IKE daemon running, and none is ({} name no live \
+             process): without it no security association comes up and the tunnels carry \
+             nothing; systemctl restart openvswitch-ipsec (ovs-monitor-ipsec starts the daemon), \
+             or ipsec start",
+            named.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// One ESP security association of the kernel (`ip xfrm state`): from `src` to `dst`.

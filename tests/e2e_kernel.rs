@@ -140,7 +140,9 @@ fn kernel_datapath_mesh_underlay_and_recovery() -> Result<()> {
 /// pre-shared key (only ESP on the wire), a wrong key on one host (nothing crosses, `status`
 /// exits 2 naming the tunnel), three hosts with a clear network beside the encrypted one and
 /// a host leaving; certificates from one CA (only ESP on the wire), and a host whose
-/// certificate another CA signed (nothing crosses, `status` exits 2 naming the tunnel).
+/// certificate another CA signed (nothing crosses, `status` exits 2 naming the tunnel); a host
+/// joining and leaving a running encrypted network (its tunnels encrypted, then its IPsec state
+/// gone); the IKE daemon stopped (`create` refuses naming it, `status` exits 2).
 #[test]
 fn kernel_datapath_ipsec() -> Result<()> {
     let lab = PodmanLab::up_kernel("kernel-ipsec", 3)?;
@@ -171,6 +173,16 @@ fn kernel_datapath_ipsec() -> Result<()> {
                 "ipsec_certificate_of_another_ca_nothing_crosses",
                 2,
                 ipsec::certificate_of_another_ca_nothing_crosses,
+            ),
+            (
+                "ipsec_peers_added_and_removed_get_and_lose_ipsec",
+                3,
+                ipsec::peers_added_and_removed_get_and_lose_ipsec,
+            ),
+            (
+                "ipsec_ike_daemon_stopped_create_refuses_and_status_says_down",
+                2,
+                ipsec::ike_daemon_stopped_create_refuses_and_status_says_down,
             ),
         ],
     )

@@ -145,6 +145,26 @@ fn missing_software_names_the_package() {
         format!("{}\n", std::process::id()),
     )
     .unwrap();
+    // The monitor alone is not enough: the IKE daemon must run too.
+    let err = check_software(&dir, &run).unwrap_err().to_string();
+    assert!(
+        err.contains("IKE daemon running")
+            && err.contains("charon")
+            && err.contains("/var/run/charon.pid")
+            && err.contains("pluto"),
+        "{err}"
+    );
+    let charon = dir.join(IKE_DAEMON_PIDFILES[0].0);
+    std::fs::create_dir_all(charon.parent().unwrap()).unwrap();
+    std::fs::write(&charon, "999999999\n").unwrap();
+    assert!(check_software(&dir, &run).is_err());
+    std::fs::write(&charon, format!("{}\n", std::process::id())).unwrap();
+    check_software(&dir, &run).unwrap();
+    // Libreswan's pluto does as well.
+    std::fs::remove_file(&charon).unwrap();
+    let pluto = dir.join(IKE_DAEMON_PIDFILES[1].0);
+    std::fs::create_dir_all(pluto.parent().unwrap()).unwrap();
+    std::fs::write(&pluto, format!("{}\n", std::process::id())).unwrap();
     check_software(&dir, &run).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

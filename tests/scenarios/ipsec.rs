@@ -607,3 +607,307 @@ pub fn certificate_of_another_ca_nothing_crosses(lab: &PodmanLab) -> Result<()> 
     ensure!(code == 2, "status exit {code}: {report:#}");
     Ok(())
 }
+
+/// Whether `text` (`ip xfrm state`, `ip xfrm policy`) names address `ip`: as a word, alone or
+/// with a prefix length, so that 10.99.0.3 is not found in 10.99.0.30.
+fn names_address(text: &str, ip: &str) -> bool {
+    text.split_whitespace()
+        .any(|word| word == ip || word.split('/').next() == Some(ip))
+}
+
+/// Whether ovs-monitor-ipsec's strongSwan configuration on `h` has a connection to `peer`.
+fn ipsec_conf_names(h: Host, peer: &str) -> Result<bool> {
+    let conf = h.exec_ok(&["cat", "/etc/ipsec.conf"])?;
+    let right = format!("right={peer}");
+    Ok(conf.lines().any(|l| l.trim() == right))
+}
+
+/// `create` of the encrypted network with `hosts=4` (each host's address range from its place
+/// in `peers`, so that `geneve-ovs peers add` can add a host to it).
+fn create_with_hosts(h: Host, peers: &str) -> Result<Value> {
+    let peers = format!("peers={peers}");
+    let flags = encrypted_flags();
+    let mut args = vec![
+        "--internal",
+        "--subnet",
+        SUBNET,
+        "--opt",
+        &peers,
+        "--opt",
+        "hosts=4",
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    h.create_network(NET, &args)
+}
+
+/// Every tunnel of network [`NET`] in `h`'s status is encrypted and established, to exactly
+/// the `peers` given, and status exits 0.
+fn status_all_established(h: Host, peers: &[String]) -> Result<()> {
+    let (code, report) = status(h)?;
+    let mut seen: Vec<String> = tunnels_of(&report, NET)
+        .iter()
+        .map(|t| t["peer"].as_str().unwrap_or_default().to_string())
+        .collect();
+    seen.sort();
+    let mut want = peers.to_vec();
+    want.sort();
+    ensure!(
+        seen == want,
+        "h{}: tunnels to {seen:?}, not {want:?}: {report:#}",
+        h.index()
+    );
+    for t in tunnels_of(&report, NET) {
+        ensure!(
+            t["encrypted"] == true && t["ipsec"] == "established" && t["state"] != "down",
+            "h{}: {report:#}",
+            h.index()
+        );
+    }
+    ensure!(code == 0, "h{}: status exit {code}: {report:#}", h.index());
+    Ok(())
+}
+
+/// ESP lines of a capture to or from `ip`.
+fn esp_with(lines: &[String], ip: &str) -> usize {
+    let from = format!("{ip} > ");
+    let to = format!("> {ip}: ");
+    lines
+        .iter()
+        .filter(|l| l.contains(": ESP(") && (l.contains(&from) || l.contains(&to)))
+        .count()
+}
+
+/// Peers added to and removed from a running encrypted network get and lose their IPsec
+/// configuration: host 3 joins a 2-host network (host 1 with `geneve-ovs peers add` while its
+/// container runs, host 2 by creating the network again): its tunnels are encrypted, the
+/// underlay carries only ESP to and from it, and status says every tunnel is established.
+/// Then it leaves (the reverse): its tunnel, its strongSwan connection, its security
+/// associations and policies and its underlay-filter entry are gone from hosts 1 and 2, which
+/// still talk over ESP only.
+pub fn peers_added_and_removed_get_and_lose_ipsec(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+    let two = format!("{},{}", h1.ip(), h2.ip());
+    let three = lab.all_peers();
+    for h in [h1, h2] {
+        start_ipsec(h, KEY)?;
+        create_with_hosts(h, &two)?;
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let ip1 = c1.ip(NET)?;
+    c1.wait_ping(&c2.ip(NET)?, IKE_SETTLE)?;
+
+    // Host 3 joins.
+    h1.exec_ok(&[PLUGIN_IN_HOST, "peers", NET, "add", &h3.ip()])?;
+    h2.podman_ok(&["network", "rm", "-f", NET])?;
+    create_with_hosts(h2, &three)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    start_ipsec(h3, KEY)?;
+    create_with_hosts(h3, &three)?;
+    let c3 = h3.run_sleeper("c3", NET)?;
+    let (ip2, ip3) = (c2.ip(NET)?, c3.ip(NET)?);
+    for (from, to) in [
+        (&c3, &ip1),
+        (&c3, &ip2),
+        (&c1, &ip3),
+        (&c2, &ip3),
+        (&c1, &ip2),
+    ] {
+        if let Err(err) = from.wait_ping(to, IKE_SETTLE) {
+            for h in [h1, h2, h3] {
+                eprintln!("[ipsec] h{} IKE state:\n{}", h.index(), ike_diagnostics(h));
+            }
+            return Err(err.context(format!("{} -> {to} after host 3 joined", from.name())));
+        }
+    }
+    let lines = capture(
+        h3,
+        &[6081],
+        &format!(
+            "podman exec c3 ping -c 6 -i 0.2 {ip1} >/dev/null; \
+             podman exec c3 ping -c 6 -i 0.2 {ip2} >/dev/null"
+        ),
+    )?;
+    let clear = udp_lines(&lines, 6081);
+    ensure!(clear.is_empty(), "clear GENEVE to host 3: {clear:#?}");
+    for h in [h1, h2] {
+        ensure!(
+            esp_with(&lines, &h.ip()) >= 10,
+            "too little ESP between host 3 and host {}: {lines:#?}",
+            h.index()
+        );
+    }
+    for h in [h1, h2, h3] {
+        let others: Vec<String> = [h1, h2, h3]
+            .into_iter()
+            .filter(|o| o.index() != h.index())
+            .map(|o| o.ip())
+            .collect();
+        status_all_established(h, &others)?;
+        ensure!(
+            others
+                .iter()
+                .all(|peer| ipsec_conf_names(h, peer).unwrap_or(false)),
+            "h{}: a connection missing in /etc/ipsec.conf",
+            h.index()
+        );
+    }
+
+    // Host 3 leaves.
+    h1.exec_ok(&[PLUGIN_IN_HOST, "peers", NET, "remove", &h3.ip()])?;
+    h2.podman_ok(&["network", "rm", "-f", NET])?;
+    create_with_hosts(h2, &two)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    h3.podman_ok(&["network", "rm", "-f", NET])?;
+    let gone = h3.ip();
+    for (h, other) in [(h1, h2), (h2, h1)] {
+        wait::until(
+            &format!("host 3's IPsec state gone from host {}", h.index()),
+            Duration::from_secs(60),
+            || {
+                let policy = h.exec_ok(&["ip", "xfrm", "policy"])?;
+                let state = h.exec_ok(&["ip", "xfrm", "state"])?;
+                Ok(!ipsec_conf_names(h, &gone)?
+                    && !names_address(&policy, &gone)
+                    && !names_address(&state, &gone))
+            },
+        )?;
+        let remotes: Vec<String> = h
+            .tunnels()?
+            .iter()
+            .map(|t| {
+                t["options"]["remote_ip"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        ensure!(
+            remotes == [other.ip()],
+            "h{}: tunnels to {remotes:?}",
+            h.index()
+        );
+        let set = h.exec_ok(&[
+            "nft",
+            "list",
+            "set",
+            "inet",
+            "geneve_ovs",
+            "underlay_ipsec4",
+        ])?;
+        ensure!(
+            !names_address(&set.replace(',', " "), &gone) && set.contains(&other.ip()),
+            "h{}: {set}",
+            h.index()
+        );
+    }
+    let ip2 = c2.ip(NET)?;
+    c1.wait_ping(&ip2, IKE_SETTLE)?;
+    for (h, other) in [(h1, h2), (h2, h1)] {
+        status_all_established(h, &[other.ip()])?;
+    }
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 8 -i 0.2 {ip2} >/dev/null"),
+    )?;
+    let clear = udp_lines(&lines, 6081);
+    ensure!(
+        clear.is_empty(),
+        "clear GENEVE after host 3 left: {clear:#?}"
+    );
+    ensure!(
+        esp_with(&lines, &h2.ip()) >= 14,
+        "too little ESP with host 2: {lines:#?}"
+    );
+    Ok(())
+}
+
+/// With the IKE daemon (charon) stopped on host 1, ovs-monitor-ipsec still running: nothing
+/// crosses (no clear GENEVE either), `status` there names the tunnel and exits 2, and `create`
+/// of another encrypted network is refused naming the daemon, leaving no network and no bridge.
+/// Started again, the daemon brings the tunnel back.
+pub fn ike_daemon_stopped_create_refuses_and_status_says_down(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    let flags = encrypted_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for (h, range) in lab.hosts().into_iter().zip(SEED_RANGES) {
+        start_ipsec(h, KEY)?;
+        internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let ip2 = c2.ip(NET)?;
+    c1.wait_ping(&ip2, IKE_SETTLE)?;
+
+    h1.exec_ok(&["ipsec", "stop"])?;
+    wait::until("charon stopped on host 1", Duration::from_secs(30), || {
+        let out = h1.exec(&["sh", "-c", "kill -0 \"$(cat /var/run/charon.pid)\""]);
+        Ok(!ok(&out))
+    })?;
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 10 -W 1 {ip2} >/dev/null || true"),
+    )?;
+    ensure!(!c1.ping(&ip2), "a ping crossed without the IKE daemon");
+    let clear = udp_lines(&lines, 6081);
+    ensure!(
+        clear.is_empty(),
+        "clear GENEVE without the IKE daemon: {clear:#?}"
+    );
+    let (code, report) = status(h1)?;
+    let tunnels = tunnels_of(&report, NET);
+    ensure!(tunnels.len() == 1, "{report:#}");
+    let t = tunnels[0];
+    ensure!(
+        t["peer"] == h2.ip() && t["state"] == "down" && t["ipsec"] != "established",
+        "{report:#}"
+    );
+    let error = t["error"].as_str().unwrap_or_default();
+    ensure!(
+        error.contains("IPsec") && error.contains(&h2.ip()),
+        "{report:#}"
+    );
+    ensure!(code == 2, "status exit {code}: {report:#}");
+
+    let bridges = h1.bridges()?;
+    let out = h1.podman(&[
+        "network",
+        "create",
+        "-d",
+        "geneve-ovs",
+        "--internal",
+        "--subnet",
+        "192.168.121.0/24",
+        "--opt",
+        &format!("peers={peers}"),
+        "--opt",
+        "encrypt=ipsec",
+        "--opt",
+        &format!("psk_file={PSK_FILE}"),
+        "other",
+    ]);
+    let err = crate::podman_lab::stderr(&out);
+    ensure!(
+        !ok(&out) && err.contains("IKE daemon") && err.contains("charon"),
+        "create without the IKE daemon: {err}"
+    );
+    ensure!(
+        !h1.network_names()?.iter().any(|n| n == "other"),
+        "network left"
+    );
+    ensure!(h1.bridges()? == bridges, "a bridge left behind");
+
+    // Started again, it reads the connections ovs-monitor-ipsec wrote and the tunnel is back.
+    h1.exec_ok(&["ipsec", "start"])?;
+    c1.wait_ping(&ip2, IKE_SETTLE)
+        .context("the tunnel after the IKE daemon started again")?;
+    let (code, report) = status(h1)?;
+    ensure!(
+        code == 0,
+        "status exit {code} with the daemon back: {report:#}"
+    );
+    Ok(())
+}
