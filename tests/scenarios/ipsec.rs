@@ -19,8 +19,9 @@ const PLUGIN_IN_HOST: &str = "/usr/libexec/netavark/geneve-ovs";
 pub const PSK_FILE: &str = "/etc/geneve-ovs/overlay.psk";
 const KEY: &str = "lab-key-0123456789-abcdefghijklmnop";
 const WRONG_KEY: &str = "another-key-9876543210-zyxwvutsrq";
-/// IKE under software emulation: the first exchange plus a retransmission can take a while.
-pub const IKE_SETTLE: Duration = Duration::from_secs(90);
+/// IKE under software emulation: the first exchange plus a retransmission can take a while,
+/// longer on a loaded machine (each `podman exec` of the wait then takes seconds itself).
+pub const IKE_SETTLE: Duration = Duration::from_secs(180);
 
 /// The charon setting the README recommends (ovs-monitor-ipsec's own strongswan.d file
 /// misspells it): how long the kernel holds back packets of a trap policy whose key exchange
@@ -35,9 +36,26 @@ pub fn start_ipsec(h: Host, key: &str) -> Result<()> {
         "/etc/strongswan.d/geneve-ovs.conf",
         CHARON_ACQUIRE.as_bytes().to_vec(),
     )?;
+    // charon's log, for [`ike_diagnostics`].
+    h.write_file(
+        "/etc/strongswan.d/geneve-ovs-log.conf",
+        b"charon {\n  filelog {\n    lab {\n      path = /var/log/charon.log\n      default = 1\n    }\n  }\n}\n"
+            .to_vec(),
+    )?;
     h.exec_ok(&["mkdir", "-p", "/etc/geneve-ovs"])?;
     h.write_file(PSK_FILE, format!("{key}\n").into_bytes())?;
     h.exec_ok(&["chmod", "600", PSK_FILE])?;
+    // Left by a certificates scenario (the lab's reset keeps the Open_vSwitch row): with them
+    // OVS IPsec refuses keyed tunnels, and so does create.
+    h.vsctl(&[
+        "remove",
+        "Open_vSwitch",
+        ".",
+        "other_config",
+        "certificate",
+        "private_key",
+        "ca_cert",
+    ])?;
     // Run before by an earlier scenario: start the IKE daemon afresh, without the security
     // associations (and the kernel's pending requests) of that scenario's keys.
     h.exec_ok(&[
@@ -51,7 +69,25 @@ pub fn start_ipsec(h: Host, key: &str) -> Result<()> {
          --pidfile=$pidfile --log-file=/var/log/openvswitch/ovs-monitor-ipsec.log --detach \
          unix:/run/openvswitch/db.sock",
     ])?;
-    Ok(())
+    wait_for_charon(h)
+}
+
+/// Waits until the IKE daemon runs on `h` (ovs-monitor-ipsec and the starter start it in the
+/// background), as `create` requires.
+fn wait_for_charon(h: Host) -> Result<()> {
+    wait::until(
+        &format!("charon running on host {}", h.index()),
+        Duration::from_secs(60),
+        || Ok(charon_running(h)),
+    )
+}
+
+fn charon_running(h: Host) -> bool {
+    ok(&h.exec(&[
+        "sh",
+        "-c",
+        "kill -0 \"$(cat /var/run/charon.pid)\" 2>/dev/null",
+    ]))
 }
 
 fn encrypted_flags() -> Vec<String> {
@@ -153,7 +189,7 @@ pub fn two_hosts_psk_only_esp_on_the_wire(lab: &PodmanLab) -> Result<()> {
     let c1 = h1.run_sleeper("c1", NET)?;
     let c2 = h2.run_sleeper("c2", NET)?;
     let (ip1, ip2) = (c1.ip(NET)?, c2.ip(NET)?);
-    c1.wait_ping(&ip2, IKE_SETTLE)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2])?;
     ensure!(c2.ping(&ip1), "host 2 -> host 1");
     tcp_across(h1, &c2, NET)?;
 
@@ -272,7 +308,7 @@ pub fn three_hosts_encrypted_and_clear_side_by_side(lab: &PodmanLab) -> Result<(
         for (a, _) in pairs.iter() {
             for (b, ip) in pairs.iter() {
                 if a.name() != b.name() {
-                    a.wait_ping(ip, IKE_SETTLE)
+                    wait_ping_ike(a, ip, &lab.hosts())
                         .with_context(|| format!("{} -> {}", a.name(), b.name()))?;
                 }
             }
@@ -369,29 +405,14 @@ fn issue(on: Host, ca: &str, ip: &str) -> Result<(String, String)> {
 /// Installs a certificate, its key (root, 0600) and the CA's certificate on `h`, on a host
 /// whose OVS has no certificate settings yet, and starts OVS IPsec there.
 fn install_certificates(h: Host, cert: &str, key: &str, ca_cert: &str) -> Result<()> {
-    // charon's log, for [`ike_diagnostics`].
-    h.write_file(
-        "/etc/strongswan.d/geneve-ovs-log.conf",
-        b"charon {\n  filelog {\n    lab {\n      path = /var/log/charon.log\n      default = 1\n    }\n  }\n}\n"
-            .to_vec(),
-    )?;
     // strongSwan trusts the CA ovs-monitor-ipsec names in its `ca` section only once it is in
     // its own CA directory too (README: the setup step); start_ipsec's restart loads it.
     h.write_file(
         "/etc/ipsec.d/cacerts/geneve-ovs-ca.pem",
         format!("{}\n", ca_cert.trim()).into_bytes(),
     )?;
+    // Also clears the certificate settings an earlier scenario left.
     start_ipsec(h, KEY)?;
-    // Left by an earlier scenario (the lab's reset keeps the Open_vSwitch row).
-    h.vsctl(&[
-        "remove",
-        "Open_vSwitch",
-        ".",
-        "other_config",
-        "certificate",
-        "private_key",
-        "ca_cert",
-    ])?;
     for (path, text, mode) in [
         (CERT_FILE, cert, "644"),
         (KEY_FILE, key, "600"),
@@ -426,6 +447,17 @@ fn ike_diagnostics(h: Host) -> String {
          grep -v -i psk /etc/ipsec.conf | head -60",
     ]);
     format!("{}{}", stdout(&out), crate::podman_lab::stderr(&out))
+}
+
+/// [`Container::wait_ping`] over encrypted tunnels; on a timeout prints what the IKE daemon of
+/// each of `hosts` saw, so that a failed key exchange says why.
+fn wait_ping_ike(from: &Container, to: &str, hosts: &[Host]) -> Result<()> {
+    from.wait_ping(to, IKE_SETTLE).map_err(|err| {
+        for h in hosts {
+            eprintln!("[ipsec] h{} IKE state:\n{}", h.index(), ike_diagnostics(*h));
+        }
+        err.context(format!("{} -> {to} over IPsec", from.name()))
+    })
 }
 
 /// Two hosts with encrypt=ipsec and certificates from one CA, made in the test (CN the host's
@@ -520,12 +552,7 @@ pub fn two_hosts_certificates_only_esp_on_the_wire(lab: &PodmanLab) -> Result<()
     let c1 = h1.run_sleeper("c1", NET)?;
     let c2 = h2.run_sleeper("c2", NET)?;
     let (ip1, ip2) = (c1.ip(NET)?, c2.ip(NET)?);
-    if let Err(err) = c1.wait_ping(&ip2, IKE_SETTLE) {
-        for h in [h1, h2] {
-            eprintln!("[ipsec] h{} IKE state:\n{}", h.index(), ike_diagnostics(h));
-        }
-        return Err(err);
-    }
+    wait_ping_ike(&c1, &ip2, &[h1, h2])?;
     ensure!(c2.ping(&ip1), "host 2 -> host 1");
     tcp_across(h1, &c2, NET)?;
     let lines = capture(
@@ -695,7 +722,7 @@ pub fn peers_added_and_removed_get_and_lose_ipsec(lab: &PodmanLab) -> Result<()>
     let c1 = h1.run_sleeper("c1", NET)?;
     let c2 = h2.run_sleeper("c2", NET)?;
     let ip1 = c1.ip(NET)?;
-    c1.wait_ping(&c2.ip(NET)?, IKE_SETTLE)?;
+    wait_ping_ike(&c1, &c2.ip(NET)?, &[h1, h2])?;
 
     // Host 3 joins.
     h1.exec_ok(&[PLUGIN_IN_HOST, "peers", NET, "add", &h3.ip()])?;
@@ -713,12 +740,7 @@ pub fn peers_added_and_removed_get_and_lose_ipsec(lab: &PodmanLab) -> Result<()>
         (&c2, &ip3),
         (&c1, &ip2),
     ] {
-        if let Err(err) = from.wait_ping(to, IKE_SETTLE) {
-            for h in [h1, h2, h3] {
-                eprintln!("[ipsec] h{} IKE state:\n{}", h.index(), ike_diagnostics(h));
-            }
-            return Err(err.context(format!("{} -> {to} after host 3 joined", from.name())));
-        }
+        wait_ping_ike(from, to, &[h1, h2, h3]).context("after host 3 joined")?;
     }
     let lines = capture(
         h3,
@@ -802,7 +824,7 @@ pub fn peers_added_and_removed_get_and_lose_ipsec(lab: &PodmanLab) -> Result<()>
         );
     }
     let ip2 = c2.ip(NET)?;
-    c1.wait_ping(&ip2, IKE_SETTLE)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2]).context("after host 3 left")?;
     for (h, other) in [(h1, h2), (h2, h1)] {
         status_all_established(h, &[other.ip()])?;
     }
@@ -839,12 +861,11 @@ pub fn ike_daemon_stopped_create_refuses_and_status_says_down(lab: &PodmanLab) -
     let c1 = h1.run_sleeper("c1", NET)?;
     let c2 = h2.run_sleeper("c2", NET)?;
     let ip2 = c2.ip(NET)?;
-    c1.wait_ping(&ip2, IKE_SETTLE)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2])?;
 
     h1.exec_ok(&["ipsec", "stop"])?;
     wait::until("charon stopped on host 1", Duration::from_secs(30), || {
-        let out = h1.exec(&["sh", "-c", "kill -0 \"$(cat /var/run/charon.pid)\""]);
-        Ok(!ok(&out))
+        Ok(!charon_running(h1))
     })?;
     let lines = capture(
         h1,
@@ -902,8 +923,8 @@ pub fn ike_daemon_stopped_create_refuses_and_status_says_down(lab: &PodmanLab) -
 
     // Started again, it reads the connections ovs-monitor-ipsec wrote and the tunnel is back.
     h1.exec_ok(&["ipsec", "start"])?;
-    c1.wait_ping(&ip2, IKE_SETTLE)
-        .context("the tunnel after the IKE daemon started again")?;
+    wait_for_charon(h1)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2]).context("the tunnel after the IKE daemon started again")?;
     let (code, report) = status(h1)?;
     ensure!(
         code == 0,
