@@ -846,9 +846,9 @@ pub fn peers_added_and_removed_get_and_lose_ipsec(lab: &PodmanLab) -> Result<()>
 }
 
 /// With the IKE daemon (charon) stopped on host 1, ovs-monitor-ipsec still running: nothing
-/// crosses (no clear GENEVE either), `status` there names the tunnel and exits 2, and `create`
-/// of another encrypted network is refused naming the daemon, leaving no network and no bridge.
-/// Started again, the daemon brings the tunnel back.
+/// crosses (no clear GENEVE either), `status` there names the tunnel and the stopped daemon and
+/// exits 2, and `create` of another encrypted network is refused naming the daemon, leaving no
+/// network and no bridge. Started again, the daemon brings the tunnel back.
 pub fn ike_daemon_stopped_create_refuses_and_status_says_down(lab: &PodmanLab) -> Result<()> {
     let (h1, h2) = (lab.host(1), lab.host(2));
     let peers = lab.all_peers();
@@ -886,9 +886,10 @@ pub fn ike_daemon_stopped_create_refuses_and_status_says_down(lab: &PodmanLab) -
         t["peer"] == h2.ip() && t["state"] == "down" && t["ipsec"] != "established",
         "{report:#}"
     );
+    // The error says why: this host's IKE daemon.
     let error = t["error"].as_str().unwrap_or_default();
     ensure!(
-        error.contains("IPsec") && error.contains(&h2.ip()),
+        error.contains("IPsec") && error.contains(&h2.ip()) && error.contains("IKE daemon"),
         "{report:#}"
     );
     ensure!(code == 2, "status exit {code}: {report:#}");
