@@ -25,7 +25,7 @@ use log::warn;
 
 use crate::addressing;
 pub use crate::dad::window::Window as DadWindow;
-use crate::ipsec::{self, Encryption, Psk};
+use crate::ipsec::{self, Encryption, HostPki, Psk};
 use crate::naming;
 use crate::ovsdb::Remote;
 use crate::types::{LeaseRange, Network, Subnet};
@@ -208,7 +208,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::Value("none"),
         help: "encryption of the tunnels between hosts: none, or ipsec (Open vSwitch's IPsec, \
                ESP in transport mode; needs the kernel datapath, openvswitch-ipsec and an IKE \
-               daemon, and psk_file); must be the same on every host",
+               daemon, and psk_file, or cert, key and ca); must be the same on every host",
     },
     OptionSpec {
         name: "psk_file",
@@ -216,6 +216,29 @@ pub const OPTIONS: &[OptionSpec] = &[
         default: OptionDefault::None,
         help: "with encrypt=ipsec: a root-only file (mode 0600) holding the pre-shared key on one \
                line, the same key on every host; only the path is saved",
+    },
+    OptionSpec {
+        name: "cert",
+        kind: Kind::Path,
+        default: OptionDefault::None,
+        help: "with encrypt=ipsec, instead of psk_file: this host's certificate (PEM), signed by \
+               the CA of option ca, its CN and an IP subjectAltName this host's underlay address; \
+               one certificate for all encrypted networks of the host (OVS keeps it host-wide)",
+    },
+    OptionSpec {
+        name: "key",
+        kind: Kind::Path,
+        default: OptionDefault::None,
+        help: "with cert: the private key of this host's certificate (PEM, unencrypted), a \
+               root-only file (mode 0600); only the path is saved",
+    },
+    OptionSpec {
+        name: "ca",
+        kind: Kind::Path,
+        default: OptionDefault::None,
+        help: "with cert: the certificate (PEM) of the CA that signs every host's certificate; \
+               a peer is accepted when its certificate is signed by it and names the peer's \
+               address as CN",
     },
 ];
 
@@ -272,6 +295,10 @@ pub struct RequestedOptions {
     pub psk_file: Option<PathBuf>,
     /// `ovn`: the northbound database's remotes, empty for the static mesh.
     pub ovn: Vec<Remote>,
+    /// `cert`, `key`, `ca`: the certificate files, instead of `psk_file`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
 }
 
 fn invalid(name: &str, value: &str, why: impl fmt::Display) -> anyhow::Error {
@@ -399,6 +426,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
         encrypt_ipsec: false,
         psk_file: None,
         ovn: Vec::new(),
+        cert: None,
+        key: None,
+        ca: None,
     };
     for (name, value) in options {
         let Some(spec) = spec(name) else {
@@ -436,6 +466,9 @@ pub fn parse(options: &BTreeMap<String, String>) -> Result<RequestedOptions> {
             }
             "psk_file" => req.psk_file = Some(parse_path(name, value)?),
             "ovn" => req.ovn = parse_ovn(value)?,
+            "cert" => req.cert = Some(parse_path(name, value)?),
+            "key" => req.key = Some(parse_path(name, value)?),
+            "ca" => req.ca = Some(parse_path(name, value)?),
             other => bail!("option {other} is listed but not handled"),
         }
     }
@@ -500,6 +533,9 @@ pub trait HostFacts {
     fn datapath_types(&mut self) -> Result<Vec<String>>;
     /// The pre-shared key in `path`, checked to be readable by root only ([`ipsec::read_psk`]).
     fn read_psk(&mut self, path: &Path) -> Result<Psk>;
+    /// That the certificate options' files are readable PEM and the key root-only
+    /// ([`ipsec::check_pki_files`]).
+    fn check_pki_files(&mut self, pki: &HostPki) -> Result<()>;
     /// Whether this host runs OVS IPsec ([`ipsec::check_software`]).
     fn check_ipsec_software(&mut self) -> Result<()>;
 }
@@ -543,7 +579,7 @@ pub struct NetworkConfig {
     /// On an OVN network, internal or not, the addresses of its switch's gateway port, which
     /// the containers ask for names.
     pub gateways: Vec<IpNet>,
-    /// What the tunnels are protected with (`encrypt`, `psk_file`).
+    /// What the tunnels are protected with (`encrypt`, `psk_file` or `cert`, `key`, `ca`).
     pub encryption: Encryption,
     /// `ovn`: the OVN northbound database's remotes; empty for the static mesh.
     pub ovn: Vec<Remote>,
@@ -581,6 +617,16 @@ impl NetworkConfig {
                 // The path only: `podman network inspect` never shows the key.
                 options.insert("encrypt".to_string(), "ipsec".to_string());
                 options.insert("psk_file".to_string(), psk_file.display().to_string());
+            }
+            Encryption::IpsecCert(pki) => {
+                options.insert("encrypt".to_string(), "ipsec".to_string());
+                for (name, path) in [
+                    ("cert", &pki.certificate),
+                    ("key", &pki.private_key),
+                    ("ca", &pki.ca_cert),
+                ] {
+                    options.insert(name.to_string(), path.display().to_string());
+                }
             }
         }
         if !self.ovn.is_empty() {
@@ -780,17 +826,29 @@ fn with_defaults(
         None => default_datapath(facts)?,
     };
 
-    let encryption =
-        match ipsec::from_options(req.encrypt_ipsec, req.psk_file.as_deref(), req.dst_port)? {
-            ipsec::Requested::None => Encryption::None,
-            ipsec::Requested::IpsecPsk { psk_file } => {
-                if datapath != Datapath::System {
-                    return Err(ipsec_needs_kernel_datapath(datapath));
-                }
-                let psk = facts.read_psk(&psk_file)?;
-                Encryption::IpsecPsk { psk_file, psk }
+    let credentials = ipsec::Credentials {
+        psk_file: req.psk_file.as_deref(),
+        cert: req.cert.as_deref(),
+        key: req.key.as_deref(),
+        ca: req.ca.as_deref(),
+    };
+    let encryption = match ipsec::from_options(req.encrypt_ipsec, credentials, req.dst_port)? {
+        ipsec::Requested::None => Encryption::None,
+        ipsec::Requested::IpsecPsk { psk_file } => {
+            if datapath != Datapath::System {
+                return Err(ipsec_needs_kernel_datapath(datapath));
             }
-        };
+            let psk = facts.read_psk(&psk_file)?;
+            Encryption::IpsecPsk { psk_file, psk }
+        }
+        ipsec::Requested::IpsecCert(pki) => {
+            if datapath != Datapath::System {
+                return Err(ipsec_needs_kernel_datapath(datapath));
+            }
+            facts.check_pki_files(&pki)?;
+            Encryption::IpsecCert(pki)
+        }
+    };
 
     let bridge = match &network.network_interface {
         // OVN's integration bridge, whatever podman saved.

@@ -139,7 +139,10 @@ fn kernel_datapath_mesh_underlay_and_recovery() -> Result<()> {
 /// Encryption between hosts (`encrypt=ipsec`, OVS IPsec with strongSwan): two hosts with a
 /// pre-shared key (only ESP on the wire), a wrong key on one host (nothing crosses, `status`
 /// exits 2 naming the tunnel), three hosts with a clear network beside the encrypted one and
-/// a host leaving.
+/// a host leaving; certificates from one CA (only ESP on the wire), and a host whose
+/// certificate another CA signed (nothing crosses, `status` exits 2 naming the tunnel); a host
+/// joining and leaving a running encrypted network (its tunnels encrypted, then its IPsec state
+/// gone); the IKE daemon stopped (`create` refuses naming it, `status` exits 2).
 #[test]
 fn kernel_datapath_ipsec() -> Result<()> {
     let lab = PodmanLab::up_kernel("kernel-ipsec", 3)?;
@@ -160,6 +163,26 @@ fn kernel_datapath_ipsec() -> Result<()> {
                 "ipsec_three_hosts_encrypted_and_clear_side_by_side",
                 3,
                 ipsec::three_hosts_encrypted_and_clear_side_by_side,
+            ),
+            (
+                "ipsec_two_hosts_certificates_only_esp_on_the_wire",
+                2,
+                ipsec::two_hosts_certificates_only_esp_on_the_wire,
+            ),
+            (
+                "ipsec_certificate_of_another_ca_nothing_crosses",
+                2,
+                ipsec::certificate_of_another_ca_nothing_crosses,
+            ),
+            (
+                "ipsec_peers_added_and_removed_get_and_lose_ipsec",
+                3,
+                ipsec::peers_added_and_removed_get_and_lose_ipsec,
+            ),
+            (
+                "ipsec_ike_daemon_stopped_create_refuses_and_status_says_down",
+                2,
+                ipsec::ike_daemon_stopped_create_refuses_and_status_says_down,
             ),
         ],
     )

@@ -279,6 +279,9 @@ impl HostFacts for FakeHost {
     fn read_psk(&mut self, path: &std::path::Path) -> Result<geneve_ovs::ipsec::Psk> {
         geneve_ovs::ipsec::check_key_text(path, "0123456789abcdef0123")
     }
+    fn check_pki_files(&mut self, _pki: &geneve_ovs::ipsec::HostPki) -> Result<()> {
+        Ok(())
+    }
     fn check_ipsec_software(&mut self) -> Result<()> {
         Ok(())
     }

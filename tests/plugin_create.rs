@@ -293,7 +293,34 @@ fn refusals_leave_ovs_untouched() -> Result<()> {
         ),
         (
             podman::network("net2", SUBNET, None, &[("psk_file", "/etc/net2.psk")]),
-            "psk_file=\"/etc/net2.psk\": a key file is only used with encrypt=ipsec",
+            "invalid option psk_file=\"/etc/net2.psk\": it is only used with encrypt=ipsec",
+        ),
+        // Certificates: refused on the userspace datapath too, and only all three, with
+        // encrypt=ipsec, never beside a key file.
+        (
+            podman::network(
+                "net2",
+                SUBNET,
+                None,
+                &[
+                    ("encrypt", "ipsec"),
+                    ("cert", "/etc/geneve-ovs/host-cert.pem"),
+                    ("key", "/etc/geneve-ovs/host-privkey.pem"),
+                    ("ca", "/etc/geneve-ovs/cacert.pem"),
+                    ("datapath", "netdev"),
+                ],
+            ),
+            "userspace datapath sends its tunnel packets past the kernel's IPsec",
+        ),
+        (
+            podman::network(
+                "net2",
+                SUBNET,
+                None,
+                &[("cert", "/etc/geneve-ovs/host-cert.pem")],
+            ),
+            "invalid option cert=\"/etc/geneve-ovs/host-cert.pem\": it is only used with \
+             encrypt=ipsec",
         ),
         (
             podman::network(

@@ -104,6 +104,13 @@ ipsec_up() {
 			--pidfile=/run/openvswitch/ovs-monitor-ipsec.pid \
 			--log-file=/var/log/openvswitch/ovs-monitor-ipsec.log --detach \
 			unix:/run/openvswitch/db.sock
+		# create requires the IKE daemon, which the monitor starts in the background.
+		i=0
+		until kill -0 "$(cat /var/run/charon.pid 2>/dev/null)" 2>/dev/null; do
+			i=$((i + 1))
+			[ "$i" -le 120 ] || { echo "charon did not start within 60 s" >&2; exit 1; }
+			sleep 0.5
+		done
 	' sh "$PSK_FILE"
 }
 

@@ -213,6 +213,10 @@ impl HostFacts for LiveHost<'_> {
         crate::ipsec::read_psk(path)
     }
 
+    fn check_pki_files(&mut self, pki: &crate::ipsec::HostPki) -> Result<()> {
+        crate::ipsec::check_pki_files(pki)
+    }
+
     fn check_ipsec_software(&mut self) -> Result<()> {
         crate::ipsec::check_software(Path::new("/"), &ovs_rundir())
     }

@@ -221,7 +221,9 @@ pub fn run(args: &StatusArgs) -> Result<Reply> {
         report.apply_ovn(&host_view, &views);
     }
     if report.has_encrypted_tunnels() {
-        report.check_encryption(&esp_states());
+        let software = ipsec::check_software(std::path::Path::new("/"), &ovs_rundir())
+            .map_err(|err| format!("{err:#}"));
+        report.check_encryption(&esp_states(), &software);
     }
     let text = if args.json {
         serde_json::to_string_pretty(&report)?

@@ -117,11 +117,18 @@ fn tunnel_status(port: &PortRow, iface: Option<&InterfaceRow>, running: bool) ->
         .cloned();
     let error = match iface {
         None => Some("the port has no interface row".to_string()),
-        Some(i) if encrypted && !i.options.contains_key("psk") => Some(
-            "the network encrypts, but the tunnel has no key in OVS (options:psk): \
+        Some(i)
+            if encrypted
+                && !i.options.contains_key("psk")
+                && !i.options.contains_key("remote_name") =>
+        {
+            Some(
+                "the network encrypts, but the tunnel has no key in OVS (options:psk, or \
+             options:remote_name with certificates): \
              podman network create again (or the next setup) puts it back"
-                .to_string(),
-        ),
+                    .to_string(),
+            )
+        }
         Some(i) => i.problem(),
     };
     let state = if error.is_some() || !running {

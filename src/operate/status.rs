@@ -51,7 +51,13 @@ impl StatusReport {
     /// Fills in each encrypted tunnel's `ipsec` from the kernel's ESP security associations
     /// (`states`, or why they could not be read). An encrypted tunnel without them both ways
     /// carries nothing (the firewall drops clear GENEVE to and from its peer): it is down.
-    pub fn check_encryption(&mut self, states: &Result<Vec<EspState>, String>) {
+    /// `software` is whether this host runs OVS IPsec ([`ipsec::check_software`]): when it does
+    /// not, that is the reason a tunnel has no security association, and its error says so.
+    pub fn check_encryption(
+        &mut self,
+        states: &Result<Vec<EspState>, String>,
+        software: &Result<(), String>,
+    ) {
         for tunnel in self.networks.iter_mut().flat_map(|n| &mut n.tunnels) {
             if !tunnel.encrypted {
                 continue;
@@ -71,18 +77,23 @@ impl StatusReport {
             tunnel.ipsec = Some(security.as_str().to_string());
             if security != PeerSecurity::Established {
                 tunnel.state = "down";
-                tunnel.error.get_or_insert_with(|| {
-                    format!(
-                        "IPsec: {} security association with {} (nothing crosses in clear): \
+                let how = if security == PeerSecurity::OneWay {
+                    "only a one-way"
+                } else {
+                    "no"
+                };
+                tunnel.error.get_or_insert_with(|| match software {
+                    Err(why) => format!(
+                        "IPsec: {how} security association with {} (nothing crosses in \
+                         clear), and this host cannot make one: {why}",
+                        tunnel.peer
+                    ),
+                    Ok(()) => format!(
+                        "IPsec: {how} security association with {} (nothing crosses in clear): \
                          check that the peer runs encrypt=ipsec with the same key, and \
                          ovs-monitor-ipsec and the IKE daemon on both hosts",
-                        if security == PeerSecurity::OneWay {
-                            "only a one-way"
-                        } else {
-                            "no"
-                        },
                         tunnel.peer
-                    )
+                    ),
                 });
             }
         }

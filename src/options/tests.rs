@@ -28,10 +28,15 @@ impl FakeHost {
             routes: vec!["10.99.0.0/24".parse().unwrap()],
             asked: 0,
             keys: Some(
-                [(
-                    "/etc/geneve-ovs/net1.psk".into(),
-                    "0123456789abcdef0123\n".into(),
-                )]
+                [
+                    (
+                        "/etc/geneve-ovs/net1.psk".into(),
+                        "0123456789abcdef0123\n".into(),
+                    ),
+                    (CERT_FILE.into(), PEM_CERT.into()),
+                    (KEY_FILE.into(), PEM_KEY.into()),
+                    (CA_FILE.into(), PEM_CERT.into()),
+                ]
                 .into_iter()
                 .collect(),
             ),
@@ -73,6 +78,21 @@ impl HostFacts for FakeHost {
                 path.display()
             ),
         }
+    }
+    fn check_pki_files(&mut self, pki: &HostPki) -> Result<()> {
+        self.asked += 1;
+        let files = [
+            ("cert", &pki.certificate, ipsec::PemKind::Certificate),
+            ("key", &pki.private_key, ipsec::PemKind::PrivateKey),
+            ("ca", &pki.ca_cert, ipsec::PemKind::Certificate),
+        ];
+        for (option, path, kind) in files {
+            match self.keys.as_ref().and_then(|k| k.get(path.as_path())) {
+                Some(text) => ipsec::check_pem_text(option, path, text, kind)?,
+                None => bail!("cannot read the file {} (option {option})", path.display()),
+            }
+        }
+        Ok(())
     }
     fn check_ipsec_software(&mut self) -> Result<()> {
         self.asked += 1;
@@ -128,6 +148,9 @@ fn defaults_when_nothing_is_given() {
             encrypt_ipsec: false,
             psk_file: None,
             ovn: vec![],
+            cert: None,
+            key: None,
+            ca: None,
         }
     );
 }
@@ -232,7 +255,7 @@ fn bad_values_name_option_and_value() {
         (&[("dad_timeout_ms", "Auto")], r#"dad_timeout_ms="Auto""#),
         (
             &[("bogus", "1")],
-            r#"unknown option "bogus" (valid options: peers, ovn, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts, encrypt, psk_file)"#,
+            r#"unknown option "bogus" (valid options: peers, ovn, vni, mtu, datapath, dst_port, local_ip, bfd, dad, dad_timeout_ms, port_security, hosts, encrypt, psk_file, cert, key, ca)"#,
         ),
     ];
     for (pairs, want) in cases {
@@ -990,4 +1013,125 @@ fn ipsec_is_refused_with_ovn() {
         err.contains("encrypt=ipsec") && err.contains("ovn=\"10.99.0.1\""),
         "{err}"
     );
+}
+
+const CERT_FILE: &str = "/etc/geneve-ovs/host-cert.pem";
+const KEY_FILE: &str = "/etc/geneve-ovs/host-privkey.pem";
+const CA_FILE: &str = "/etc/geneve-ovs/cacert.pem";
+const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+fn cert_options() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("peers", "10.99.0.2"),
+        ("encrypt", "ipsec"),
+        ("cert", CERT_FILE),
+        ("key", KEY_FILE),
+        ("ca", CA_FILE),
+    ]
+}
+
+#[test]
+fn ipsec_with_certificates_checks_the_files_and_saves_their_paths() {
+    let net = network(&cert_options());
+    let cfg = resolve(&net, Stage::Create, &mut FakeHost::new()).unwrap();
+    assert_eq!(
+        cfg.encryption.host_pki(),
+        Some(&HostPki {
+            certificate: CERT_FILE.into(),
+            private_key: KEY_FILE.into(),
+            ca_cert: CA_FILE.into(),
+        })
+    );
+    assert!(cfg.encryption.is_encrypted() && cfg.encryption.psk().is_none());
+    assert_eq!(cfg.mtu, 1410);
+    let saved = cfg.to_options();
+    assert_eq!(
+        (
+            saved["encrypt"].as_str(),
+            saved["cert"].as_str(),
+            saved["key"].as_str(),
+            saved["ca"].as_str()
+        ),
+        ("ipsec", CERT_FILE, KEY_FILE, CA_FILE)
+    );
+    assert!(!saved.contains_key("psk_file"), "{saved:?}");
+    let mut again = net.clone();
+    again.options = Some(saved);
+    assert_eq!(
+        resolve(&again, Stage::Saved, &mut FakeHost::new()).unwrap(),
+        cfg
+    );
+}
+
+#[test]
+fn ipsec_certificate_options_are_refused_alone_mixed_or_with_bad_files() {
+    let with = |extra: &[(&'static str, &'static str)], drop: &[&str]| {
+        let mut pairs: Vec<_> = cert_options()
+            .into_iter()
+            .filter(|(k, _)| !drop.contains(k))
+            .collect();
+        pairs.extend_from_slice(extra);
+        network(&pairs)
+    };
+    for (net, needles) in [
+        // All three together.
+        (with(&[], &["ca"]), vec!["cert=", "missing: ca"]),
+        (
+            with(&[], &["cert", "key"]),
+            vec!["ca=", "missing: cert, key"],
+        ),
+        // Not with a pre-shared key.
+        (
+            with(&[("psk_file", PSK_FILE)], &[]),
+            vec!["psk_file=", "alternatives"],
+        ),
+        // Only with encrypt=ipsec.
+        (
+            with(&[], &["encrypt"]),
+            vec!["cert=", "only used with encrypt=ipsec"],
+        ),
+        // On the kernel datapath only.
+        (
+            with(&[("datapath", "netdev")], &[]),
+            vec!["userspace datapath"],
+        ),
+    ] {
+        let err = format!(
+            "{:#}",
+            resolve(&net, Stage::Create, &mut FakeHost::new()).unwrap_err()
+        );
+        for needle in needles {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+    // Files: missing, not PEM, the wrong kind; each error names the option and the file.
+    for (path, text, option, needle) in [
+        (CERT_FILE, None, "cert", "cannot read"),
+        (CA_FILE, Some("hello"), "ca", "not PEM"),
+        (CERT_FILE, Some(PEM_KEY), "cert", "no certificate"),
+        (KEY_FILE, Some(PEM_CERT), "key", "no private key"),
+        (
+            KEY_FILE,
+            Some("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"),
+            "key",
+            "encrypted",
+        ),
+    ] {
+        let mut host = FakeHost::new();
+        let keys = host.keys.as_mut().unwrap();
+        match text {
+            Some(text) => keys.insert(path.into(), text.into()),
+            None => keys.remove(Path::new(path)),
+        };
+        let err = format!(
+            "{:#}",
+            resolve(&network(&cert_options()), Stage::Create, &mut host).unwrap_err()
+        );
+        assert!(
+            err.contains(needle) && err.contains(path) && err.contains(&format!("option {option}")),
+            "{path}: {err}"
+        );
+    }
+    assert!(err_of(&[("key", "host.pem")]).contains("absolute path"));
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 
 use super::schema::{bridge_external_ids, gateway_external_ids, tunnel_external_ids, Role};
 use super::snapshot::{BridgeRow, Snapshot};
-use crate::ipsec::Psk;
+use crate::ipsec::{self, HostPki, Psk};
 use crate::naming;
 use crate::options::{Datapath, NetworkConfig};
 
@@ -29,6 +29,9 @@ pub struct Tunnel {
     /// The pre-shared key of an encrypted network: `options:psk`, which is what makes
     /// ovs-monitor-ipsec set up IPsec for the tunnel (and ovs-vswitchd mark its packets).
     pub psk: Option<Psk>,
+    /// With certificates: `options:remote_name`, the CN the peer's certificate must carry,
+    /// which is its underlay address ([`crate::ipsec::HostPki`]).
+    pub remote_name: Option<String>,
     pub external_ids: BTreeMap<String, String>,
 }
 
@@ -60,6 +63,9 @@ impl Tunnel {
         }
         if let Some(psk) = &self.psk {
             options.insert("psk".to_string(), psk.expose().to_string());
+        }
+        if let Some(name) = &self.remote_name {
+            options.insert("remote_name".to_string(), name.clone());
         }
         options
     }
@@ -158,6 +164,9 @@ pub enum Change {
     },
     /// An owned bridge of the same network under another name (an earlier create of it).
     RemoveBridge { uuid: String },
+    /// The host's certificate, key and CA for OVS IPsec (`Open_vSwitch.other_config`), when
+    /// the first network with certificates is created on this host.
+    SetHostPki { pki: HostPki },
 }
 
 /// The gateway port a non-internal network has on this host while containers are attached.
@@ -171,6 +180,33 @@ pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
         mtu: cfg.mtu,
         external_ids: gateway_external_ids(cfg),
     })
+}
+
+/// ovs-monitor-ipsec takes the host's certificate settings into every tunnel and then refuses
+/// those with a pre-shared key: a network with certificates is refused while another network
+/// of this host has tunnels with a key (this network's own are rewritten in the same change).
+fn check_no_psk_tunnels(cfg: &NetworkConfig, observed: &Snapshot) -> Result<()> {
+    let network = |i: &super::snapshot::InterfaceRow| {
+        i.external_ids
+            .get(super::schema::keys::NETWORK)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let keyed = observed
+        .interfaces
+        .iter()
+        .find(|i| i.options.contains_key("psk") && network(i) != cfg.name);
+    if let Some(i) = keyed {
+        bail!(
+            "invalid option cert: this host's OVS IPsec would take certificates for every \
+             tunnel, and network {:?} uses a pre-shared key (tunnel {}); OVS IPsec cannot mix \
+             the two on one host: give that network cert, key and ca too (create it again), or \
+             use its psk_file here",
+            network(i),
+            i.name
+        );
+    }
+    Ok(())
 }
 
 /// The tunnels the network wants on this host, one per peer.
@@ -187,6 +223,7 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
                 dst_port: cfg.dst_port,
                 bfd: cfg.bfd,
                 psk: cfg.encryption.psk().cloned(),
+                remote_name: cfg.encryption.host_pki().map(|_| peer.to_string()),
                 external_ids,
             }
         })
@@ -203,6 +240,16 @@ pub fn plan(
 ) -> Result<Vec<Change>> {
     check_vni_is_free(cfg, observed)?;
     let mut changes = Vec::new();
+    let seen =
+        ipsec::PKI_OTHER_CONFIG_KEYS.map(|k| observed.ovs_other_config.get(k).map(String::as_str));
+    if let Some(pki) = cfg.encryption.host_pki() {
+        check_no_psk_tunnels(cfg, observed)?;
+        if ipsec::check_host_pki(pki, &seen)? {
+            changes.push(Change::SetHostPki { pki: pki.clone() });
+        }
+    } else if cfg.encryption.psk().is_some() {
+        ipsec::check_no_host_pki(&seen)?;
+    }
     let wanted = desired_tunnels(cfg);
 
     match observed.bridge(&cfg.bridge) {
@@ -451,6 +498,7 @@ mod tests {
                     ..InterfaceRow::default()
                 })
                 .collect(),
+            ovs_other_config: BTreeMap::new(),
         }
     }
 
@@ -505,6 +553,88 @@ mod tests {
                 assert_eq!(external_ids, &tunnel.external_ids);
             }
         }
+    }
+
+    fn with_certificates(c: NetworkConfig) -> NetworkConfig {
+        NetworkConfig {
+            datapath: Datapath::System,
+            encryption: crate::ipsec::Encryption::IpsecCert(HostPki {
+                certificate: "/etc/geneve-ovs/host-cert.pem".into(),
+                private_key: "/etc/geneve-ovs/host-privkey.pem".into(),
+                ca_cert: "/etc/geneve-ovs/cacert.pem".into(),
+            }),
+            ..c
+        }
+    }
+
+    #[test]
+    fn certificate_tunnels_name_the_peer_and_the_host_gets_its_pki_once() {
+        let c = with_certificates(cfg(&["10.99.0.2", "10.99.0.3"]));
+        let tunnels = desired_tunnels(&c);
+        // The peer's certificate must carry its address as CN; no key on the tunnel.
+        assert_eq!(tunnels[0].options()["remote_name"], "10.99.0.2");
+        assert_eq!(tunnels[1].options()["remote_name"], "10.99.0.3");
+        assert!(!tunnels[0].options().contains_key("psk"));
+        assert_eq!(tunnels[0].external_ids[keys::ENCRYPT], "ipsec");
+
+        // A host without certificate settings gets them, with the bridge.
+        let changes = plan(&c, &Snapshot::default(), false).unwrap();
+        let pki = c.encryption.host_pki().unwrap().clone();
+        assert_eq!(changes[0], Change::SetHostPki { pki: pki.clone() });
+        assert!(matches!(changes[1], Change::CreateBridge { .. }));
+
+        // Set to the same files: nothing to do.
+        let mut observed = built(&c);
+        observed.ovs_other_config = pki
+            .other_config()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(plan(&c, &observed, false).unwrap(), vec![]);
+
+        // Set to other files (another network's, or the operator's): refused, nothing planned.
+        observed
+            .ovs_other_config
+            .insert("certificate".into(), "/etc/other-cert.pem".into());
+        let err = plan(&c, &observed, false).unwrap_err().to_string();
+        assert!(err.contains("/etc/other-cert.pem"), "{err}");
+
+        // A pre-shared key on a host with certificate settings: refused (OVS IPsec would
+        // refuse the tunnels), and certificates beside another network's keyed tunnels too.
+        let psk_net = encrypted(cfg(&["10.99.0.2"]), "0123456789abcdef0123");
+        let with_pki = Snapshot {
+            ovs_other_config: observed.ovs_other_config.clone(),
+            ..Snapshot::default()
+        };
+        let err = plan(&psk_net, &with_pki, false).unwrap_err().to_string();
+        assert!(
+            err.contains("psk_file") && err.contains("certificate"),
+            "{err}"
+        );
+        let mut other = built(&psk_net);
+        for i in &mut other.interfaces {
+            i.external_ids.insert(keys::NETWORK.into(), "keyed".into());
+        }
+        let err = plan(&c, &other, false).unwrap_err().to_string();
+        assert!(
+            err.contains("\"keyed\"") && err.contains("pre-shared key"),
+            "{err}"
+        );
+
+        // From a pre-shared key to certificates: the tunnels are rewritten in place.
+        let psk = encrypted(cfg(&["10.99.0.2", "10.99.0.3"]), "0123456789abcdef0123");
+        let changes = plan(&c, &built(&psk), false).unwrap();
+        let updated: Vec<_> = changes
+            .iter()
+            .filter_map(|ch| match ch {
+                Change::UpdateTunnel { options, .. } => Some(options),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(updated.len(), 2, "{changes:?}");
+        assert!(updated
+            .iter()
+            .all(|o| o.contains_key("remote_name") && !o.contains_key("psk")));
     }
 
     #[test]
@@ -719,6 +849,7 @@ mod gateway_tests {
             }],
             ports,
             interfaces: Vec::new(),
+            ovs_other_config: BTreeMap::new(),
         }
     }
 

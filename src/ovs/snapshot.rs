@@ -135,6 +135,9 @@ pub struct Snapshot {
     /// The interfaces the scope selects: the owned ones ([`Scope::Config`]) or every one
     /// ([`Scope::Runtime`]).
     pub interfaces: Vec<InterfaceRow>,
+    /// `Open_vSwitch.other_config`: host-wide settings, among them OVS IPsec's certificate
+    /// files ([`crate::ipsec::PKI_OTHER_CONFIG_KEYS`]).
+    pub ovs_other_config: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -261,14 +264,15 @@ pub fn read_ops(scope: Scope) -> Vec<Value> {
         ops::select("Bridge", vec![], Some(BRIDGE_COLUMNS)),
         ops::select("Port", vec![owned_condition()], Some(port_columns)),
         ops::select("Interface", interfaces, Some(interface_columns)),
+        ops::select("Open_vSwitch", vec![], Some(&["other_config"])),
     ]
 }
 
 /// Decodes the results of [`read_ops`], whatever its scope.
 pub fn decode(results: &[Value]) -> Result<Snapshot> {
-    let [bridges, ports, interfaces] = results else {
+    let [bridges, ports, interfaces, open_vswitch] = results else {
         bail!(
-            "expected 3 results from the OVSDB read, got {}",
+            "expected 4 results from the OVSDB read, got {}",
             results.len()
         );
     };
@@ -288,10 +292,16 @@ pub fn decode(results: &[Value]) -> Result<Snapshot> {
         .map(decode_interface)
         .collect::<Result<Vec<_>>>()
         .context("cannot decode the Interface table")?;
+    let ovs_other_config = match value::rows(open_vswitch)?.first() {
+        Some(row) => selected(row, "other_config", value::string_map)
+            .context("cannot decode the Open_vSwitch table")?,
+        None => BTreeMap::new(),
+    };
     Ok(Snapshot {
         bridges,
         ports,
         interfaces,
+        ovs_other_config,
     })
 }
 
@@ -397,8 +407,10 @@ mod tests {
                 {"_uuid": ["uuid", "i1"], "name": "gt000005abcdef0",
                  "bfd": ["map", [["enable", "true"]]]}
             ]}),
+            json!({"rows": [{"other_config": ["map", [["certificate", "/etc/c.pem"]]]}]}),
         ];
         let observed = decode(&results).unwrap();
+        assert_eq!(observed.ovs_other_config["certificate"], "/etc/c.pem");
         let b = observed.bridge("gnv5").unwrap();
         assert!(b.is_owned());
         assert_eq!(b.network(), Some("n"));
@@ -420,6 +432,7 @@ mod tests {
     fn malformed_config_rows_are_errors_not_panics() {
         let results = vec![
             json!({"rows": [{"_uuid": "nope"}]}),
+            json!({"rows": []}),
             json!({"rows": []}),
             json!({"rows": []}),
         ];
@@ -459,6 +472,7 @@ mod tests {
                  "statistics": ["map", []], "error": "could not open network device foreign",
                  "ofport": -1, "mtu": 1500, "external_ids": ["map", []]}
             ]}),
+            json!({"rows": []}),
         ];
         let inv = decode(&results).unwrap();
         assert_eq!(inv.bridges.len(), 1);
@@ -484,6 +498,7 @@ mod tests {
             json!({"rows": []}),
             json!({"rows": []}),
             json!({"rows": [{"_uuid": ["uuid", "i"], "name": 3}]}),
+            json!({"rows": []}),
         ];
         assert!(decode(&bad).is_err());
     }
@@ -514,6 +529,7 @@ mod tests {
                 {"_uuid": ["uuid", "b2"], "name": "br-ext", "datapath_type": "netdev",
                  "external_ids": ["map", []], "ports": ["set", []]}
             ]}),
+            json!({"rows": []}),
             json!({"rows": []}),
             json!({"rows": []}),
         ];

@@ -281,6 +281,19 @@ impl Txn {
                     ));
                 }
             }
+            Change::SetHostPki { pki } => {
+                // A map mutation's insert keeps existing keys: delete them first.
+                let entries = pki.other_config();
+                let keys = entries.iter().map(|(k, _)| json!(k)).collect();
+                self.ops.push(ops::mutate(
+                    "Open_vSwitch",
+                    vec![],
+                    vec![
+                        ops::mutation("other_config", "delete", value::set(keys)),
+                        ops::mutation("other_config", "insert", value::map(entries)),
+                    ],
+                ));
+            }
             Change::RemoveBridge { uuid } => {
                 self.ops.push(ops::mutate(
                     "Open_vSwitch",

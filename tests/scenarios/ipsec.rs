@@ -19,8 +19,9 @@ const PLUGIN_IN_HOST: &str = "/usr/libexec/netavark/geneve-ovs";
 pub const PSK_FILE: &str = "/etc/geneve-ovs/overlay.psk";
 const KEY: &str = "lab-key-0123456789-abcdefghijklmnop";
 const WRONG_KEY: &str = "another-key-9876543210-zyxwvutsrq";
-/// IKE under software emulation: the first exchange plus a retransmission can take a while.
-pub const IKE_SETTLE: Duration = Duration::from_secs(90);
+/// IKE under software emulation: the first exchange plus a retransmission can take a while,
+/// longer on a loaded machine (each `podman exec` of the wait then takes seconds itself).
+pub const IKE_SETTLE: Duration = Duration::from_secs(180);
 
 /// The charon setting the README recommends (ovs-monitor-ipsec's own strongswan.d file
 /// misspells it): how long the kernel holds back packets of a trap policy whose key exchange
@@ -35,9 +36,26 @@ pub fn start_ipsec(h: Host, key: &str) -> Result<()> {
         "/etc/strongswan.d/geneve-ovs.conf",
         CHARON_ACQUIRE.as_bytes().to_vec(),
     )?;
+    // charon's log, for [`ike_diagnostics`].
+    h.write_file(
+        "/etc/strongswan.d/geneve-ovs-log.conf",
+        b"charon {\n  filelog {\n    lab {\n      path = /var/log/charon.log\n      default = 1\n    }\n  }\n}\n"
+            .to_vec(),
+    )?;
     h.exec_ok(&["mkdir", "-p", "/etc/geneve-ovs"])?;
     h.write_file(PSK_FILE, format!("{key}\n").into_bytes())?;
     h.exec_ok(&["chmod", "600", PSK_FILE])?;
+    // Left by a certificates scenario (the lab's reset keeps the Open_vSwitch row): with them
+    // OVS IPsec refuses keyed tunnels, and so does create.
+    h.vsctl(&[
+        "remove",
+        "Open_vSwitch",
+        ".",
+        "other_config",
+        "certificate",
+        "private_key",
+        "ca_cert",
+    ])?;
     // Run before by an earlier scenario: start the IKE daemon afresh, without the security
     // associations (and the kernel's pending requests) of that scenario's keys.
     h.exec_ok(&[
@@ -51,7 +69,25 @@ pub fn start_ipsec(h: Host, key: &str) -> Result<()> {
          --pidfile=$pidfile --log-file=/var/log/openvswitch/ovs-monitor-ipsec.log --detach \
          unix:/run/openvswitch/db.sock",
     ])?;
-    Ok(())
+    wait_for_charon(h)
+}
+
+/// Waits until the IKE daemon runs on `h` (ovs-monitor-ipsec and the starter start it in the
+/// background), as `create` requires.
+fn wait_for_charon(h: Host) -> Result<()> {
+    wait::until(
+        &format!("charon running on host {}", h.index()),
+        Duration::from_secs(60),
+        || Ok(charon_running(h)),
+    )
+}
+
+fn charon_running(h: Host) -> bool {
+    ok(&h.exec(&[
+        "sh",
+        "-c",
+        "kill -0 \"$(cat /var/run/charon.pid)\" 2>/dev/null",
+    ]))
 }
 
 fn encrypted_flags() -> Vec<String> {
@@ -153,7 +189,7 @@ pub fn two_hosts_psk_only_esp_on_the_wire(lab: &PodmanLab) -> Result<()> {
     let c1 = h1.run_sleeper("c1", NET)?;
     let c2 = h2.run_sleeper("c2", NET)?;
     let (ip1, ip2) = (c1.ip(NET)?, c2.ip(NET)?);
-    c1.wait_ping(&ip2, IKE_SETTLE)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2])?;
     ensure!(c2.ping(&ip1), "host 2 -> host 1");
     tcp_across(h1, &c2, NET)?;
 
@@ -272,7 +308,7 @@ pub fn three_hosts_encrypted_and_clear_side_by_side(lab: &PodmanLab) -> Result<(
         for (a, _) in pairs.iter() {
             for (b, ip) in pairs.iter() {
                 if a.name() != b.name() {
-                    a.wait_ping(ip, IKE_SETTLE)
+                    wait_ping_ike(a, ip, &lab.hosts())
                         .with_context(|| format!("{} -> {}", a.name(), b.name()))?;
                 }
             }
@@ -322,5 +358,578 @@ pub fn three_hosts_encrypted_and_clear_side_by_side(lab: &PodmanLab) -> Result<(
     );
     let out = h1.exec(&["ip", "xfrm", "policy"]);
     ensure!(ok(&out), "ip xfrm policy failed");
+    Ok(())
+}
+
+/// Where each host keeps its certificate, its key and the CA's certificate.
+pub const CERT_FILE: &str = "/etc/geneve-ovs/host-cert.pem";
+pub const KEY_FILE: &str = "/etc/geneve-ovs/host-privkey.pem";
+pub const CA_FILE: &str = "/etc/geneve-ovs/cacert.pem";
+
+/// Makes CA `ca` in /root/pki/`ca` on `on` (an RSA key and a self-signed certificate).
+fn make_ca(on: Host, ca: &str) -> Result<()> {
+    on.exec_ok(&[
+        "sh",
+        "-c",
+        &format!(
+            "set -e; mkdir -p /root/pki/{ca}; cd /root/pki/{ca}; \
+             openssl req -x509 -newkey rsa:2048 -nodes -keyout cakey.pem -out cacert.pem \
+             -days 30 -subj '/O=geneve-ovs lab/CN={ca}' 2>/dev/null"
+        ),
+    ])?;
+    Ok(())
+}
+
+/// A host certificate for underlay address `ip` from CA `ca` (made on `on`), as the README
+/// says: CN and IP subjectAltName the address. Returns the certificate and the key (PEM).
+fn issue(on: Host, ca: &str, ip: &str) -> Result<(String, String)> {
+    on.exec_ok(&[
+        "sh",
+        "-c",
+        &format!(
+            "set -e; cd /root/pki/{ca}; \
+             openssl genrsa -traditional -out {ip}-privkey.pem 2048 2>/dev/null; \
+             openssl req -new -key {ip}-privkey.pem -subj '/O=geneve-ovs/CN={ip}' \
+             -out {ip}-req.pem; \
+             printf 'subjectAltName=IP:{ip}\\n' >{ip}.ext; \
+             openssl x509 -req -in {ip}-req.pem -CA cacert.pem -CAkey cakey.pem \
+             -CAcreateserial -days 30 -extfile {ip}.ext -out {ip}-cert.pem 2>/dev/null"
+        ),
+    ])?;
+    let dir = format!("/root/pki/{ca}");
+    let cert = on.exec_ok(&["cat", &format!("{dir}/{ip}-cert.pem")])?;
+    let key = on.exec_ok(&["cat", &format!("{dir}/{ip}-privkey.pem")])?;
+    Ok((cert, key))
+}
+
+/// Installs a certificate, its key (root, 0600) and the CA's certificate on `h`, on a host
+/// whose OVS has no certificate settings yet, and starts OVS IPsec there.
+fn install_certificates(h: Host, cert: &str, key: &str, ca_cert: &str) -> Result<()> {
+    // strongSwan trusts the CA ovs-monitor-ipsec names in its `ca` section only once it is in
+    // its own CA directory too (README: the setup step); start_ipsec's restart loads it.
+    h.write_file(
+        "/etc/ipsec.d/cacerts/geneve-ovs-ca.pem",
+        format!("{}\n", ca_cert.trim()).into_bytes(),
+    )?;
+    // Also clears the certificate settings an earlier scenario left.
+    start_ipsec(h, KEY)?;
+    for (path, text, mode) in [
+        (CERT_FILE, cert, "644"),
+        (KEY_FILE, key, "600"),
+        (CA_FILE, ca_cert, "644"),
+    ] {
+        h.write_file(path, format!("{}\n", text.trim()).into_bytes())?;
+        h.exec_ok(&["chmod", mode, path])?;
+    }
+    Ok(())
+}
+
+fn certificate_flags() -> Vec<String> {
+    [
+        "encrypt=ipsec".to_string(),
+        format!("cert={CERT_FILE}"),
+        format!("key={KEY_FILE}"),
+        format!("ca={CA_FILE}"),
+    ]
+    .into_iter()
+    .flat_map(|o| ["--opt".to_string(), o])
+    .collect()
+}
+
+/// What a failed key exchange leaves to read on `h`: strongSwan's view, its log and
+/// ovs-monitor-ipsec's (no key material: `statusall` prints none).
+fn ike_diagnostics(h: Host) -> String {
+    let out = h.exec(&[
+        "sh",
+        "-c",
+        "ipsec statusall 2>&1 | head -40; tail -40 /var/log/charon.log 2>&1; \
+         tail -20 /var/log/openvswitch/ovs-monitor-ipsec.log 2>&1; \
+         grep -v -i psk /etc/ipsec.conf | head -60",
+    ]);
+    format!("{}{}", stdout(&out), crate::podman_lab::stderr(&out))
+}
+
+/// [`Container::wait_ping`] over encrypted tunnels; on a timeout prints what the IKE daemon of
+/// each of `hosts` saw, so that a failed key exchange says why.
+fn wait_ping_ike(from: &Container, to: &str, hosts: &[Host]) -> Result<()> {
+    from.wait_ping(to, IKE_SETTLE).map_err(|err| {
+        for h in hosts {
+            eprintln!("[ipsec] h{} IKE state:\n{}", h.index(), ike_diagnostics(*h));
+        }
+        err.context(format!("{} -> {to} over IPsec", from.name()))
+    })
+}
+
+/// Two hosts with encrypt=ipsec and certificates from one CA, made in the test (CN the host's
+/// underlay address): ping and TCP cross, the underlay carries only ESP, `status` says each
+/// tunnel is encrypted and established; OVS holds the host's files in other_config and each
+/// tunnel the peer's name; a second network naming other files is refused and left nowhere.
+pub fn two_hosts_certificates_only_esp_on_the_wire(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    make_ca(h1, "lab-ca")?;
+    let ca_cert = h1.exec_ok(&["cat", "/root/pki/lab-ca/cacert.pem"])?;
+    let flags = certificate_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for (h, range) in lab.hosts().into_iter().zip(SEED_RANGES) {
+        let (cert, key) = issue(h1, "lab-ca", &h.ip())?;
+        install_certificates(h, &cert, &key, &ca_cert)?;
+        let net = internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+        assert_eq!(opt(&net, "encrypt"), "ipsec");
+        assert_eq!(
+            (opt(&net, "cert"), opt(&net, "key"), opt(&net, "ca")),
+            (CERT_FILE.into(), KEY_FILE.into(), CA_FILE.into())
+        );
+        assert_eq!(opt(&net, "psk_file"), "");
+        assert_eq!(opt(&net, "mtu"), "1410");
+        let inspect = h.podman_ok(&["network", "inspect", NET])?;
+        ensure!(!inspect.contains("PRIVATE KEY"), "the key in inspect");
+        for (key, path) in [
+            ("certificate", CERT_FILE),
+            ("private_key", KEY_FILE),
+            ("ca_cert", CA_FILE),
+        ] {
+            let set = h.vsctl(&["get", "Open_vSwitch", ".", &format!("other_config:{key}")])?;
+            ensure!(
+                set.trim().trim_matches('"') == path,
+                "h{}: other_config:{key} is {set}",
+                h.index()
+            );
+        }
+        let other = if h.index() == 1 { h2 } else { h1 };
+        let options = h.vsctl(&[
+            "--bare",
+            "--columns=options",
+            "find",
+            "Interface",
+            "type=geneve",
+        ])?;
+        let options: Vec<&str> = options.split([' ', ',', '\n']).collect();
+        let remote_name = format!("remote_name={}", other.ip());
+        ensure!(
+            options.contains(&remote_name.as_str())
+                && !options.iter().any(|o| o.starts_with("psk=")),
+            "h{}: tunnel options {options:?}",
+            h.index()
+        );
+    }
+
+    // One certificate per host: another network naming other files is refused, and leaves
+    // neither a network nor a bridge.
+    h1.exec_ok(&["cp", "-p", CERT_FILE, "/etc/geneve-ovs/other-cert.pem"])?;
+    let bridges = h1.bridges()?;
+    let out = h1.podman(&[
+        "network",
+        "create",
+        "-d",
+        "geneve-ovs",
+        "--internal",
+        "--subnet",
+        "192.168.121.0/24",
+        "--opt",
+        &format!("peers={peers}"),
+        "--opt",
+        "encrypt=ipsec",
+        "--opt",
+        "cert=/etc/geneve-ovs/other-cert.pem",
+        "--opt",
+        &format!("key={KEY_FILE}"),
+        "--opt",
+        &format!("ca={CA_FILE}"),
+        "other",
+    ]);
+    let err = crate::podman_lab::stderr(&out);
+    ensure!(
+        !ok(&out) && err.contains("other_config") && err.contains(CERT_FILE),
+        "a second set of certificate files: {err}"
+    );
+    ensure!(
+        !h1.network_names()?.iter().any(|n| n == "other"),
+        "network left"
+    );
+    ensure!(h1.bridges()? == bridges, "a bridge left behind");
+
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let (ip1, ip2) = (c1.ip(NET)?, c2.ip(NET)?);
+    wait_ping_ike(&c1, &ip2, &[h1, h2])?;
+    ensure!(c2.ping(&ip1), "host 2 -> host 1");
+    tcp_across(h1, &c2, NET)?;
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 10 -i 0.2 {ip2} >/dev/null"),
+    )?;
+    let clear = udp_lines(&lines, 6081);
+    ensure!(clear.is_empty(), "clear GENEVE on the underlay: {clear:#?}");
+    ensure!(esp_lines(&lines) >= 20, "too little ESP: {lines:#?}");
+    for h in [h1, h2] {
+        let (code, report) = status(h)?;
+        let tunnels = tunnels_of(&report, NET);
+        ensure!(tunnels.len() == 1, "{report:#}");
+        ensure!(
+            tunnels[0]["encrypted"] == true && tunnels[0]["ipsec"] == "established",
+            "h{}: {report:#}",
+            h.index()
+        );
+        ensure!(code == 0, "h{}: status exit {code}: {report:#}", h.index());
+    }
+    Ok(())
+}
+
+/// Host 2's certificate is signed by another CA than the one both hosts trust: nothing
+/// crosses (no clear GENEVE either, no ESP from host 1), and `status` on host 1 names the
+/// tunnel to host 2 and exits 2.
+pub fn certificate_of_another_ca_nothing_crosses(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    make_ca(h1, "lab-ca")?;
+    make_ca(h1, "rogue-ca")?;
+    let ca_cert = h1.exec_ok(&["cat", "/root/pki/lab-ca/cacert.pem"])?;
+    let flags = certificate_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for ((h, range), ca) in lab
+        .hosts()
+        .into_iter()
+        .zip(SEED_RANGES)
+        .zip(["lab-ca", "rogue-ca"])
+    {
+        let (cert, key) = issue(h1, ca, &h.ip())?;
+        install_certificates(h, &cert, &key, &ca_cert)?;
+        internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let ip2 = c2.ip(NET)?;
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 15 -W 1 {ip2} >/dev/null || true"),
+    )?;
+    ensure!(
+        !c1.ping(&ip2),
+        "a ping crossed with a certificate of another CA"
+    );
+    let clear = udp_lines(&lines, 6081);
+    ensure!(clear.is_empty(), "clear GENEVE: {clear:#?}");
+    let from_h1 = format!("{} > ", h1.ip());
+    let esp_out: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(": ESP(") && l.contains(&from_h1))
+        .collect();
+    ensure!(esp_out.is_empty(), "ESP from host 1 (an SA?): {esp_out:#?}");
+    let (code, report) = status(h1)?;
+    let tunnels = tunnels_of(&report, NET);
+    ensure!(tunnels.len() == 1, "{report:#}");
+    let t = tunnels[0];
+    ensure!(
+        t["peer"] == h2.ip() && t["state"] == "down" && t["ipsec"] != "established",
+        "{report:#}"
+    );
+    let error = t["error"].as_str().unwrap_or_default();
+    ensure!(
+        error.contains("IPsec") && error.contains(&h2.ip()),
+        "{report:#}"
+    );
+    ensure!(code == 2, "status exit {code}: {report:#}");
+    Ok(())
+}
+
+/// Whether `text` (`ip xfrm state`, `ip xfrm policy`) names address `ip`: as a word, alone or
+/// with a prefix length, so that 10.99.0.3 is not found in 10.99.0.30.
+fn names_address(text: &str, ip: &str) -> bool {
+    text.split_whitespace()
+        .any(|word| word == ip || word.split('/').next() == Some(ip))
+}
+
+/// Whether ovs-monitor-ipsec's strongSwan configuration on `h` has a connection to `peer`.
+fn ipsec_conf_names(h: Host, peer: &str) -> Result<bool> {
+    let conf = h.exec_ok(&["cat", "/etc/ipsec.conf"])?;
+    let right = format!("right={peer}");
+    Ok(conf.lines().any(|l| l.trim() == right))
+}
+
+/// `create` of the encrypted network with `hosts=4` (each host's address range from its place
+/// in `peers`, so that `geneve-ovs peers add` can add a host to it).
+fn create_with_hosts(h: Host, peers: &str) -> Result<Value> {
+    let peers = format!("peers={peers}");
+    let flags = encrypted_flags();
+    let mut args = vec![
+        "--internal",
+        "--subnet",
+        SUBNET,
+        "--opt",
+        &peers,
+        "--opt",
+        "hosts=4",
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    h.create_network(NET, &args)
+}
+
+/// Every tunnel of network [`NET`] in `h`'s status is encrypted and established, to exactly
+/// the `peers` given, and status exits 0.
+fn status_all_established(h: Host, peers: &[String]) -> Result<()> {
+    let (code, report) = status(h)?;
+    let mut seen: Vec<String> = tunnels_of(&report, NET)
+        .iter()
+        .map(|t| t["peer"].as_str().unwrap_or_default().to_string())
+        .collect();
+    seen.sort();
+    let mut want = peers.to_vec();
+    want.sort();
+    ensure!(
+        seen == want,
+        "h{}: tunnels to {seen:?}, not {want:?}: {report:#}",
+        h.index()
+    );
+    for t in tunnels_of(&report, NET) {
+        ensure!(
+            t["encrypted"] == true && t["ipsec"] == "established" && t["state"] != "down",
+            "h{}: {report:#}",
+            h.index()
+        );
+    }
+    ensure!(code == 0, "h{}: status exit {code}: {report:#}", h.index());
+    Ok(())
+}
+
+/// ESP lines of a capture to or from `ip`.
+fn esp_with(lines: &[String], ip: &str) -> usize {
+    let from = format!("{ip} > ");
+    let to = format!("> {ip}: ");
+    lines
+        .iter()
+        .filter(|l| l.contains(": ESP(") && (l.contains(&from) || l.contains(&to)))
+        .count()
+}
+
+/// Peers added to and removed from a running encrypted network get and lose their IPsec
+/// configuration: host 3 joins a 2-host network (host 1 with `geneve-ovs peers add` while its
+/// container runs, host 2 by creating the network again): its tunnels are encrypted, the
+/// underlay carries only ESP to and from it, and status says every tunnel is established.
+/// Then it leaves (the reverse): its tunnel, its strongSwan connection, its security
+/// associations and policies and its underlay-filter entry are gone from hosts 1 and 2, which
+/// still talk over ESP only.
+pub fn peers_added_and_removed_get_and_lose_ipsec(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2, h3) = (lab.host(1), lab.host(2), lab.host(3));
+    let two = format!("{},{}", h1.ip(), h2.ip());
+    let three = lab.all_peers();
+    for h in [h1, h2] {
+        start_ipsec(h, KEY)?;
+        create_with_hosts(h, &two)?;
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let ip1 = c1.ip(NET)?;
+    wait_ping_ike(&c1, &c2.ip(NET)?, &[h1, h2])?;
+
+    // Host 3 joins.
+    h1.exec_ok(&[PLUGIN_IN_HOST, "peers", NET, "add", &h3.ip()])?;
+    h2.podman_ok(&["network", "rm", "-f", NET])?;
+    create_with_hosts(h2, &three)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    start_ipsec(h3, KEY)?;
+    create_with_hosts(h3, &three)?;
+    let c3 = h3.run_sleeper("c3", NET)?;
+    let (ip2, ip3) = (c2.ip(NET)?, c3.ip(NET)?);
+    for (from, to) in [
+        (&c3, &ip1),
+        (&c3, &ip2),
+        (&c1, &ip3),
+        (&c2, &ip3),
+        (&c1, &ip2),
+    ] {
+        wait_ping_ike(from, to, &[h1, h2, h3]).context("after host 3 joined")?;
+    }
+    let lines = capture(
+        h3,
+        &[6081],
+        &format!(
+            "podman exec c3 ping -c 6 -i 0.2 {ip1} >/dev/null; \
+             podman exec c3 ping -c 6 -i 0.2 {ip2} >/dev/null"
+        ),
+    )?;
+    let clear = udp_lines(&lines, 6081);
+    ensure!(clear.is_empty(), "clear GENEVE to host 3: {clear:#?}");
+    for h in [h1, h2] {
+        ensure!(
+            esp_with(&lines, &h.ip()) >= 10,
+            "too little ESP between host 3 and host {}: {lines:#?}",
+            h.index()
+        );
+    }
+    for h in [h1, h2, h3] {
+        let others: Vec<String> = [h1, h2, h3]
+            .into_iter()
+            .filter(|o| o.index() != h.index())
+            .map(|o| o.ip())
+            .collect();
+        status_all_established(h, &others)?;
+        ensure!(
+            others
+                .iter()
+                .all(|peer| ipsec_conf_names(h, peer).unwrap_or(false)),
+            "h{}: a connection missing in /etc/ipsec.conf",
+            h.index()
+        );
+    }
+
+    // Host 3 leaves.
+    h1.exec_ok(&[PLUGIN_IN_HOST, "peers", NET, "remove", &h3.ip()])?;
+    h2.podman_ok(&["network", "rm", "-f", NET])?;
+    create_with_hosts(h2, &two)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    h3.podman_ok(&["network", "rm", "-f", NET])?;
+    let gone = h3.ip();
+    for (h, other) in [(h1, h2), (h2, h1)] {
+        wait::until(
+            &format!("host 3's IPsec state gone from host {}", h.index()),
+            Duration::from_secs(60),
+            || {
+                let policy = h.exec_ok(&["ip", "xfrm", "policy"])?;
+                let state = h.exec_ok(&["ip", "xfrm", "state"])?;
+                Ok(!ipsec_conf_names(h, &gone)?
+                    && !names_address(&policy, &gone)
+                    && !names_address(&state, &gone))
+            },
+        )?;
+        let remotes: Vec<String> = h
+            .tunnels()?
+            .iter()
+            .map(|t| {
+                t["options"]["remote_ip"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        ensure!(
+            remotes == [other.ip()],
+            "h{}: tunnels to {remotes:?}",
+            h.index()
+        );
+        let set = h.exec_ok(&[
+            "nft",
+            "list",
+            "set",
+            "inet",
+            "geneve_ovs",
+            "underlay_ipsec4",
+        ])?;
+        ensure!(
+            !names_address(&set.replace(',', " "), &gone) && set.contains(&other.ip()),
+            "h{}: {set}",
+            h.index()
+        );
+    }
+    let ip2 = c2.ip(NET)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2]).context("after host 3 left")?;
+    for (h, other) in [(h1, h2), (h2, h1)] {
+        status_all_established(h, &[other.ip()])?;
+    }
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 8 -i 0.2 {ip2} >/dev/null"),
+    )?;
+    let clear = udp_lines(&lines, 6081);
+    ensure!(
+        clear.is_empty(),
+        "clear GENEVE after host 3 left: {clear:#?}"
+    );
+    ensure!(
+        esp_with(&lines, &h2.ip()) >= 14,
+        "too little ESP with host 2: {lines:#?}"
+    );
+    Ok(())
+}
+
+/// With the IKE daemon (charon) stopped on host 1, ovs-monitor-ipsec still running: nothing
+/// crosses (no clear GENEVE either), `status` there names the tunnel and the stopped daemon and
+/// exits 2, and `create` of another encrypted network is refused naming the daemon, leaving no
+/// network and no bridge. Started again, the daemon brings the tunnel back.
+pub fn ike_daemon_stopped_create_refuses_and_status_says_down(lab: &PodmanLab) -> Result<()> {
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    let peers = lab.all_peers();
+    let flags = encrypted_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for (h, range) in lab.hosts().into_iter().zip(SEED_RANGES) {
+        start_ipsec(h, KEY)?;
+        internal_network(h, NET, SUBNET, range, &peers, &flags)?;
+    }
+    let c1 = h1.run_sleeper("c1", NET)?;
+    let c2 = h2.run_sleeper("c2", NET)?;
+    let ip2 = c2.ip(NET)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2])?;
+
+    h1.exec_ok(&["ipsec", "stop"])?;
+    wait::until("charon stopped on host 1", Duration::from_secs(30), || {
+        Ok(!charon_running(h1))
+    })?;
+    let lines = capture(
+        h1,
+        &[6081],
+        &format!("podman exec c1 ping -c 10 -W 1 {ip2} >/dev/null || true"),
+    )?;
+    ensure!(!c1.ping(&ip2), "a ping crossed without the IKE daemon");
+    let clear = udp_lines(&lines, 6081);
+    ensure!(
+        clear.is_empty(),
+        "clear GENEVE without the IKE daemon: {clear:#?}"
+    );
+    let (code, report) = status(h1)?;
+    let tunnels = tunnels_of(&report, NET);
+    ensure!(tunnels.len() == 1, "{report:#}");
+    let t = tunnels[0];
+    ensure!(
+        t["peer"] == h2.ip() && t["state"] == "down" && t["ipsec"] != "established",
+        "{report:#}"
+    );
+    // The error says why: this host's IKE daemon.
+    let error = t["error"].as_str().unwrap_or_default();
+    ensure!(
+        error.contains("IPsec") && error.contains(&h2.ip()) && error.contains("IKE daemon"),
+        "{report:#}"
+    );
+    ensure!(code == 2, "status exit {code}: {report:#}");
+
+    let bridges = h1.bridges()?;
+    let out = h1.podman(&[
+        "network",
+        "create",
+        "-d",
+        "geneve-ovs",
+        "--internal",
+        "--subnet",
+        "192.168.121.0/24",
+        "--opt",
+        &format!("peers={peers}"),
+        "--opt",
+        "encrypt=ipsec",
+        "--opt",
+        &format!("psk_file={PSK_FILE}"),
+        "other",
+    ]);
+    let err = crate::podman_lab::stderr(&out);
+    ensure!(
+        !ok(&out) && err.contains("IKE daemon") && err.contains("charon"),
+        "create without the IKE daemon: {err}"
+    );
+    ensure!(
+        !h1.network_names()?.iter().any(|n| n == "other"),
+        "network left"
+    );
+    ensure!(h1.bridges()? == bridges, "a bridge left behind");
+
+    // Started again, it reads the connections ovs-monitor-ipsec wrote and the tunnel is back.
+    h1.exec_ok(&["ipsec", "start"])?;
+    wait_for_charon(h1)?;
+    wait_ping_ike(&c1, &ip2, &[h1, h2]).context("the tunnel after the IKE daemon started again")?;
+    let (code, report) = status(h1)?;
+    ensure!(
+        code == 0,
+        "status exit {code} with the daemon back: {report:#}"
+    );
     Ok(())
 }

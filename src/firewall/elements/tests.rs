@@ -328,6 +328,7 @@ fn observed() -> Snapshot {
             ),
         ],
         interfaces: Vec::new(),
+        ..Snapshot::default()
     }
 }
 

@@ -284,7 +284,7 @@ fn encrypted_tunnels_need_their_security_associations() {
         esp("10.99.0.2", "10.99.0.1"),
         esp("10.99.0.1", "10.99.0.3"),
     ];
-    r.check_encryption(&Ok(states));
+    r.check_encryption(&Ok(states), &Ok(()));
     let t = &r.networks[0].tunnels;
     assert_eq!(t[0].peer, "10.99.0.2");
     assert_eq!(
@@ -305,15 +305,28 @@ fn encrypted_tunnels_need_their_security_associations() {
 
     // No SA at all, or the kernel's state unreadable: down, saying why.
     let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
-    r.check_encryption(&Ok(vec![]));
+    r.check_encryption(&Ok(vec![]), &Ok(()));
     let error = r.networks[0].tunnels[0].error.clone().unwrap_or_default();
     assert!(
         error.contains("no security association with 10.99.0.2"),
         "{error}"
     );
     assert_eq!(r.tunnels_down, 2);
+    // Without the IKE daemon on this host, the error says that is why.
     let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
-    r.check_encryption(&Err("ip: not found".into()));
+    r.check_encryption(
+        &Ok(vec![]),
+        &Err("encrypt=ipsec needs the IKE daemon running".into()),
+    );
+    let error = r.networks[0].tunnels[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("IPsec: no security association with 10.99.0.2")
+            && error.contains("this host cannot make one: encrypt=ipsec needs the IKE daemon"),
+        "{error}"
+    );
+    assert_eq!(r.tunnels_down, 2);
+    let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
+    r.check_encryption(&Err("ip: not found".into()), &Ok(()));
     assert_eq!(r.networks[0].tunnels[0].ipsec.as_deref(), Some("unknown"));
     assert_eq!(r.tunnels_down, 2);
 
@@ -321,7 +334,7 @@ fn encrypted_tunnels_need_their_security_associations() {
     let f = healthy();
     let mut r = build(&f.inv, &f.host, Some(&f.saved), None).unwrap();
     assert!(!r.has_encrypted_tunnels());
-    r.check_encryption(&Ok(vec![]));
+    r.check_encryption(&Ok(vec![]), &Ok(()));
     assert!(r.healthy());
     assert_eq!(r.networks[0].tunnels[0].ipsec, None);
 }
