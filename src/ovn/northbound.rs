@@ -299,11 +299,11 @@ impl Northbound {
         let switch_name = plan::switch_name(&cfg.name);
         for _ in 0..ATTEMPTS {
             let Some(switch) = self.find_switch(&switch_name)? else {
-                bail!(
-                    "network {} has no logical switch {switch_name} in OVN (removed by hand?): \
-                     run `podman network create` for it again on this host",
-                    cfg.name
-                );
+                // Removed by `gc` of the last host to leave the network while this host
+                // still has it: made again (guarded), as for a container's port.
+                self.ensure_switch(cfg)
+                    .with_context(|| format!("OVN northbound database at {}", self.remote()))?;
+                continue;
             };
             let ports = self.ports_of(&switch)?;
             if let Some(existing) = ports.iter().find(|p| p.name == wanted.name) {
