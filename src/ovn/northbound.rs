@@ -62,7 +62,15 @@ impl Northbound {
                         follower = Some(client);
                     }
                 }
-                Err(err) => why.push(format!("{remote}: {err:#}")),
+                Err(err) => {
+                    // Errors of the transport already name the remote; others do not.
+                    let text = format!("{err:#}");
+                    if text.contains(&remote.to_string()) {
+                        why.push(text);
+                    } else {
+                        why.push(format!("{remote}: {text}"));
+                    }
+                }
             }
         }
         if let Some(client) = follower {
