@@ -313,3 +313,132 @@ fn full_size_frames_and_tcp_cross_between_hosts() -> Result<()> {
     ensure!(size.trim() == "524288", "fetched {size} bytes of 524288");
     lab.down_and_check()
 }
+
+#[test]
+fn rebooted_host_containers_come_back() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-reboot", 3)?;
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+        containers.push(h.run_sleeper(&format!("c{}", h.index()), NET)?);
+    }
+    let (c1, c3) = (&containers[0], &containers[2]);
+    let ip1 = c1.ip(NET)?;
+    c3.wait_ping(&ip1, SETTLE)?;
+    let h3 = lab.host(3);
+    h3.reboot()?;
+    let start = Instant::now();
+    h3.podman_ok(&["start", "c3"])?;
+    let started = start.elapsed();
+    let ip3 = c3.ip(NET)?;
+    c3.wait_ping(&ip1, SETTLE)?;
+    c1.wait_ping(&ip3, SETTLE)?;
+    eprintln!(
+        "[ovn-reboot] podman start took {started:.1?}; host 3's container answers host 1's \
+         {:.1?} after it",
+        start.elapsed()
+    );
+    lab.down_and_check()
+}
+
+#[test]
+fn static_address_in_use_on_another_host_is_refused_at_once() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-inuse", 2)?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+    }
+    let owner = h1.run_sleeper("owner", NET)?;
+    let ip = owner.ip(NET)?;
+    let ports_before = h2.ports("br-int")?;
+
+    let start = Instant::now();
+    let out = h2.podman(&[
+        "run",
+        "-d",
+        "--name",
+        "thief",
+        "--net",
+        NET,
+        "--ip",
+        &ip,
+        podman_lab::IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let took = start.elapsed();
+    eprintln!("[ovn-inuse] refusal of {ip} on host 2 took {took:.1?}");
+    ensure!(
+        !ok(&out),
+        "host 2 started a container with {ip}, owner's address"
+    );
+    let err = podman_lab::stderr(&out);
+    ensure!(
+        err.contains(&ip) && err.contains("owner") && err.contains("lab-h1"),
+        "the refusal should name the address, the container that has it and its chassis:\n{err}"
+    );
+    // No listening window: well under the mesh mode's duplicate-address detection.
+    ensure!(took < Duration::from_secs(5), "refusal took {took:?}");
+    // Nothing left: no port on br-int, no logical port with the address but the owner's.
+    ensure!(
+        h2.ports("br-int")? == ports_before,
+        "br-int of host 2 changed: {:?} -> {:?}",
+        ports_before,
+        h2.ports("br-int")?
+    );
+    let with_ip: Vec<String> = h2
+        .nbctl(&[
+            "--bare",
+            "--columns=addresses",
+            "list",
+            "Logical_Switch_Port",
+        ])?
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == ip))
+        .map(str::to_string)
+        .collect();
+    ensure!(
+        with_ip.len() == 1,
+        "logical ports with {ip}: {with_ip:?} (expected only the owner's)"
+    );
+    // The owner is untouched and reachable from host 2.
+    let other = h2.run_sleeper("other", NET)?;
+    other.wait_ping(&ip, SETTLE)?;
+    lab.down_and_check()
+}
+
+#[test]
+fn ssl_remotes() -> Result<()> {
+    let lab = PodmanLab::up_ovn_ssl("ovn-ssl", 2)?;
+    let env = lab.ovn_env()?;
+    ensure!(
+        env.ssl && env.nb.starts_with("ssl:"),
+        "not an SSL lab: {env:?}"
+    );
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        let net = ovn_network(&lab, h)?;
+        ensure!(
+            net["options"]["ovn"]
+                .as_str()
+                .is_some_and(|o| o.contains("ssl:")),
+            "network without its ssl remotes: {net}"
+        );
+        containers.push(h.run_sleeper(&format!("s{}", h.index()), NET)?);
+    }
+    containers[0].wait_ping(&containers[1].ip(NET)?, SETTLE)?;
+    containers[1].wait_ping(&containers[0].ip(NET)?, SETTLE)?;
+    // The database really is SSL only: the same remotes refuse a client without a certificate.
+    let plain = lab.host(1).exec(&[
+        "ovn-nbctl",
+        "--timeout=5",
+        &format!("--db={}", env.nb),
+        "ls-list",
+    ]);
+    ensure!(!ok(&plain), "NB answered without a certificate");
+    // Teardown over SSL: removing a container removes its logical port.
+    lab.host(2).podman_ok(&["rm", "-f", "-t", "0", "s2"])?;
+    let ports = lab.host(1).nbctl(&["lsp-list", &format!("geneve-ovs.{NET}")])?;
+    ensure!(ports.lines().count() == 1, "logical ports left: {ports}");
+    lab.down_and_check()
+}
