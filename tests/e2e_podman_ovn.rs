@@ -438,7 +438,9 @@ fn ssl_remotes() -> Result<()> {
     ensure!(!ok(&plain), "NB answered without a certificate");
     // Teardown over SSL: removing a container removes its logical port.
     lab.host(2).podman_ok(&["rm", "-f", "-t", "0", "s2"])?;
-    let ports = lab.host(1).nbctl(&["lsp-list", &format!("geneve-ovs.{NET}")])?;
+    let ports = lab
+        .host(1)
+        .nbctl(&["lsp-list", &format!("geneve-ovs.{NET}")])?;
     ensure!(ports.lines().count() == 1, "logical ports left: {ports}");
     lab.down_and_check()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::ovn::{pki_init, pki_sign, OvnLab, NB_SSL_REMOTE};
 use common::podman::{self, create, error_of, setup, teardown};
-use common::{Container, Host};
+use common::{wait, Container, Host};
 use serde_json::Value;
 
 const SUBNET: &str = "192.168.120.0/24";
@@ -61,8 +61,14 @@ fn create_and_setup_across_two_hosts_over_ssl() -> Result<()> {
     }
     containers[0].0.wait_ping(&ip(2), Duration::from_secs(15))?;
     containers[1].0.wait_ping(&ip(1), Duration::from_secs(15))?;
-    let up = ovn.nbctl(&["--bare", "--columns=up", "list", "Logical_Switch_Port"])?;
-    assert_eq!(up.split_whitespace().collect::<Vec<_>>(), ["true", "true"]);
+    wait::until(
+        "both logical ports up in NB",
+        Duration::from_secs(15),
+        || {
+            let up = ovn.nbctl(&["--bare", "--columns=up", "list", "Logical_Switch_Port"])?;
+            Ok(up.split_whitespace().collect::<Vec<_>>() == ["true", "true"])
+        },
+    )?;
 
     // Teardown speaks SSL too: c2's logical port goes.
     let (c2, exec2) = &containers[1];

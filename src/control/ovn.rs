@@ -7,10 +7,10 @@
 //! The northbound side is [`crate::ovn`]; this module only puts it together with this host's
 //! Open vSwitch, in the order that leaves nothing behind on a refusal: prerequisites, then
 //! the logical port (where a taken address is refused), then the local port, then the wait
-//! for OVN to report it up.
+//! for this host's ovn-controller to report the port's flows installed.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -24,9 +24,17 @@ use crate::ovs::snapshot::{BridgeRow, Scope, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::types::Network;
 
-/// How long `setup` waits for OVN to report a new port up. About 200 ms when healthy; this
-/// only bounds a host whose ovn-controller or northd is down.
+/// How long `setup` waits for ovn-controller to report a new port installed. About 200 ms
+/// when healthy; this only bounds a host whose ovn-controller is down or cut off from the
+/// southbound database, or a port ovn-northd never put there.
 pub const PORT_UP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The key ovn-controller sets to "true" in the `external_ids` of a port's OVS interface once
+/// the port is bound to this chassis and its flows are installed.
+const OVN_INSTALLED: &str = "ovn-installed";
+
+/// How often the interface is read again while waiting for [`OVN_INSTALLED`].
+const INSTALLED_POLL: Duration = Duration::from_millis(20);
 
 /// The OVN control plane.
 pub struct Ovn;
@@ -73,7 +81,7 @@ impl ControlPlane for Ovn {
             chassis: &chassis.name,
             dns_names: &dns_names,
         })?;
-        let attached = attach_locally(ovs, &mut nb, cfg, port, &chassis, &name);
+        let attached = attach_locally(ovs, cfg, port, &chassis, &name);
         if attached.is_err() {
             // The caller undoes only what this returned; the logical port (and the local
             // port, if it was made) are this function's to remove.
@@ -127,10 +135,9 @@ impl ControlPlane for Ovn {
 }
 
 /// The veth's host end on the integration bridge, named to ovn-controller by `iface-id`, and
-/// the wait until OVN reports the logical port up.
+/// the wait until ovn-controller reports it installed.
 fn attach_locally(
     ovs: &mut Ovs,
-    nb: &mut Northbound,
     cfg: &NetworkConfig,
     port: &ContainerPort,
     chassis: &Chassis,
@@ -141,6 +148,61 @@ fn attach_locally(
     let remotes: Vec<String> = cfg.ovn.iter().map(ToString::to_string).collect();
     ids.insert(keys::OVN_NB.to_string(), remotes.join(","));
     let applied = ovs.add_port_to(&chassis.bridge, &port.name, &ids)?;
-    nb.wait_up(name, PORT_UP_TIMEOUT)?;
+    wait_installed(ovs, &port.name, name, PORT_UP_TIMEOUT)?;
     Ok(applied)
+}
+
+/// Waits until this host's ovn-controller marks the interface `iface` of logical port `name`
+/// [`OVN_INSTALLED`]: the port is bound here and its flows are in `br-int`.
+///
+/// This host's own signal rather than the northbound `Logical_Switch_Port.up`, which is the
+/// same fact relayed through the southbound database and ovn-northd: after a central host's
+/// reboot both are re-electing their Raft leader and northd its lock, and the relay took 5 s
+/// more than ovn-controller in the lab (past the timeout on a loaded machine), while the
+/// container's port was already working. A local poll: OVSDB's `wait` compares a whole column,
+/// and `external_ids` holds more keys than this one.
+fn wait_installed(ovs: &mut Ovs, iface: &str, name: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ids = ovs.interface_external_ids(iface)?;
+        if ids.as_ref().is_some_and(is_installed) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "ovn-controller did not report logical port {name} installed on this host \
+                 within {timeout:?} (external_ids:{OVN_INSTALLED} of OVS interface {iface}): \
+                 check that ovn-controller runs on this host and is connected to the southbound \
+                 database (ovn-appctl -t ovn-controller connection-status), that ovn-northd \
+                 runs, and that this host's chassis is registered (ovn-sbctl show)"
+            );
+        }
+        std::thread::sleep(INSTALLED_POLL);
+    }
+}
+
+/// Whether an interface's `external_ids` say ovn-controller installed its port.
+fn is_installed(external_ids: &BTreeMap<String, String>) -> bool {
+    external_ids.get(OVN_INSTALLED).is_some_and(|v| v == "true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_only_when_ovn_controller_says_true() {
+        let ids = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(is_installed(&ids(&[
+            ("iface-id", "p"),
+            ("ovn-installed", "true")
+        ])));
+        assert!(!is_installed(&ids(&[("iface-id", "p")])));
+        assert!(!is_installed(&ids(&[("ovn-installed", "false")])));
+    }
 }

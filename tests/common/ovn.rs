@@ -239,6 +239,13 @@ impl OvnLab {
         )
     }
 
+    /// Stops the central's ovn-northd (by its pidfile): NB changes stop reaching SB, as while
+    /// the central hosts re-elect after a reboot.
+    pub fn stop_northd(&self) -> Result<()> {
+        let marker = format!("{}/", self.central.display());
+        process::stop_by_pidfile(&self.central.join("ovn-northd.pid"), &marker)
+    }
+
     /// `ovn-nbctl ARGS` against the lab's northbound database.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
         Cmd::new("ovn-nbctl")
