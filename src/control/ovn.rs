@@ -158,8 +158,8 @@ fn attach_locally(
 /// This host's own signal rather than the northbound `Logical_Switch_Port.up`, which is the
 /// same fact relayed through the southbound database and ovn-northd: after a central host's
 /// reboot both are re-electing their Raft leader and northd its lock, and the relay took 5 s
-/// more than ovn-controller in the lab (past the timeout on a loaded machine), while the
-/// container's port was already working. A local poll: OVSDB's `wait` compares a whole column,
+/// more than ovn-controller in the lab (past the timeout on a loaded machine), which had
+/// installed the port and reported it up in the southbound database by then. A local poll: OVSDB's `wait` compares a whole column,
 /// and `external_ids` holds more keys than this one.
 fn wait_installed(ovs: &mut Ovs, iface: &str, name: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;

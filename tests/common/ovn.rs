@@ -152,8 +152,13 @@ impl OvnLab {
             }
             self.daemon(&sw, "ovsdb-server", &format!("ovsdb-{db}"), args)?;
         }
+        self.start_northd()
+    }
+
+    /// Starts the central's ovn-northd (again, after [`OvnLab::stop_northd`]).
+    pub fn start_northd(&self) -> Result<()> {
         self.daemon(
-            &sw,
+            &self.lab.switch_netns(),
             "ovn-northd",
             "ovn-northd",
             vec![
