@@ -35,6 +35,8 @@ const OVN_INSTALLED: &str = "ovn-installed";
 
 /// How often the interface is read again while waiting for [`OVN_INSTALLED`].
 const INSTALLED_POLL: Duration = Duration::from_millis(20);
+/// NB's `up` is read at every this many polls of the interface.
+const NB_POLL_EVERY: u64 = 10;
 
 /// The OVN control plane.
 pub struct Ovn;
@@ -81,7 +83,7 @@ impl ControlPlane for Ovn {
             chassis: &chassis.name,
             dns_names: &dns_names,
         })?;
-        let attached = attach_locally(ovs, cfg, port, &chassis, &name);
+        let attached = attach_locally(ovs, &mut nb, cfg, port, &chassis, &name);
         if attached.is_err() {
             // The caller undoes only what this returned; the logical port (and the local
             // port, if it was made) are this function's to remove.
@@ -138,6 +140,7 @@ impl ControlPlane for Ovn {
 /// the wait until ovn-controller reports it installed.
 fn attach_locally(
     ovs: &mut Ovs,
+    nb: &mut Northbound,
     cfg: &NetworkConfig,
     port: &ContainerPort,
     chassis: &Chassis,
@@ -148,25 +151,49 @@ fn attach_locally(
     let remotes: Vec<String> = cfg.ovn.iter().map(ToString::to_string).collect();
     ids.insert(keys::OVN_NB.to_string(), remotes.join(","));
     let applied = ovs.add_port_to(&chassis.bridge, &port.name, &ids)?;
-    wait_installed(ovs, &port.name, name, PORT_UP_TIMEOUT)?;
+    wait_installed(ovs, nb, &port.name, name, PORT_UP_TIMEOUT)?;
     Ok(applied)
 }
 
 /// Waits until this host's ovn-controller marks the interface `iface` of logical port `name`
-/// [`OVN_INSTALLED`]: the port is bound here and its flows are in `br-int`.
+/// [`OVN_INSTALLED`] (the port is bound here and its flows are in `br-int`), or NB reports
+/// the port up, whichever comes first.
 ///
 /// This host's own signal rather than the northbound `Logical_Switch_Port.up`, which is the
 /// same fact relayed through the southbound database and ovn-northd: after a central host's
 /// reboot both are re-electing their Raft leader and northd its lock, and the relay took 5 s
 /// more than ovn-controller in the lab (past the timeout on a loaded machine), which had
-/// installed the port and reported it up in the southbound database by then. A local poll: OVSDB's `wait` compares a whole column,
-/// and `external_ids` holds more keys than this one.
-fn wait_installed(ovs: &mut Ovs, iface: &str, name: &str, timeout: Duration) -> Result<()> {
+/// installed the port and reported it up in the southbound database by then. A local poll:
+/// OVSDB's `wait` compares a whole column, and `external_ids` holds more keys than this one.
+///
+/// NB's `up` is still read, less often, because ovn-controller of OVN 23.03 (Debian 12) was
+/// seen, once in about twenty setups in the netns lab, not to mark a new port within the
+/// timeout (cause not found; NB's `up` never failed so). An NB error only ends the NB side of
+/// the wait: the database may be electing.
+fn wait_installed(
+    ovs: &mut Ovs,
+    nb: &mut Northbound,
+    iface: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
+    let mut nb_usable = true;
+    let mut poll: u64 = 0;
     loop {
         let ids = ovs.interface_external_ids(iface)?;
         if ids.as_ref().is_some_and(is_installed) {
             return Ok(());
+        }
+        if nb_usable && poll.is_multiple_of(NB_POLL_EVERY) {
+            match nb.port_is_up(name) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(err) => {
+                    log::debug!("reading logical port {name}'s up in NB: {err:#}");
+                    nb_usable = false;
+                }
+            }
         }
         if Instant::now() >= deadline {
             bail!(
@@ -178,6 +205,7 @@ fn wait_installed(ovs: &mut Ovs, iface: &str, name: &str, timeout: Duration) -> 
             );
         }
         std::thread::sleep(INSTALLED_POLL);
+        poll = poll.wrapping_add(1);
     }
 }
 

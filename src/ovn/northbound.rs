@@ -284,6 +284,22 @@ impl Northbound {
         }
         bail!("could not remove logical port {name}: the OVN database kept changing underneath")
     }
+
+    /// Whether NB says the logical port `name` is up (northd's relay of the southbound
+    /// binding's state).
+    pub fn port_is_up(&mut self, name: &str) -> Result<bool> {
+        let results = self.transact(vec![ops::select(
+            "Logical_Switch_Port",
+            vec![ops::cond("name", "==", name)],
+            Some(&["up"]),
+        )])?;
+        Ok(match value::rows(&results[0])?.first() {
+            Some(row) => value::optional(value::column(row, "up")?)?
+                .and_then(|up| up.as_bool())
+                .unwrap_or(false),
+            None => false,
+        })
+    }
 }
 
 /// Whether a remote's server is the cluster's leader (or a standalone server) or a follower.
