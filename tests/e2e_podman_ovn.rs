@@ -14,12 +14,14 @@
 //! * the host of the NB leader is killed: the others' containers keep talking, a new container
 //!   starts on a surviving host once a new leader is elected (the gap is printed), and the
 //!   killed host's container comes back after its boot;
-//! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option).
+//! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option);
+//! * a host rebooted (`lab.sh reboot`): `podman start` brings its container back;
+//! * a static address (`--ip`) already in use on another host is refused at once, naming the
+//!   container that has it and its chassis, and leaves nothing behind;
+//! * SSL remotes (`lab.sh up N --ovn-ssl`, ovs-pki certificates in the hosts' SSL table).
 //!
-//! Names resolved by podman's containers, NAT and `-p`, SSL remotes and a rebooted host are not
-//! here yet: the plugin does not give podman a resolver address, has no gateway and no SSL
-//! client in OVN mode, and a rebooted host's `podman start` can wait past setup's 15 s for its
-//! port to come up (README, "OVN mode").
+//! Names resolved by podman's containers and NAT and `-p` are not here yet: the plugin does not
+//! give podman a resolver address and has no gateway in OVN mode (README, "OVN mode").
 //!
 //! Print the figures with `--nocapture`.
 
