@@ -18,11 +18,12 @@
 //!   killed host's container comes back after its boot;
 //! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option);
 //! * the network is not internal: outbound NAT (a server outside sees the host's underlay
-//!   address) and `podman run -p` from outside, and from a container on another host.
+//!   address) and `podman run -p` from outside, and from a container on another host;
+//! * a host rebooted (`lab.sh reboot`): `podman start` brings its container back;
+//! * a static address (`--ip`) already in use on another host is refused at once, naming the
+//!   container that has it and its chassis, and leaves nothing behind;
+//! * SSL remotes (`lab.sh up N --ovn-ssl`, ovs-pki certificates in the hosts' SSL table).
 //!
-//! SSL remotes and a rebooted host are not here yet: the plugin has no SSL client in OVN mode,
-//! and a rebooted host's `podman start` can wait past setup's 15 s for its port to come up
-//! (README, "OVN mode").
 //!
 //! Print the figures with `--nocapture`.
 
@@ -426,5 +427,149 @@ fn open_network_outbound_nat_and_published_port() -> Result<()> {
     let web_ip = Container::on(h1, "web").ip(NET)?;
     let body = c2.fetch(&format!("http://{web_ip}/index.html"), SETTLE)?;
     ensure!(body == inside, "c2 got {body:?}");
+    Ok(())
+}
+
+#[test]
+fn rebooted_host_containers_come_back() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-reboot", 3)?;
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+        containers.push(h.run_sleeper(&format!("c{}", h.index()), NET)?);
+    }
+    let (c1, c3) = (&containers[0], &containers[2]);
+    let ip1 = c1.ip(NET)?;
+    c3.wait_ping(&ip1, SETTLE)?;
+    let h3 = lab.host(3);
+    h3.reboot()?;
+    let start = Instant::now();
+    h3.podman_ok(&["start", "c3"])?;
+    let started = start.elapsed();
+    let ip3 = c3.ip(NET)?;
+    c3.wait_ping(&ip1, SETTLE)?;
+    c1.wait_ping(&ip3, SETTLE)?;
+    eprintln!(
+        "[ovn-reboot] podman start took {started:.1?}; host 3's container answers host 1's \
+         {:.1?} after it",
+        start.elapsed()
+    );
+    lab.down_and_check()
+}
+
+/// The ports of `br-int` but ovn-controller's tunnels, which it adds whenever it learns of
+/// another chassis (on a loaded machine, after the lab is up and while a test runs).
+fn non_tunnel_ports(h: Host) -> Result<Vec<String>> {
+    let tunnels: Vec<String> = h
+        .tunnels()?
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect();
+    Ok(h.ports("br-int")?
+        .into_iter()
+        .filter(|p| !tunnels.contains(p))
+        .collect())
+}
+
+#[test]
+fn static_address_in_use_on_another_host_is_refused_at_once() -> Result<()> {
+    let lab = PodmanLab::up_ovn("ovn-inuse", 2)?;
+    let (h1, h2) = (lab.host(1), lab.host(2));
+    for h in lab.hosts() {
+        ovn_network(&lab, h)?;
+    }
+    let owner = h1.run_sleeper("owner", NET)?;
+    let ip = owner.ip(NET)?;
+    let ports_before = non_tunnel_ports(h2)?;
+
+    let start = Instant::now();
+    let out = h2.podman(&[
+        "run",
+        "-d",
+        "--name",
+        "thief",
+        "--net",
+        NET,
+        "--ip",
+        &ip,
+        podman_lab::IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let took = start.elapsed();
+    eprintln!("[ovn-inuse] refusal of {ip} on host 2 took {took:.1?}");
+    ensure!(
+        !ok(&out),
+        "host 2 started a container with {ip}, owner's address"
+    );
+    let err = podman_lab::stderr(&out);
+    ensure!(
+        err.contains(&ip) && err.contains("owner") && err.contains("lab-h1"),
+        "the refusal should name the address, the container that has it and its chassis:\n{err}"
+    );
+    // No listening window: well under the mesh mode's duplicate-address detection.
+    ensure!(took < Duration::from_secs(5), "refusal took {took:?}");
+    // Nothing left: no port on br-int, no logical port with the address but the owner's.
+    let ports_after = non_tunnel_ports(h2)?;
+    ensure!(
+        ports_after == ports_before,
+        "br-int of host 2 changed: {ports_before:?} -> {ports_after:?}"
+    );
+    let with_ip: Vec<String> = h2
+        .nbctl(&[
+            "--bare",
+            "--columns=addresses",
+            "list",
+            "Logical_Switch_Port",
+        ])?
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == ip))
+        .map(str::to_string)
+        .collect();
+    ensure!(
+        with_ip.len() == 1,
+        "logical ports with {ip}: {with_ip:?} (expected only the owner's)"
+    );
+    // The owner is untouched and reachable from host 2.
+    let other = h2.run_sleeper("other", NET)?;
+    other.wait_ping(&ip, SETTLE)?;
+    lab.down_and_check()
+}
+
+#[test]
+fn ssl_remotes() -> Result<()> {
+    let lab = PodmanLab::up_ovn_ssl("ovn-ssl", 2)?;
+    let env = lab.ovn_env()?;
+    ensure!(
+        env.ssl && env.nb.starts_with("ssl:"),
+        "not an SSL lab: {env:?}"
+    );
+    let mut containers = Vec::new();
+    for h in lab.hosts() {
+        let net = ovn_network(&lab, h)?;
+        ensure!(
+            net["options"]["ovn"]
+                .as_str()
+                .is_some_and(|o| o.contains("ssl:")),
+            "network without its ssl remotes: {net}"
+        );
+        containers.push(h.run_sleeper(&format!("s{}", h.index()), NET)?);
+    }
+    containers[0].wait_ping(&containers[1].ip(NET)?, SETTLE)?;
+    containers[1].wait_ping(&containers[0].ip(NET)?, SETTLE)?;
+    // The database really is SSL only: the same remotes refuse a client without a certificate.
+    let plain = lab.host(1).exec(&[
+        "ovn-nbctl",
+        "--timeout=5",
+        &format!("--db={}", env.nb),
+        "ls-list",
+    ]);
+    ensure!(!ok(&plain), "NB answered without a certificate");
+    // Teardown over SSL: removing a container removes its logical port.
+    lab.host(2).podman_ok(&["rm", "-f", "-t", "0", "s2"])?;
+    let ports = lab
+        .host(1)
+        .nbctl(&["lsp-list", &format!("geneve-ovs.{NET}")])?;
+    ensure!(ports.lines().count() == 1, "logical ports left: {ports}");
     lab.down_and_check()
 }

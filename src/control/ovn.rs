@@ -11,10 +11,10 @@
 //! The northbound side is [`crate::ovn`]; this module only puts it together with this host's
 //! Open vSwitch, in the order that leaves nothing behind on a refusal: prerequisites, then
 //! the logical port (where a taken address is refused), then the local port, then the wait
-//! for OVN to report it up.
+//! for this host's ovn-controller to report the port's flows installed.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -30,9 +30,19 @@ use crate::ovs::snapshot::{BridgeRow, PortRow, Scope, Snapshot};
 use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::types::Network;
 
-/// How long `setup` waits for OVN to report a new port up. About 200 ms when healthy; this
-/// only bounds a host whose ovn-controller or northd is down.
+/// How long `setup` waits for ovn-controller to report a new port installed. About 200 ms
+/// when healthy; this only bounds a host whose ovn-controller is down or cut off from the
+/// southbound database, or a port ovn-northd never put there.
 pub const PORT_UP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The key ovn-controller sets to "true" in the `external_ids` of a port's OVS interface once
+/// the port is bound to this chassis and its flows are installed.
+const OVN_INSTALLED: &str = "ovn-installed";
+
+/// How often the interface is read again while waiting for [`OVN_INSTALLED`].
+const INSTALLED_POLL: Duration = Duration::from_millis(20);
+/// NB's `up` is read at every this many polls of the interface.
+const NB_POLL_EVERY: u64 = 10;
 
 /// The OVN control plane.
 pub struct Ovn;
@@ -187,7 +197,7 @@ fn drop_idle_gateway(ovs: &mut Ovs, cfg: &NetworkConfig, chassis: &Chassis) -> R
 }
 
 /// The veth's host end on the integration bridge, named to ovn-controller by `iface-id`, and
-/// the wait until OVN reports the logical port up.
+/// the wait until ovn-controller reports it installed.
 fn attach_locally(
     ovs: &mut Ovs,
     nb: &mut Northbound,
@@ -201,7 +211,7 @@ fn attach_locally(
     let remotes: Vec<String> = cfg.ovn.iter().map(ToString::to_string).collect();
     ids.insert(keys::OVN_NB.to_string(), remotes.join(","));
     let applied = ovs.add_port_to(&chassis.bridge, &port.name, &ids)?;
-    nb.wait_up(name, PORT_UP_TIMEOUT)?;
+    wait_installed(ovs, nb, &port.name, name, PORT_UP_TIMEOUT)?;
     Ok(applied)
 }
 
@@ -220,4 +230,84 @@ fn ensure_recorded(ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()> {
         return Ok(());
     }
     ovs.set_local_external_id(&record.key(), Some(&record.value()))
+}
+
+/// Waits until this host's ovn-controller marks the interface `iface` of logical port `name`
+/// [`OVN_INSTALLED`] (the port is bound here and its flows are in `br-int`), or NB reports
+/// the port up, whichever comes first.
+///
+/// This host's own signal rather than the northbound `Logical_Switch_Port.up`, which is the
+/// same fact relayed through the southbound database and ovn-northd: after a central host's
+/// reboot both are re-electing their Raft leader and northd its lock, and the relay took 5 s
+/// more than ovn-controller in the lab (past the timeout on a loaded machine), which had
+/// installed the port and reported it up in the southbound database by then. A local poll:
+/// OVSDB's `wait` compares a whole column, and `external_ids` holds more keys than this one.
+///
+/// NB's `up` is still read, less often, because ovn-controller of OVN 23.03 (Debian 12) was
+/// seen, once in about twenty setups in the netns lab, not to mark a new port within the
+/// timeout (cause not found; NB's `up` never failed so). An NB error only ends the NB side of
+/// the wait: the database may be electing.
+fn wait_installed(
+    ovs: &mut Ovs,
+    nb: &mut Northbound,
+    iface: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut nb_usable = true;
+    let mut poll: u64 = 0;
+    loop {
+        let ids = ovs.interface_external_ids(iface)?;
+        if ids.as_ref().is_some_and(is_installed) {
+            return Ok(());
+        }
+        if nb_usable && poll.is_multiple_of(NB_POLL_EVERY) {
+            match nb.port_is_up(name) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(err) => {
+                    log::debug!("reading logical port {name}'s up in NB: {err:#}");
+                    nb_usable = false;
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "ovn-controller did not report logical port {name} installed on this host \
+                 within {timeout:?} (external_ids:{OVN_INSTALLED} of OVS interface {iface}): \
+                 check that ovn-controller runs on this host and is connected to the southbound \
+                 database (ovn-appctl -t ovn-controller connection-status), that ovn-northd \
+                 runs, and that this host's chassis is registered (ovn-sbctl show)"
+            );
+        }
+        std::thread::sleep(INSTALLED_POLL);
+        poll = poll.wrapping_add(1);
+    }
+}
+
+/// Whether an interface's `external_ids` say ovn-controller installed its port.
+fn is_installed(external_ids: &BTreeMap<String, String>) -> bool {
+    external_ids.get(OVN_INSTALLED).is_some_and(|v| v == "true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_only_when_ovn_controller_says_true() {
+        let ids = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(is_installed(&ids(&[
+            ("iface-id", "p"),
+            ("ovn-installed", "true")
+        ])));
+        assert!(!is_installed(&ids(&[("iface-id", "p")])));
+        assert!(!is_installed(&ids(&[("ovn-installed", "false")])));
+    }
 }

@@ -1,5 +1,6 @@
 //! The plugin's transactions on the OVN northbound database: a network's switch, a
-//! container's logical port and DNS records, and the wait for the port to come up.
+//! container's logical port and DNS records. (Whether a port is up is read from this host's
+//! ovn-controller instead, in `control::ovn`.)
 //!
 //! Every host writes to the same database at the same time, so each change is one
 //! transaction guarded by `wait` operations on what it was decided from (the switch's
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::plan::{self, Acl, SwitchRemoval};
@@ -62,7 +63,15 @@ impl Northbound {
                         follower = Some(client);
                     }
                 }
-                Err(err) => why.push(format!("{remote}: {err:#}")),
+                Err(err) => {
+                    // Errors of the transport already name the remote; others do not.
+                    let text = format!("{err:#}");
+                    if text.contains(&remote.to_string()) {
+                        why.push(text);
+                    } else {
+                        why.push(format!("{remote}: {text}"));
+                    }
+                }
             }
         }
         if let Some(client) = follower {
@@ -356,27 +365,20 @@ impl Northbound {
         )
     }
 
-    /// Waits, at most `timeout`, until northd reports the logical port `name` up (bound by
-    /// this host's ovn-controller and its flows installed).
-    pub fn wait_up(&mut self, name: &str, timeout: Duration) -> Result<()> {
-        let wait = ops::wait(
+    /// Whether NB says the logical port `name` is up (northd's relay of the southbound
+    /// binding's state).
+    pub fn port_is_up(&mut self, name: &str) -> Result<bool> {
+        let results = self.transact(vec![ops::select(
             "Logical_Switch_Port",
             vec![ops::cond("name", "==", name)],
-            &["up"],
-            Until::Equal,
-            vec![json!({"up": true})],
-            Some(timeout.as_millis().min(u128::from(u32::MAX)) as u64),
-        );
-        match self.transact(vec![wait]) {
-            Ok(_) => Ok(()),
-            Err(err) if is_guard_failure(&err) => Err(anyhow!(
-                "OVN did not report logical port {name} up within {timeout:?}: check that \
-                 ovn-controller runs on this host and is connected to the southbound database \
-                 (ovn-appctl -t ovn-controller connection-status), that ovn-northd runs, and \
-                 that this host's chassis is registered (ovn-sbctl show)"
-            )),
-            Err(err) => Err(err),
-        }
+            Some(&["up"]),
+        )])?;
+        Ok(match value::rows(&results[0])?.first() {
+            Some(row) => value::optional(value::column(row, "up")?)?
+                .and_then(|up| up.as_bool())
+                .unwrap_or(false),
+            None => false,
+        })
     }
 }
 

@@ -130,6 +130,26 @@ impl Ovs {
         Ok(())
     }
 
+    /// The `external_ids` of interface `name`, `None` when there is no such interface: where
+    /// ovn-controller reports a port's flows installed on this host (`ovn-installed`).
+    pub fn interface_external_ids(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+        let results = self.client.transact(
+            DB,
+            vec![ops::select(
+                "Interface",
+                vec![ops::cond("name", "==", name)],
+                Some(&["external_ids"]),
+            )],
+        )?;
+        match value::rows(&results[0])?.first() {
+            None => Ok(None),
+            Some(row) => value::string_map(value::column(row, "external_ids")?).map(Some),
+        }
+    }
+
     /// Adds a port owned by the plugin to a bridge someone else manages (OVN's integration
     /// bridge): `external_ids` go on the port and its interface, where ovn-controller reads
     /// `iface-id`. Waits for ovs-vswitchd like every other change; a leftover port of the same

@@ -1,7 +1,7 @@
-//! A blocking OVSDB JSON-RPC client over a unix socket or TCP.
+//! A blocking OVSDB JSON-RPC client over a unix socket, TCP or TLS ([`super::tls`]).
 //!
 //! The plugin makes a handful of short transactions per invocation, so a blocking client on
-//! `UnixStream` is all it needs: no async runtime, no background thread, no monitor.
+//! a blocking socket is all it needs: no async runtime, no background thread, no monitor.
 //!
 //! The wire format (RFC 7047 section 4) is JSON-RPC 1.0 with the messages written back to back
 //! and no framing, so messages are read one at a time with serde_json's streaming deserializer
@@ -21,9 +21,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use openssl::ssl::SslStream;
+
 use super::ops::wait_timeout_ms;
 use super::remote::Remote;
 use super::result::check_transact_result;
+use super::tls::{self, TlsFiles};
 
 /// Where ovsdb-server listens when `OVS_RUNDIR` is not set (Debian's and upstream's default).
 const DEFAULT_RUNDIR: &str = "/var/run/openvswitch";
@@ -59,6 +62,8 @@ struct DeadlineReader {
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    /// TLS over TCP; timeouts are set on the TCP socket underneath.
+    Ssl(Box<SslStream<TcpStream>>),
 }
 
 impl Stream {
@@ -66,6 +71,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_read_timeout(timeout),
             Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Ssl(s) => s.get_ref().set_read_timeout(timeout),
         }
     }
 
@@ -73,6 +79,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_write_timeout(timeout),
             Stream::Tcp(s) => s.set_write_timeout(timeout),
+            Stream::Ssl(s) => s.get_ref().set_write_timeout(timeout),
         }
     }
 
@@ -80,20 +87,26 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_nonblocking(nonblocking),
             Stream::Tcp(s) => s.set_nonblocking(nonblocking),
+            Stream::Ssl(s) => s.get_ref().set_nonblocking(nonblocking),
         }
     }
 
-    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Unix(s) => (&*s).read(buf),
-            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Ssl(s) => s.read(buf),
         }
     }
 
-    fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
-            Stream::Unix(s) => (&*s).write_all(bytes),
-            Stream::Tcp(s) => (&*s).write_all(bytes),
+            Stream::Unix(s) => s.write_all(bytes),
+            Stream::Tcp(s) => s.write_all(bytes),
+            Stream::Ssl(s) => {
+                s.write_all(bytes)?;
+                s.flush()
+            }
         }
     }
 }
@@ -154,8 +167,10 @@ impl Client {
     }
 
     /// Connects to the server at `remote`, giving up after `timeout` (a TCP server that is
-    /// down or unroutable must not stall the plugin). The error names the remote; what to do
-    /// about it is the caller's to say, who knows what the server is.
+    /// down or unroutable must not stall the plugin). An `ssl:` remote uses the key,
+    /// certificate and CA of this host's Open vSwitch ([`TlsFiles::of_this_host`]). The error
+    /// names the remote; what to do about it is the caller's to say, who knows what the server
+    /// is.
     pub fn connect_remote(remote: &Remote, timeout: Duration) -> Result<Client> {
         let stream = match remote {
             Remote::Unix(path) => Stream::Unix(
@@ -166,10 +181,12 @@ impl Client {
                 TcpStream::connect_timeout(address, timeout.max(Duration::from_millis(1)))
                     .with_context(|| format!("cannot connect to the OVSDB server at {remote}"))?,
             ),
-            Remote::Ssl(_) => bail!(
-                "cannot connect to the OVSDB server at {remote}: this version of geneve-ovs \
-                 speaks only tcp: and unix: remotes; give the server's tcp: address"
-            ),
+            Remote::Ssl(address) => Stream::Ssl(Box::new(tls::connect(
+                address,
+                &remote.to_string(),
+                &TlsFiles::of_this_host(&remote.to_string())?,
+                timeout,
+            )?)),
         };
         if let Stream::Tcp(tcp) = &stream {
             // Requests are small and answered one at a time: do not let Nagle hold them back.
@@ -177,6 +194,16 @@ impl Client {
                 .with_context(|| format!("cannot set TCP_NODELAY towards {remote}"))?;
         }
         Self::from_stream(stream, remote.clone())
+    }
+
+    /// Connects to the `ssl:` remote `remote` with `files` as this client's identity and trust.
+    /// Any other remote is connected as [`Client::connect_remote`] does.
+    pub fn connect_tls(remote: &Remote, files: &TlsFiles, timeout: Duration) -> Result<Client> {
+        let Remote::Ssl(address) = remote else {
+            return Self::connect_remote(remote, timeout);
+        };
+        let stream = tls::connect(address, &remote.to_string(), files, timeout)?;
+        Self::from_stream(Stream::Ssl(Box::new(stream)), remote.clone())
     }
 
     /// Wraps an already connected socket; `remote` only names the server in errors.
@@ -287,18 +314,25 @@ impl Client {
         let request = Request { method, params, id };
         let bytes = serde_json::to_vec(&request).context("cannot encode an OVSDB request")?;
         log::trace!("ovsdb -> {}", String::from_utf8_lossy(&bytes));
-        self.write_all(&bytes, deadline).with_context(|| {
-            format!(
-                "cannot send the {method} request to ovsdb-server at {}",
-                self.remote
-            )
-        })
+        match self.write_all(&bytes, deadline) {
+            Ok(()) => Ok(()),
+            Err(err) if self.remote.is_ssl() => Err(tls::ended_after_handshake(
+                &format!("ovsdb-server at {}", self.remote),
+                &tls::failure(&err),
+            )),
+            Err(err) => Err(err).with_context(|| {
+                format!(
+                    "cannot send the {method} request to ovsdb-server at {}",
+                    self.remote
+                )
+            }),
+        }
     }
 
     /// Writes `bytes` to the socket before `deadline`, so a server that stopped reading cannot
     /// block us either.
     fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
-        let stream = &self.reader.get_ref().stream;
+        let stream = &mut self.reader.get_mut().stream;
         let remaining = deadline.saturating_duration_since(Instant::now());
         stream.set_write_timeout(Some(remaining.max(Duration::from_millis(1))))?;
         stream.write_all(bytes)
@@ -416,6 +450,13 @@ impl Client {
             Some(json) if json.is_eof() => err.context(format!(
                 "{server} closed the connection in the middle of a message"
             )),
+            Some(json) if json.is_io() && self.remote.is_ssl() => {
+                let why = err
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(|e| std::error::Error::source(e))
+                    .map_or_else(|| format!("{err}"), tls::failure);
+                tls::ended_after_handshake(&server, &why)
+            }
             Some(json) if json.is_io() => err.context(format!("cannot read from {server}")),
             Some(_) => err.context(format!("malformed JSON from {server}")),
             // Already says what happened and names the server.

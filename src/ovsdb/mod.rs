@@ -1,10 +1,13 @@
-//! The OVSDB wire protocol (RFC 7047): JSON-RPC over a unix socket, nothing schema-specific.
+//! The OVSDB wire protocol (RFC 7047): JSON-RPC over a unix socket, TCP or TLS, nothing
+//! schema-specific (but for the `SSL` table where Open vSwitch keeps a host's TLS files).
 //!
 //! Existing crates either cannot transact or mishandle the protocol (panics on `echo`, wrong
 //! deletes), so this is a small client of our own:
 //!
 //! * [`Client`]: connection, `transact` with per-element result checking, `echo` answers and
 //!   timeouts;
+//! * [`TlsFiles`]: the TLS transport of `ssl:` remotes, with this host's key, certificate and CA
+//!   from its Open vSwitch `SSL` table;
 //! * [`ops`]: builders for the operations of a transaction;
 //! * [`value`]: the OVSDB JSON encoding of UUIDs, sets and maps, both ways;
 //! * [`TransactError`]: a transaction the server refused, typed so callers can react to
@@ -17,6 +20,7 @@ mod client;
 pub mod ops;
 mod remote;
 mod result;
+mod tls;
 pub mod value;
 
 pub use client::Client;
@@ -26,3 +30,4 @@ pub use result::{
     check_transact_result, TransactError, ABORTED, CONSTRAINT_VIOLATION,
     REFERENTIAL_INTEGRITY_VIOLATION, TIMED_OUT,
 };
+pub use tls::TlsFiles;

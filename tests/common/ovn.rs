@@ -2,6 +2,11 @@
 //! underlay switch's namespace, reachable from every host at [`CENTRAL_IP`], and
 //! ovn-controller on each host (userspace datapath, its underlay address as encap-ip).
 //!
+//! [`OvnLab::with_ssl_nb`] makes the northbound database listen on `ssl:` only, with a CA made
+//! by `ovs-pki` in the lab's directory that signs the central's and every host's certificate,
+//! each host's recorded in its Open vSwitch SSL table (`ovs-vsctl set-ssl`), as an operator
+//! does once per host.
+//!
 //! Every daemon is started with its own pidfile in the lab's directory and stopped by pid
 //! (checked against the command line) when the [`OvnLab`] is dropped, also on panic; the lab
 //! itself is dropped after them, so its OVS daemons and namespaces go last.
@@ -18,6 +23,8 @@ use super::{ip, process, wait, Host, Lab, Underlay};
 pub const CENTRAL_IP: &str = "10.99.0.250";
 /// `--opt ovn=` for networks of this lab.
 pub const NB_REMOTE: &str = "tcp:10.99.0.250:6641";
+/// `--opt ovn=` for networks of a lab made by [`OvnLab::with_ssl_nb`].
+pub const NB_SSL_REMOTE: &str = "ssl:10.99.0.250:6641";
 const SB_REMOTE: &str = "tcp:10.99.0.250:6642";
 
 /// The daemons of a central, as (pidfile stem, schema or program).
@@ -26,6 +33,8 @@ const CENTRAL_DAEMONS: &[&str] = &["ovn-northd", "ovsdb-nb", "ovsdb-sb"];
 /// A lab whose hosts are OVN chassis.
 pub struct OvnLab {
     central: PathBuf,
+    /// Whether NB listens on `ssl:` (and every host has its certificate in its SSL table).
+    ssl: bool,
     /// Hosts whose ovn-controller was started.
     controllers: Vec<usize>,
     lab: Lab,
@@ -35,18 +44,63 @@ impl OvnLab {
     /// A lab of `n_hosts` hosts with the central running and ovn-controller on hosts
     /// `1..=with_controllers`, each having made its `br-int`.
     pub fn new(n_hosts: usize, with_controllers: usize) -> Result<OvnLab> {
+        Self::build(n_hosts, with_controllers, false)
+    }
+
+    /// As [`OvnLab::new`], with the northbound database reachable only over SSL
+    /// ([`NB_SSL_REMOTE`]) and every host's key, certificate and the lab's CA in its SSL table.
+    pub fn with_ssl_nb(n_hosts: usize, with_controllers: usize) -> Result<OvnLab> {
+        Self::build(n_hosts, with_controllers, true)
+    }
+
+    fn build(n_hosts: usize, with_controllers: usize, ssl: bool) -> Result<OvnLab> {
         let lab = Lab::new(n_hosts, Underlay::V4)?;
         let central = lab.dir().join("central");
         let mut ovn = OvnLab {
             central,
+            ssl,
             controllers: Vec::new(),
             lab,
         };
+        std::fs::create_dir_all(&ovn.central)?;
+        if ssl {
+            let pki = ovn.pki();
+            pki_init(&pki).context("making the lab's CA")?;
+            for i in 1..=n_hosts {
+                let (key, cert) = ovn.sign(&format!("host{i}"))?;
+                ovn.host(i)
+                    .vsctl(&["set-ssl", &key, &cert, &ovn.ca_cert()])?;
+            }
+        }
         ovn.start_central().context("starting the OVN central")?;
         for i in 1..=with_controllers {
             ovn.join(i)?;
         }
         Ok(ovn)
+    }
+
+    /// `--opt ovn=` for networks of this lab.
+    pub fn nb_remote(&self) -> &'static str {
+        if self.ssl {
+            NB_SSL_REMOTE
+        } else {
+            NB_REMOTE
+        }
+    }
+
+    /// The lab's CA (`ovs-pki` directory).
+    fn pki(&self) -> PathBuf {
+        self.central.join("pki")
+    }
+
+    /// The certificate of the lab's CA, which signed every certificate of [`OvnLab::sign`].
+    pub fn ca_cert(&self) -> String {
+        self.pki().join("switchca/cacert.pem").display().to_string()
+    }
+
+    /// A new key and certificate named `name`, signed by the lab's CA: (key, certificate).
+    pub fn sign(&self, name: &str) -> Result<(String, String)> {
+        pki_sign(&self.pki(), &self.central.join("certs"), name)
     }
 
     pub fn lab(&self) -> &Lab {
@@ -58,7 +112,6 @@ impl OvnLab {
     }
 
     fn start_central(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.central)?;
         let sw = self.lab.switch_netns();
         ip(&[
             "-n",
@@ -79,22 +132,33 @@ impl OvnLab {
                 .arg(&file)
                 .arg(schema)
                 .run()?;
-            self.daemon(
-                &sw,
-                "ovsdb-server",
-                &format!("ovsdb-{db}"),
-                vec![
-                    file.display().to_string(),
-                    format!(
-                        "--remote=punix:{}",
-                        self.central.join(format!("{db}.sock")).display()
-                    ),
-                    format!("--remote=ptcp:{port}:{CENTRAL_IP}"),
-                ],
-            )?;
+            let mut args = vec![
+                file.display().to_string(),
+                format!(
+                    "--remote=punix:{}",
+                    self.central.join(format!("{db}.sock")).display()
+                ),
+            ];
+            if self.ssl && db == "nb" {
+                let (key, cert) = self.sign("central")?;
+                args.extend([
+                    format!("--remote=pssl:{port}:{CENTRAL_IP}"),
+                    format!("--private-key={key}"),
+                    format!("--certificate={cert}"),
+                    format!("--ca-cert={}", self.ca_cert()),
+                ]);
+            } else {
+                args.push(format!("--remote=ptcp:{port}:{CENTRAL_IP}"));
+            }
+            self.daemon(&sw, "ovsdb-server", &format!("ovsdb-{db}"), args)?;
         }
+        self.start_northd()
+    }
+
+    /// Starts the central's ovn-northd (again, after [`OvnLab::stop_northd`]).
+    pub fn start_northd(&self) -> Result<()> {
         self.daemon(
-            &sw,
+            &self.lab.switch_netns(),
             "ovn-northd",
             "ovn-northd",
             vec![
@@ -197,6 +261,13 @@ impl OvnLab {
         )
     }
 
+    /// Stops the central's ovn-northd (by its pidfile): NB changes stop reaching SB, as while
+    /// the central hosts re-elect after a reboot.
+    pub fn stop_northd(&self) -> Result<()> {
+        let marker = format!("{}/", self.central.display());
+        process::stop_by_pidfile(&self.central.join("ovn-northd.pid"), &marker)
+    }
+
     /// `ovn-nbctl ARGS` against the lab's northbound database.
     pub fn nbctl(&self, args: &[&str]) -> Result<String> {
         Cmd::new("ovn-nbctl")
@@ -225,6 +296,45 @@ impl OvnLab {
     pub fn central_log(&self, stem: &str) -> String {
         tail(&self.central.join(format!("{stem}.log")))
     }
+}
+
+/// A new CA in `dir` (`ovs-pki init`), its log kept there too.
+pub fn pki_init(dir: &Path) -> Result<()> {
+    Cmd::new("ovs-pki")
+        .arg(format!("--dir={}", dir.display()))
+        .arg(format!("--log={}", dir.with_extension("log").display()))
+        .arg("init")
+        .timeout(Duration::from_secs(120))
+        .run()?;
+    Ok(())
+}
+
+/// A key and certificate `name` made in `work` and signed by the CA in `pki`, as
+/// (key, certificate) paths.
+pub fn pki_sign(pki: &Path, work: &Path, name: &str) -> Result<(String, String)> {
+    std::fs::create_dir_all(work)?;
+    // ovs-pki writes NAME-privkey.pem, NAME-req.pem and NAME-cert.pem in its working directory.
+    Cmd::new("sh")
+        .args([
+            "-ec",
+            "cd \"$1\" && shift && exec ovs-pki \"$@\"",
+            "sh",
+            &work.display().to_string(),
+            &format!("--dir={}", pki.display()),
+            &format!("--log={}", pki.with_extension("log").display()),
+            "--force",
+            "req+sign",
+            name,
+            "switch",
+        ])
+        .timeout(Duration::from_secs(120))
+        .run()?;
+    let file = |suffix: &str| {
+        work.join(format!("{name}-{suffix}.pem"))
+            .display()
+            .to_string()
+    };
+    Ok((file("privkey"), file("cert")))
 }
 
 fn tail(log: &Path) -> String {
