@@ -23,10 +23,11 @@ use serde_json::{Map, Value};
 
 use openssl::ssl::SslStream;
 
-use super::ops::wait_timeout_ms;
+use super::ops::{self, wait_timeout_ms};
 use super::remote::Remote;
 use super::result::check_transact_result;
-use super::tls::{self, TlsFiles};
+use super::tls::{self, TlsFiles, SET_SSL};
+use super::value;
 
 /// Where ovsdb-server listens when `OVS_RUNDIR` is not set (Debian's and upstream's default).
 const DEFAULT_RUNDIR: &str = "/var/run/openvswitch";
@@ -133,6 +134,61 @@ struct Request<'a> {
 }
 
 impl Client {
+    /// The files recorded in the `SSL` table of the Open vSwitch database `ovs` is connected to,
+    /// or `None` when `Open_vSwitch.ssl` is empty (`set-ssl` never run).
+    pub fn tls_files_from_ssl_table(ovs: &mut Client) -> Result<Option<TlsFiles>> {
+        let results = ovs.transact(
+            "Open_vSwitch",
+            vec![ops::select("Open_vSwitch", vec![], Some(&["ssl"]))],
+        )?;
+        let Some(root) = value::rows(&results[0])?.first() else {
+            bail!("the Open_vSwitch table is empty: the database was never initialised (ovs-vsctl init)");
+        };
+        let Some(ssl) = value::optional(value::column(root, "ssl")?)? else {
+            return Ok(None);
+        };
+        let uuid = value::uuid_str(&ssl)?.to_string();
+        let results = ovs.transact(
+            "Open_vSwitch",
+            vec![ops::select(
+                "SSL",
+                vec![ops::cond("_uuid", "==", value::uuid(&uuid))],
+                Some(&["private_key", "certificate", "ca_cert"]),
+            )],
+        )?;
+        let Some(row) = value::rows(&results[0])?.first() else {
+            bail!("Open_vSwitch.ssl refers to SSL row {uuid}, which the database does not have");
+        };
+        let path = |column: &str| -> Result<PathBuf> {
+            Ok(PathBuf::from(
+                value::column(row, column).and_then(|v| value::string(v))?,
+            ))
+        };
+        Ok(Some(TlsFiles {
+            private_key: path("private_key")?,
+            certificate: path("certificate")?,
+            ca_cert: path("ca_cert")?,
+        }))
+    }
+
+    /// The files of this host's Open vSwitch (its database at [`Client::default_socket`]),
+    /// required since `remote` is an `ssl:` remote: their absence is an error that names the
+    /// remote and the command that records them.
+    fn tls_files_of_this_host(remote: &str) -> Result<TlsFiles> {
+        let socket = Client::default_socket();
+        let mut ovs = Client::connect(&socket).with_context(|| {
+            format!("{remote} needs this host's SSL key, certificate and CA from Open vSwitch")
+        })?;
+        Self::tls_files_from_ssl_table(&mut ovs)?.ok_or_else(|| {
+            anyhow!(
+                "{remote} is an SSL remote, but this host's Open vSwitch has no SSL \
+                 configuration (its SSL table is empty): record this host's private key, \
+                 certificate and the CA certificate of the OVN databases once with `{SET_SSL}` \
+                 (ovn-controller uses the same files)"
+            )
+        })
+    }
+
     /// How long a request may take by default (plus the timeouts of its `wait` operations).
     /// Generous, since ovsdb-server answers in well under a millisecond when healthy; only a
     /// hung server reaches it.
@@ -168,7 +224,7 @@ impl Client {
 
     /// Connects to the server at `remote`, giving up after `timeout` (a TCP server that is
     /// down or unroutable must not stall the plugin). An `ssl:` remote uses the key,
-    /// certificate and CA of this host's Open vSwitch ([`TlsFiles::of_this_host`]). The error
+    /// certificate and CA of this host's Open vSwitch ([`Client::tls_files_of_this_host`]). The error
     /// names the remote; what to do about it is the caller's to say, who knows what the server
     /// is.
     pub fn connect_remote(remote: &Remote, timeout: Duration) -> Result<Client> {
@@ -184,7 +240,7 @@ impl Client {
             Remote::Ssl(address) => Stream::Ssl(Box::new(tls::connect(
                 address,
                 &remote.to_string(),
-                &TlsFiles::of_this_host(&remote.to_string())?,
+                &Self::tls_files_of_this_host(&remote.to_string())?,
                 timeout,
             )?)),
         };

@@ -27,11 +27,8 @@ use openssl::ssl::{
 };
 use openssl::x509::{X509VerifyResult, X509};
 
-use super::client::Client;
-use super::{ops, value};
-
 /// The command that records the files, for every message that asks the operator to fix them.
-const SET_SSL: &str = "ovs-vsctl set-ssl PRIVATE_KEY CERTIFICATE CA_CERT";
+pub(crate) const SET_SSL: &str = "ovs-vsctl set-ssl PRIVATE_KEY CERTIFICATE CA_CERT";
 
 /// The files of this host's OVSDB client identity, as recorded in its Open vSwitch `SSL` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,63 +39,6 @@ pub struct TlsFiles {
     pub certificate: PathBuf,
     /// `SSL.ca_cert`: the PEM certificate(s) of the CA that servers' certificates chain to.
     pub ca_cert: PathBuf,
-}
-
-impl TlsFiles {
-    /// The files recorded in the `SSL` table of the Open vSwitch database `ovs` is connected to,
-    /// or `None` when `Open_vSwitch.ssl` is empty (`set-ssl` never run).
-    pub fn from_ssl_table(ovs: &mut Client) -> Result<Option<TlsFiles>> {
-        let results = ovs.transact(
-            "Open_vSwitch",
-            vec![ops::select("Open_vSwitch", vec![], Some(&["ssl"]))],
-        )?;
-        let Some(root) = value::rows(&results[0])?.first() else {
-            bail!("the Open_vSwitch table is empty: the database was never initialised (ovs-vsctl init)");
-        };
-        let Some(ssl) = value::optional(value::column(root, "ssl")?)? else {
-            return Ok(None);
-        };
-        let uuid = value::uuid_str(&ssl)?.to_string();
-        let results = ovs.transact(
-            "Open_vSwitch",
-            vec![ops::select(
-                "SSL",
-                vec![ops::cond("_uuid", "==", value::uuid(&uuid))],
-                Some(&["private_key", "certificate", "ca_cert"]),
-            )],
-        )?;
-        let Some(row) = value::rows(&results[0])?.first() else {
-            bail!("Open_vSwitch.ssl refers to SSL row {uuid}, which the database does not have");
-        };
-        let path = |column: &str| -> Result<PathBuf> {
-            Ok(PathBuf::from(
-                value::column(row, column).and_then(|v| value::string(v))?,
-            ))
-        };
-        Ok(Some(TlsFiles {
-            private_key: path("private_key")?,
-            certificate: path("certificate")?,
-            ca_cert: path("ca_cert")?,
-        }))
-    }
-
-    /// The files of this host's Open vSwitch (its database at [`Client::default_socket`]),
-    /// required since `remote` is an `ssl:` remote: their absence is an error that names the
-    /// remote and the command that records them.
-    pub fn of_this_host(remote: &str) -> Result<TlsFiles> {
-        let socket = Client::default_socket();
-        let mut ovs = Client::connect(&socket).with_context(|| {
-            format!("{remote} needs this host's SSL key, certificate and CA from Open vSwitch")
-        })?;
-        Self::from_ssl_table(&mut ovs)?.ok_or_else(|| {
-            anyhow!(
-                "{remote} is an SSL remote, but this host's Open vSwitch has no SSL \
-                 configuration (its SSL table is empty): record this host's private key, \
-                 certificate and the CA certificate of the OVN databases once with `{SET_SSL}` \
-                 (ovn-controller uses the same files)"
-            )
-        })
-    }
 }
 
 /// Reads one of the files, naming it, the column it came from and the fix.
