@@ -15,8 +15,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::flows::Flow;
 
-/// Seconds `ovs-ofctl` may wait for ovs-vswitchd before it gives up.
-const TIMEOUT_SECS: u32 = 5;
+/// Seconds `ovs-ofctl` may wait for ovs-vswitchd before it gives up. Only a hung
+/// ovs-vswitchd reaches it, so it is generous: a busy one is slow, not broken. 5 s was too
+/// short: on the emulated kernel-datapath hosts under load, where every OVS command takes 2 to
+/// 4 s, a port's `--bundle add-flows` passed it and `setup` failed (SIGALRM).
+const TIMEOUT_SECS: u32 = 30;
 
 /// Where `ovs-ofctl` is looked for when it is not on `PATH` (netavark may run plugins with a
 /// minimal environment).
