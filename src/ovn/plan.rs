@@ -305,14 +305,15 @@ pub struct Acl {
 }
 
 /// What containers must never send, beyond what `port_security` (source MAC and addresses)
-/// stops: router advertisements and redirects, and DHCP/DHCPv6 server replies. Dropped as they
-/// leave the container's port, whichever address they come from (an EUI-64 link-local passes
-/// `port_security`).
+/// stops: ICMP redirects and DHCP/DHCPv6 server replies. Dropped as they leave the container's
+/// port, whichever address they come from (an EUI-64 link-local passes `port_security`).
+/// Router advertisements are not here: OVN lets neighbour discovery (RAs included) through
+/// ahead of every ACL, so an ACL for them would never match; the containers of an OVN network
+/// ignore them instead ([`crate::container_link::ContainerLinkSpec`]).
 pub fn switch_acls(cfg: &NetworkConfig) -> Vec<Acl> {
     let mut external_ids = common_ids(cfg, ROLE_ACL);
     external_ids.remove(keys::NETWORK_ID);
     [
-        "icmp6.type == 134",
         "icmp6.type == 137",
         "icmp4.type == 5",
         "udp.src == 67 && udp.dst == 68",
@@ -616,13 +617,13 @@ mod tests {
     }
 
     #[test]
-    fn acls_drop_router_and_dhcp_server_traffic_from_containers() {
+    fn acls_drop_redirects_and_dhcp_server_traffic_from_containers() {
         let acls = switch_acls(&sample_config());
         assert!(acls
             .iter()
             .all(|a| a.action == "drop" && a.direction == "from-lport"));
         let matches: Vec<&str> = acls.iter().map(|a| a.matches.as_str()).collect();
-        assert!(matches.contains(&"icmp6.type == 134"));
+        assert!(matches.contains(&"icmp6.type == 137"));
         assert!(matches.contains(&"udp.src == 67 && udp.dst == 68"));
     }
 
