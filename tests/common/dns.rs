@@ -280,21 +280,35 @@ impl Drop for Server {
     }
 }
 
-/// The host's `/etc/resolv.conf` as the plugin run on it sees it, removed when dropped.
-pub struct HostResolvConf(PathBuf);
+/// The host's `/etc/resolv.conf` as the plugin run on it sees it, removed when dropped (with
+/// `/etc/netns` when this made it and it is empty then).
+pub struct HostResolvConf {
+    dir: PathBuf,
+    made_parent: bool,
+}
+
+const ETC_NETNS: &str = "/etc/netns";
 
 impl HostResolvConf {
     pub fn write(host: &Host, text: &str) -> Result<HostResolvConf> {
-        let dir = Path::new("/etc/netns").join(&host.netns);
+        let made_parent = !Path::new(ETC_NETNS).exists();
+        let dir = Path::new(ETC_NETNS).join(&host.netns);
+        let conf = HostResolvConf {
+            dir: dir.clone(),
+            made_parent,
+        };
         std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        let conf = HostResolvConf(dir);
-        std::fs::write(conf.0.join("resolv.conf"), text)?;
+        std::fs::write(dir.join("resolv.conf"), text)?;
         Ok(conf)
     }
 }
 
 impl Drop for HostResolvConf {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_parent {
+            // Fails, as it should, while another lab's file is still there.
+            let _ = std::fs::remove_dir(ETC_NETNS);
+        }
     }
 }
