@@ -37,6 +37,7 @@ pub mod ethtool;
 pub mod firewall;
 pub mod flows;
 pub mod gateway;
+pub mod host_resolvers;
 pub mod ipsec;
 pub mod lock;
 pub mod manual;

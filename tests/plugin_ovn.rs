@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use common::cmd::Cmd;
 use common::ovn::{OvnLab, NB_REMOTE};
 use common::podman::{self, create, error_of, setup, teardown};
-use common::{frames, Container, Host};
+use common::{dns, frames, Container, Host};
 use serde_json::{json, Value};
 
 const SUBNET: &str = "192.168.120.0/24";
@@ -320,6 +320,108 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
     let e3 = podman::exec(&saved2, "c3", &[&ip(3)], None);
     teardown(ovn.host(2), c3.netns_path().to_str().context("netns")?, &e3)?;
     assert!(!ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
+    Ok(())
+}
+
+/// An open OVN network: at the gateway address OVN answers the names of the network's
+/// containers, and every other query, over UDP and TCP, reaches the host's name server (listed
+/// in its `/etc/resolv.conf`, outside the overlay), from the host's address, also after a `gc`;
+/// nothing else of the name server's host is reached through the gateway address. A host whose
+/// only name server is on its loopback sends containers nowhere.
+#[test]
+fn an_open_network_sends_the_names_ovn_does_not_know_to_the_hosts_name_server() -> Result<()> {
+    let ovn = OvnLab::new(2, 2)?;
+    let lab = ovn.lab();
+    let outside = Ipv4Addr::new(10, 99, 0, 254);
+    Cmd::in_netns(
+        &lab.switch_netns(),
+        "ip",
+        &["addr", "add", &format!("{outside}/24"), "dev", "br0"],
+    )
+    .run()?;
+    let far = Ipv4Addr::new(10, 99, 0, 77);
+    let names = [("outside.example", far)];
+    let resolver = dns::Server::start(&lab.switch_netns(), outside, 53, &names)?;
+    // Another service of the name server's host, which the gateway address must not lead to.
+    let other = dns::Server::start(&lab.switch_netns(), outside, 5353, &names)?;
+    // Host 2 has only a loopback name server (as with systemd-resolved's stub).
+    let stub = Ipv4Addr::new(127, 0, 0, 53);
+    let loopback = dns::Server::start(ovn.host(2).name(), stub, 53, &names)?;
+    let _conf1 = dns::HostResolvConf::write(
+        ovn.host(1),
+        &format!("# the stub first, as often\nnameserver {stub}\nnameserver {outside}\n"),
+    )?;
+    let _conf2 = dns::HostResolvConf::write(ovn.host(2), &format!("nameserver {stub}\n"))?;
+
+    let mut net = network("web");
+    net["internal"] = false.into();
+    let saved1 = create(ovn.host(1), &net)?;
+    let saved2 = create(ovn.host(2), &net)?;
+    let dir = common::operate::network_dir(lab, 1)?;
+    common::operate::save_network(&dir, &saved1)?;
+    let gateway = "192.168.120.1";
+    let (c1, _) = start(ovn.host(1), &saved1, "c1", &ip(1))?;
+    let (c2, _) = start(ovn.host(2), &saved2, "c2", &ip(2))?;
+    c1.wait_ping(&ip(2), Duration::from_secs(15))?;
+    let at = |port: u16| SocketAddr::from((gateway.parse::<Ipv4Addr>().unwrap(), port));
+
+    let started = Instant::now();
+    assert_eq!(
+        resolve(&c1, "outside.example", gateway),
+        Some(far.to_string()),
+        "busybox nslookup over UDP"
+    );
+    eprintln!(
+        "[ovn-dns] an outside name answered through the gateway in {:?}",
+        started.elapsed()
+    );
+    let udp = dns::lookup_udp(&c1.netns_path(), at(53), "outside.example")?;
+    assert_eq!(udp, dns::Answer::Address(far));
+    let tcp = dns::lookup_tcp(&c1.netns_path(), at(53), "outside.example")?;
+    assert_eq!(tcp, dns::Answer::Address(far));
+    let started = Instant::now();
+    let unknown = dns::lookup_udp(&c1.netns_path(), at(53), "nowhere.example")?;
+    assert_eq!(
+        unknown,
+        dns::Answer::Nothing(3),
+        "NXDOMAIN from the name server"
+    );
+    eprintln!(
+        "[ovn-dns] an unknown name answered NXDOMAIN in {:?}",
+        started.elapsed()
+    );
+    // OVN still answers the network's own names, without asking the name server.
+    assert_eq!(resolve(&c1, "c2", gateway), Some(ip(2)));
+    assert_eq!(resolve(&c1, "c2.web", gateway), Some(ip(2)));
+    let seen = resolver.seen();
+    assert!(
+        seen.iter().all(|q| q.name != "c2" && q.name != "c2.web"),
+        "{seen:?}"
+    );
+    // Every query came from host 1's underlay address: past the outbound NAT.
+    assert!(seen.len() >= 4, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|q| q.from.ip() == ovn.host(1).underlay_ip()),
+        "{seen:?}"
+    );
+    // Nothing but port 53 leads there.
+    assert!(dns::lookup_udp(&c1.netns_path(), at(5353), "outside.example").is_err());
+    assert!(other.seen().is_empty(), "{:?}", other.seen());
+
+    // The loopback-only host: the query goes nowhere, its loopback service is not reached.
+    assert!(dns::lookup_udp(&c2.netns_path(), at(53), "outside.example").is_err());
+    assert_eq!(
+        resolve(&c2, "c1", gateway),
+        Some(ip(1)),
+        "OVN still answers"
+    );
+    assert!(loopback.seen().is_empty(), "{:?}", loopback.seen());
+
+    // gc's full reconcile of the table keeps the forwarding.
+    common::operate::gc_json(ovn.host(1), &dir, &[])?;
+    let after_gc = dns::lookup_tcp(&c1.netns_path(), at(53), "outside.example")?;
+    assert_eq!(after_gc, dns::Answer::Address(far));
     Ok(())
 }
 

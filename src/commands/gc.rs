@@ -374,6 +374,9 @@ fn render(report: &GcReport) -> String {
 fn reconcile_firewall(ovs: &mut crate::ovs::Ovs, stale: &[String]) -> Result<()> {
     let _lock = lock_firewall()?;
     let observed = ovs.snapshot(Scope::Config)?;
-    let desired = firewall::elements::desired(&observed, |row| !stale.contains(&row.name));
+    let mut desired = firewall::elements::desired(&observed, |row| !stale.contains(&row.name));
+    if !desired.ovn_gateways.is_empty() {
+        desired.name_servers = crate::host_resolvers::read();
+    }
     firewall::reconcile(&desired)
 }

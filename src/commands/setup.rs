@@ -175,7 +175,17 @@ fn connect_outside(
     } else {
         (None, None)
     };
-    match firewall::attach_container(&gateway, addresses, published, underlay.as_ref(), listed) {
+    // OVN answers its own names at the gateway address; the others go to the host's resolvers
+    // (the mesh gives containers no name server of its own).
+    let name_servers = (!cfg.ovn.is_empty()).then(crate::host_resolvers::read);
+    match firewall::attach_container(
+        &gateway,
+        addresses,
+        published,
+        name_servers.as_ref(),
+        underlay.as_ref(),
+        listed,
+    ) {
         Ok(()) => Ok(()),
         Err(err) => match err.downcast_ref::<PortTaken>() {
             Some(taken) => Err(anyhow::anyhow!(

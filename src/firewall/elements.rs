@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
+use crate::host_resolvers::Upstreams;
 use crate::naming;
 use crate::ovs::schema::{network_of, ContainerPortRecord, Role, TunnelRecord};
 use crate::ovs::snapshot::{PortRow, Snapshot};
@@ -246,6 +247,39 @@ pub struct Listing {
     /// Whether the table exists at all.
     pub exists: bool,
     pub dnat: BTreeMap<PortKey, Current>,
+    /// The name servers the DNS maps send each gateway port's queries to, keyed by
+    /// (gateway port, IPv4?).
+    pub dns: BTreeMap<(String, bool), IpAddr>,
+}
+
+/// How one gateway port's DNS forwarding changes: the families whose element goes, then the
+/// upstreams added (a changed upstream is both: nft's `add element` keeps an existing key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameForwardChange {
+    pub gateway: String,
+    /// IPv4? of each element deleted.
+    pub delete: Vec<bool>,
+    pub add: Vec<IpAddr>,
+}
+
+/// The change that makes `gateway`'s queries go to `upstreams`, given what the table holds.
+pub fn forward_names(listing: &Listing, gateway: &str, upstreams: &Upstreams) -> NameForwardChange {
+    let mut change = NameForwardChange {
+        gateway: gateway.to_string(),
+        ..NameForwardChange::default()
+    };
+    for ipv4 in [true, false] {
+        let current = listing.dns.get(&(gateway.to_string(), ipv4)).copied();
+        let wanted = upstreams.of_family(ipv4);
+        if current == wanted {
+            continue;
+        }
+        if current.is_some() {
+            change.delete.push(ipv4);
+        }
+        change.add.extend(wanted);
+    }
+    change
 }
 
 /// A host port held by another container.
@@ -385,6 +419,10 @@ pub struct Desired {
     pub gateways: BTreeSet<String>,
     pub dnat: Vec<Published>,
     pub underlay: Underlay,
+    /// The gateway ports of open OVN networks: their DNS queries go to `name_servers`.
+    pub ovn_gateways: BTreeSet<String>,
+    /// This host's upstreams (filled by the caller: the database does not know them).
+    pub name_servers: Upstreams,
     /// Whether any network of this host needs the table (non-internal, or on the kernel
     /// datapath); without one the table goes.
     pub needed: bool,
@@ -443,6 +481,9 @@ pub fn desired(observed: &Snapshot, alive: impl Fn(&PortRow) -> bool) -> Desired
             .collect();
         desired
             .gateways
+            .extend(gateways.iter().map(|p| p.name.clone()));
+        desired
+            .ovn_gateways
             .extend(gateways.iter().map(|p| p.name.clone()));
         let rows = observed
             .ports_of(bridge)

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::elements::{Current, Listing, PortKey, Protocol};
-use super::render::dnat_maps;
+use super::render::{dnat_maps, dns_map};
 
 fn protocol(v: &Value) -> Option<Protocol> {
     match v {
@@ -63,6 +63,10 @@ pub fn parse(listing: &Value) -> Listing {
         let Some(name) = map.get("name").and_then(Value::as_str) else {
             continue;
         };
+        if let Some(ipv4) = [true, false].into_iter().find(|v4| dns_map(*v4) == name) {
+            read_dns(&mut out, map, ipv4);
+            continue;
+        }
         let Some((_, ipv4, host_ip, is_addr)) = maps.iter().find(|m| m.0 == name) else {
             continue;
         };
@@ -93,4 +97,26 @@ pub fn parse(listing: &Value) -> Listing {
         }
     }
     out
+}
+
+/// The elements of a DNS map: (gateway port, upstream).
+fn read_dns(out: &mut Listing, map: &Value, ipv4: bool) {
+    let elements = map
+        .get("elem")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for element in elements {
+        let pair = element.as_array().map(Vec::as_slice);
+        let Some([Value::String(gateway), upstream]) = pair else {
+            log::warn!("unexpected element {element} in map {}", dns_map(ipv4));
+            continue;
+        };
+        match address(upstream) {
+            Some(addr) => {
+                out.dns.insert((gateway.clone(), ipv4), addr);
+            }
+            None => log::warn!("unexpected element {element} in map {}", dns_map(ipv4)),
+        }
+    }
 }

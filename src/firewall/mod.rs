@@ -13,6 +13,9 @@
 //!   `teardown` of a container first delete every element that targets one of its addresses,
 //!   so the leftovers of a dead container (SIGKILL, reboot) never serve a new container that
 //!   reuses its address, then `setup` adds its own; a key held by another address is refused;
+//! * open OVN networks' DNS forwarding: (gateway port → the host's name server) per family,
+//!   set by every `setup` of such a network from `/etc/resolv.conf` (replaced when it changed)
+//!   and by `gc`'s reconcile; queries on port 53 that OVN left unanswered go there;
 //! * the underlay filter: (peer . UDP port) of the tunnels of kernel-datapath networks,
 //!   replaced as a whole from OVS by `create`, `gc` and `setup` on that datapath, under the
 //!   firewall lock ([`crate::lock::Kind::Firewall`]); for encrypted networks' tunnels also in
@@ -31,6 +34,8 @@ pub mod render;
 use std::net::IpAddr;
 
 use anyhow::{anyhow, Context, Result};
+
+use crate::host_resolvers::Upstreams;
 use serde_json::Value;
 
 pub use elements::{published_ports, Desired, PortTaken, Published, Underlay};
@@ -124,12 +129,14 @@ impl Prefetch {
 
 /// Attaches a container of a non-internal network: the network's gateway port, then, in the
 /// same transaction, the container's published ports in place of whatever targeted its
-/// addresses; and the underlay filter when given. Fails with [`PortTaken`] when another
+/// addresses; the gateway port's DNS forwarding to `name_servers` when given (open OVN
+/// networks); and the underlay filter when given. Fails with [`PortTaken`] when another
 /// container holds one of the ports. The first plan starts from `listed` when given.
 pub fn attach_container(
     gateway: &str,
     own: &[IpAddr],
     wanted: &[Published],
+    name_servers: Option<&Upstreams>,
     underlay: Option<&Underlay>,
     listed: Option<Prefetch>,
 ) -> Result<()> {
@@ -138,6 +145,10 @@ pub fn attach_container(
         let change = elements::attach(listing, own, wanted)?;
         let mut cmds = render::skeleton();
         cmds.extend(render::add_gateways(&gateways));
+        if let Some(name_servers) = name_servers {
+            let forward = elements::forward_names(listing, gateway, name_servers);
+            cmds.extend(render::name_forward_change(&forward));
+        }
         cmds.extend(render::container_change(&change));
         if let Some(underlay) = underlay {
             cmds.extend(render::replace_underlay(underlay));

@@ -11,8 +11,9 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::elements::{ContainerChange, Current, PortKey, Published, Underlay};
+use super::elements::{ContainerChange, Current, NameForwardChange, PortKey, Published, Underlay};
 use super::TABLE;
+use crate::host_resolvers::Upstreams;
 
 /// The set of gateway ports (type ifname) of the non-internal networks.
 pub const GATEWAYS: &str = "gateways";
@@ -29,6 +30,23 @@ pub const UNDERLAY_IPSEC4: &str = "underlay_ipsec4";
 pub const UNDERLAY_IPSEC6: &str = "underlay_ipsec6";
 /// The filter chain on the output hook (the `output` chain is NAT's).
 pub const TUNNEL_OUT: &str = "tunnel_out";
+
+/// The name server each open OVN network's gateway port sends DNS queries to, per family
+/// (gateway port → upstream).
+pub const DNS4: &str = "dns4";
+pub const DNS6: &str = "dns6";
+
+/// The DNS map of a family.
+pub fn dns_map(ipv4: bool) -> &'static str {
+    if ipv4 {
+        DNS4
+    } else {
+        DNS6
+    }
+}
+
+/// The port DNS is forwarded on (UDP and TCP).
+pub const DNS_PORT: u16 = 53;
 
 /// The name of a DNAT map: `dnat{4,6}[_host]_{addr,port}`.
 pub fn dnat_map(ipv4: bool, host_ip: bool, addr: bool) -> String {
@@ -105,6 +123,13 @@ fn map_object(ipv4: bool, host_ip: bool, addr: bool) -> Value {
     })
 }
 
+fn dns_map_object(ipv4: bool) -> Value {
+    json!({
+        "family": "inet", "table": TABLE, "name": dns_map(ipv4),
+        "type": "ifname", "map": addr_type(ipv4)
+    })
+}
+
 fn rule(chain: &str, expr: Vec<Value>) -> Value {
     json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": chain, "expr": expr}}})
 }
@@ -147,6 +172,30 @@ fn ip_proto(ipv4: bool) -> &'static str {
     } else {
         "ip6"
     }
+}
+
+/// The DNS forwarding rule of one family, for prerouting: a query to this host on port 53 that
+/// arrives on an open OVN network's gateway port (OVN answered the names it knows before it got
+/// there) goes to the host's name server for that port, through the outbound masquerade. A port
+/// without an element in the map matches nothing (the lookup fails): nothing else is opened.
+fn dns_rule(ipv4: bool) -> Value {
+    rule(
+        "prerouting",
+        vec![
+            nfproto(ipv4),
+            matches(meta("l4proto"), "==", json!({"set": ["udp", "tcp"]})),
+            matches(payload("th", "dport"), "==", json!(DNS_PORT)),
+            matches(
+                json!({"fib": {"result": "type", "flags": ["daddr"]}}),
+                "==",
+                json!("local"),
+            ),
+            json!({"dnat": {
+                "family": ip_proto(ipv4),
+                "addr": {"map": {"key": meta("iifname"), "data": set_ref(dns_map(ipv4))}},
+            }}),
+        ],
+    )
 }
 
 /// The DNAT rules of one family, for the prerouting and output chains: traffic addressed to
@@ -208,11 +257,15 @@ pub fn skeleton() -> Vec<Value> {
     for (_, ipv4, host_ip, addr) in dnat_maps() {
         cmds.push(json!({"add": {"map": map_object(ipv4, host_ip, addr)}}));
     }
+    for ipv4 in [true, false] {
+        cmds.push(json!({"add": {"map": dns_map_object(ipv4)}}));
+    }
     for (name, ..) in chains {
         cmds.push(json!({"flush": {"chain": {"family": "inet", "table": TABLE, "name": name}}}));
     }
 
     for ipv4 in [true, false] {
+        cmds.push(dns_rule(ipv4));
         cmds.extend(dnat_rules("prerouting", ipv4));
         cmds.extend(dnat_rules("output", ipv4));
     }
@@ -392,6 +445,36 @@ pub fn add_gateways<'a>(gateways: impl IntoIterator<Item = &'a String>) -> Vec<V
     ]
 }
 
+/// One gateway port's DNS forwarding change: deletes first, then adds.
+pub fn name_forward_change(change: &NameForwardChange) -> Vec<Value> {
+    let mut cmds: Vec<Value> = change
+        .delete
+        .iter()
+        .map(|ipv4| element("delete", dns_map(*ipv4), vec![json!(change.gateway)]))
+        .collect();
+    cmds.extend(add_name_forwards([&change.gateway], &change.add));
+    cmds
+}
+
+/// Elements sending each of `gateways`' queries to the upstream of its family in `upstreams`.
+fn add_name_forwards<'a>(
+    gateways: impl IntoIterator<Item = &'a String> + Clone,
+    upstreams: &[IpAddr],
+) -> Vec<Value> {
+    let mut cmds = Vec::new();
+    for upstream in upstreams {
+        let elem: Vec<Value> = gateways
+            .clone()
+            .into_iter()
+            .map(|g| json!([g, upstream.to_string()]))
+            .collect();
+        if !elem.is_empty() {
+            cmds.push(element("add", dns_map(upstream.is_ipv4()), elem));
+        }
+    }
+    cmds
+}
+
 /// One container's element changes: deletes first, then adds.
 pub fn container_change(change: &ContainerChange) -> Vec<Value> {
     let mut cmds = Vec::new();
@@ -479,6 +562,9 @@ pub fn flush_all_but_underlay() -> Vec<Value> {
     for (_, ipv4, host_ip, addr) in dnat_maps() {
         cmds.push(json!({"flush": {"map": map_object(ipv4, host_ip, addr)}}));
     }
+    for ipv4 in [true, false] {
+        cmds.push(json!({"flush": {"map": dns_map_object(ipv4)}}));
+    }
     cmds
 }
 
@@ -487,6 +573,13 @@ pub fn refill(desired: &super::elements::Desired) -> Vec<Value> {
     let mut cmds = flush_all_but_underlay();
     cmds.extend(add_gateways(&desired.gateways));
     cmds.extend(add_published(&desired.dnat));
+    let Upstreams { v4, v6 } = desired.name_servers;
+    let upstreams: Vec<IpAddr> = v4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(v6.map(IpAddr::V6))
+        .collect();
+    cmds.extend(add_name_forwards(&desired.ovn_gateways, &upstreams));
     cmds.extend(replace_underlay(&desired.underlay));
     cmds
 }

@@ -220,3 +220,103 @@ fn removing_the_table_is_safe_when_it_does_not_exist() {
     parses(cmds);
     let _ = Listing::default();
 }
+
+#[test]
+fn dns_forwarding_sends_only_port_53_of_a_listed_gateway_port_to_its_name_server() {
+    let skeleton = Value::Array(render::skeleton()).to_string();
+    for (map, family) in [("@dns4", "ip"), ("@dns6", "ip6")] {
+        let rule = format!(
+            r#"{{"dnat":{{"addr":{{"map":{{"data":"{map}","key":{{"meta":{{"key":"iifname"}}}}}}}},"family":"{family}"}}}}"#
+        );
+        assert!(skeleton.contains(&rule), "{rule} in {skeleton}");
+    }
+    assert!(
+        skeleton.contains(r#"{"match":{"left":{"payload":{"field":"dport","protocol":"th"}},"op":"==","right":53}}"#),
+        "{skeleton}"
+    );
+    assert!(
+        skeleton.contains(r#""right":{"set":["udp","tcp"]}"#),
+        "{skeleton}"
+    );
+
+    let upstreams = crate::host_resolvers::Upstreams {
+        v4: Some("10.99.0.254".parse().unwrap()),
+        v6: None,
+    };
+    let mut listing = Listing::default();
+    let change = elements::forward_names(&listing, "gw7", &upstreams);
+    assert!(change.delete.is_empty(), "{change:?}");
+    assert_eq!(
+        change.add,
+        ["10.99.0.254".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let text = parses(render::name_forward_change(&change));
+    assert!(
+        text.contains(
+            r#"{"add":{"element":{"elem":[["gw7","10.99.0.254"]],"family":"inet","name":"dns4""#
+        ),
+        "{text}"
+    );
+    // What the table holds already is not sent again; a changed resolver replaces the element,
+    // one gone is deleted.
+    listing
+        .dns
+        .insert(("gw7".to_string(), true), "10.99.0.254".parse().unwrap());
+    assert_eq!(
+        elements::forward_names(&listing, "gw7", &upstreams),
+        elements::NameForwardChange {
+            gateway: "gw7".to_string(),
+            ..Default::default()
+        }
+    );
+    let moved = crate::host_resolvers::Upstreams {
+        v4: Some("10.99.0.253".parse().unwrap()),
+        v6: None,
+    };
+    let change = elements::forward_names(&listing, "gw7", &moved);
+    assert_eq!(change.delete, [true]);
+    assert_eq!(
+        change.add,
+        ["10.99.0.253".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let text = parses(render::name_forward_change(&change));
+    let delete = text.find(r#"{"delete":{"element""#).expect("a delete");
+    let add = text.find(r#"{"add":{"element""#).expect("an add");
+    assert!(delete < add, "{text}");
+    let gone = elements::forward_names(&listing, "gw7", &Default::default());
+    assert_eq!((gone.delete, gone.add), (vec![true], vec![]));
+}
+
+#[test]
+fn the_dns_maps_are_read_back_from_the_listing_and_refilled_by_the_reconcile() {
+    let listed = json!({"nftables": [
+        {"map": {"family": "inet", "table": "geneve_ovs", "name": "dns4", "type": "ifname",
+            "map": "ipv4_addr", "elem": [["gw7", "10.99.0.254"], ["gw8", "nonsense"]]}},
+        {"map": {"family": "inet", "table": "geneve_ovs", "name": "dns6", "type": "ifname",
+            "map": "ipv6_addr", "elem": [["gw7", "fd99::53"]]}}
+    ]});
+    let listing = super::listing::parse(&listed);
+    assert_eq!(listing.dns.len(), 2, "{listing:?}");
+    assert_eq!(
+        listing.dns[&("gw7".to_string(), false)],
+        "fd99::53".parse::<std::net::IpAddr>().unwrap()
+    );
+    let mut desired = Desired {
+        needed: true,
+        ..Desired::default()
+    };
+    desired.gateways.insert("gw7".to_string());
+    desired.ovn_gateways.insert("gw7".to_string());
+    desired.name_servers.v6 = Some("fd99::53".parse().unwrap());
+    let text = parses(render::refill(&desired));
+    assert!(
+        text.contains(r#"{"flush":{"map":{"family":"inet","map":"ipv4_addr","name":"dns4""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"{"add":{"element":{"elem":[["gw7","fd99::53"]],"family":"inet","name":"dns6""#
+        ),
+        "{text}"
+    );
+}

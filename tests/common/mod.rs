@@ -29,6 +29,7 @@
 pub mod background;
 pub mod cmd;
 pub mod container;
+pub mod dns;
 pub mod frames;
 pub mod host;
 pub mod lab;

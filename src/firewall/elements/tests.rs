@@ -138,6 +138,7 @@ fn mappings_that_cannot_be_rendered_are_refused_naming_them() {
 fn listing(entries: &[(PortKey, &str)]) -> Listing {
     Listing {
         exists: true,
+        dns: BTreeMap::new(),
         dnat: entries
             .iter()
             .map(|(k, a)| {
@@ -194,6 +195,7 @@ fn detaching_removes_every_element_of_the_addresses() {
     let c = key(true, None, Protocol::Tcp, 9090);
     let now = Listing {
         exists: true,
+        dns: BTreeMap::new(),
         dnat: BTreeMap::from([
             (
                 a,
