@@ -902,7 +902,7 @@ fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> 
     let (b, exec_b) = start(ovn.host(2), &saved2, "b", &ip(2))?;
     let recorded = ovn.host(2).vsctl(&["get", "open", ".", record])?;
     assert!(recorded.contains("tcp:10.99.0.250:6641"), "{recorded}");
-    assert_eq!(owned_rows(&ovn, "ACL")?, 5);
+    assert_eq!(owned_rows(&ovn, "ACL")?, 4);
     assert_eq!(owned_rows(&ovn, "DNS")?, 1);
 
     // Host 1 removes the network while host 2 has a container on it: the switch stays.
@@ -946,7 +946,7 @@ fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> 
     // and the container works.
     let (c, _) = start(ovn.host(2), &saved2, "c", &ip(3))?;
     assert!(has_switch(&ovn, "geneve-ovs.net1")?);
-    assert_eq!(owned_rows(&ovn, "ACL")?, 5);
+    assert_eq!(owned_rows(&ovn, "ACL")?, 4);
     assert_eq!(
         logical_ports(&ovn, "geneve-ovs.net1")?.len(),
         1,
