@@ -9,28 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use common::cmd::Cmd;
-use common::ovn::{OvnLab, NB_REMOTE};
+use common::ovn::{container_ip, start, OvnLab, NB_REMOTE, SUBNET};
 use common::podman::{self, create, error_of, setup, teardown};
 use common::{dns, frames, Container, Host};
-use serde_json::{json, Value};
-
-const SUBNET: &str = "192.168.120.0/24";
-
-fn network(name: &str) -> Value {
-    podman::network(name, SUBNET, None, &[("ovn", NB_REMOTE)])
-}
-
-fn ip(i: usize) -> String {
-    format!("192.168.120.{}", 10 + i)
-}
-
-/// Sets up container `label` on `host` with address `address`.
-fn start(host: &Host, net: &Value, label: &str, address: &str) -> Result<(Container, Value)> {
-    let c = host.container(label)?;
-    let exec = podman::exec(net, label, &[address], None);
-    setup(host, &c, &exec).with_context(|| format!("setup of {label} on {}", host.name()))?;
-    Ok((c, exec))
-}
+use serde_json::json;
 
 /// What `busybox nslookup NAME SERVER` in `c` answers, `None` when it finds nothing.
 fn resolve(c: &Container, name: &str, server: &str) -> Option<String> {
@@ -74,38 +56,44 @@ fn logical_ports(ovn: &OvnLab, switch: &str) -> Result<Vec<String>> {
 #[test]
 fn a_host_joins_alone_and_its_container_reaches_and_resolves_the_others() -> Result<()> {
     let mut ovn = OvnLab::new(4, 3)?;
-    let net = network("net1");
-    let mut containers = Vec::new();
-    for i in 1..=3 {
-        let saved = create(ovn.host(i), &net)?;
-        assert_eq!(saved["options"]["ovn"], NB_REMOTE, "{saved}");
-        assert!(saved["options"].get("peers").is_none(), "{saved}");
-        containers.push(start(ovn.host(i), &saved, &format!("c{i}"), &ip(i))?);
+    let net = ovn.network("net1");
+    let saved = ovn.create_on_hosts(3, &net)?;
+    for config in &saved {
+        assert!(config["options"].get("peers").is_none(), "{config}");
     }
+    let containers = ovn.start_containers(&saved)?;
     // Host 4 joins: its own settings and ovn-controller, its own create; nothing on 1-3.
     ovn.join(4)?;
     let saved4 = create(ovn.host(4), &net)?;
-    let (c4, _) = start(ovn.host(4), &saved4, "c4", &ip(4))?;
+    let (c4, _) = start(ovn.host(4), &saved4, "c4", &container_ip(4))?;
     for i in 1..=3 {
-        c4.wait_ping(&ip(i), Duration::from_secs(15))
+        c4.wait_ping(&container_ip(i), Duration::from_secs(15))
             .with_context(|| format!("c4 reaching c{i}"))?;
         containers[i - 1]
             .0
-            .wait_ping(&ip(4), Duration::from_secs(15))?;
+            .wait_ping(&container_ip(4), Duration::from_secs(15))?;
     }
 
     // Names across hosts, answered by OVN on the container's own port (sent to any address
     // of the network the container can reach, here c1's).
-    for (name, want) in [("c2", ip(2)), ("c2.net1", ip(2)), ("C3.NET1", ip(3))] {
+    for (name, want) in [
+        ("c2", container_ip(2)),
+        ("c2.net1", container_ip(2)),
+        ("C3.NET1", container_ip(3)),
+    ] {
         assert_eq!(
-            resolve(&c4, name, &ip(1)).as_deref(),
+            resolve(&c4, name, &container_ip(1)).as_deref(),
             Some(want.as_str()),
             "{name}"
         );
     }
     // The alias podman gives every container (its short id) too.
     let alias = podman::id("container c2")[..12].to_string();
-    assert_eq!(resolve(&c4, &alias, &ip(1)), Some(ip(2)), "alias {alias}");
+    assert_eq!(
+        resolve(&c4, &alias, &container_ip(1)),
+        Some(container_ip(2)),
+        "alias {alias}"
+    );
 
     // Teardown of c2 removes its logical port, its records, its br-int port and its veth.
     let switch = "geneve-ovs.net1";
@@ -126,13 +114,13 @@ fn a_host_joins_alone_and_its_container_reaches_and_resolves_the_others() -> Res
         "{records}"
     );
     assert!(names.contains(&"c3.net1"), "{records}");
-    assert_eq!(resolve(&c4, "c2.net1", &ip(1)), None);
+    assert_eq!(resolve(&c4, "c2.net1", &container_ip(1)), None);
     assert!(
         ovn.host(2).container_ports()?.is_empty(),
         "{:?}",
         ovn.host(2).container_ports()
     );
-    assert!(!c4.ping(&ip(2)));
+    assert!(!c4.ping(&container_ip(2)));
     Ok(())
 }
 
@@ -142,7 +130,7 @@ fn a_host_joins_alone_and_its_container_reaches_and_resolves_the_others() -> Res
 #[test]
 fn setup_gives_the_gateway_port_as_name_server_and_ovn_answers_there() -> Result<()> {
     let ovn = OvnLab::new(2, 2)?;
-    let net = network("net1");
+    let net = ovn.network("net1");
     let saved1 = create(ovn.host(1), &net)?;
     let saved2 = create(ovn.host(2), &net)?;
     let gateway = "192.168.120.1";
@@ -154,21 +142,21 @@ fn setup_gives_the_gateway_port_as_name_server_and_ovn_answers_there() -> Result
     assert_eq!(kind.trim(), "localport");
 
     let c1 = ovn.host(1).container("db")?;
-    let exec1 = podman::exec(&saved1, "db", &[&ip(1)], None);
+    let exec1 = podman::exec(&saved1, "db", &[&container_ip(1)], None);
     let status1 = setup(ovn.host(1), &c1, &exec1)?;
-    let (c2, _) = start(ovn.host(2), &saved2, "web", &ip(2))?;
+    let (c2, _) = start(ovn.host(2), &saved2, "web", &container_ip(2))?;
     assert_eq!(status1["dns_server_ips"], json!([gateway]), "{status1}");
     // Still internal: the container gets no route out through the gateway.
     let routes = c1.exec_timeout(Duration::from_secs(5), "ip", &["route"]);
     let routes = String::from_utf8_lossy(&routes.stdout).to_string();
     assert!(!routes.contains("default"), "{routes}");
 
-    c2.wait_ping(&ip(1), Duration::from_secs(15))?;
+    c2.wait_ping(&container_ip(1), Duration::from_secs(15))?;
     let started = Instant::now();
     for name in ["db", "db.net1"] {
         assert_eq!(
             resolve(&c2, name, gateway).as_deref(),
-            Some(ip(1).as_str()),
+            Some(container_ip(1).as_str()),
             "{name} from host 2"
         );
     }
@@ -176,7 +164,11 @@ fn setup_gives_the_gateway_port_as_name_server_and_ovn_answers_there() -> Result
         "[ovn-dns] two names resolved at the gateway port in {:?}",
         started.elapsed()
     );
-    assert_eq!(resolve(&c1, "web", gateway), Some(ip(2)), "web from host 1");
+    assert_eq!(
+        resolve(&c1, "web", gateway),
+        Some(container_ip(2)),
+        "web from host 1"
+    );
     // The gateway address is the gateway port's: no container may have it.
     let c3 = ovn.host(2).container("thief")?;
     let exec3 = podman::exec(&saved2, "thief", &[gateway], None);
@@ -206,7 +198,7 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
         &["addr", "add", &format!("{outside}/24"), "dev", "br0"],
     )
     .run()?;
-    let mut net = network("web");
+    let mut net = ovn.network("web");
     net["internal"] = false.into();
     let saved1 = create(ovn.host(1), &net)?;
     let saved2 = create(ovn.host(2), &net)?;
@@ -216,7 +208,7 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
     let gw = format!("gw{vni}");
 
     let c1 = ovn.host(1).container("c1")?;
-    let mut e1 = podman::exec(&saved1, "c1", &[&ip(1)], None);
+    let mut e1 = podman::exec(&saved1, "c1", &[&container_ip(1)], None);
     e1["port_mappings"] = json!([{"container_port": 80, "host_ip": "", "host_port": 8080,
         "protocol": "tcp", "range": 1}]);
     let started = Instant::now();
@@ -225,13 +217,13 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
         "[ovn-gateway] setup of the first container, gateway and -p included: {:?}",
         started.elapsed()
     );
-    let (c2, e2) = start(ovn.host(2), &saved2, "c2", &ip(2))?;
+    let (c2, e2) = start(ovn.host(2), &saved2, "c2", &container_ip(2))?;
     let c3 = ovn.host(2).container("c3")?;
     let started = Instant::now();
     setup(
         ovn.host(2),
         &c3,
-        &podman::exec(&saved2, "c3", &[&ip(3)], None),
+        &podman::exec(&saved2, "c3", &[&container_ip(3)], None),
     )?;
     eprintln!(
         "[ovn-gateway] setup of a second container (gateway already there): {:?}",
@@ -251,7 +243,7 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
         let iface_id = h.vsctl(&["get", "Interface", &gw, "external_ids:iface-id"])?;
         assert_eq!(iface_id.trim_matches('"'), "geneve-ovs.web.gateway");
     }
-    c1.wait_ping(&ip(2), Duration::from_secs(15))?;
+    c1.wait_ping(&container_ip(2), Duration::from_secs(15))?;
 
     // Outbound: the outside sees each host's underlay address, never a container's.
     let seen = lab.dir().join("outside.txt");
@@ -317,7 +309,7 @@ fn an_open_network_nats_outbound_and_publishes_ports_through_the_host() -> Resul
         ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw),
         "c3 still needs it"
     );
-    let e3 = podman::exec(&saved2, "c3", &[&ip(3)], None);
+    let e3 = podman::exec(&saved2, "c3", &[&container_ip(3)], None);
     teardown(ovn.host(2), c3.netns_path().to_str().context("netns")?, &e3)?;
     assert!(!ovn.host(2).vsctl(&["list-ports", "br-int"])?.contains(&gw));
     Ok(())
@@ -353,16 +345,16 @@ fn an_open_network_sends_the_names_ovn_does_not_know_to_the_hosts_name_server() 
     )?;
     let _conf2 = dns::HostResolvConf::write(ovn.host(2), &format!("nameserver {stub}\n"))?;
 
-    let mut net = network("web");
+    let mut net = ovn.network("web");
     net["internal"] = false.into();
     let saved1 = create(ovn.host(1), &net)?;
     let saved2 = create(ovn.host(2), &net)?;
     let dir = common::operate::network_dir(lab, 1)?;
     common::operate::save_network(&dir, &saved1)?;
     let gateway = "192.168.120.1";
-    let (c1, _) = start(ovn.host(1), &saved1, "c1", &ip(1))?;
-    let (c2, _) = start(ovn.host(2), &saved2, "c2", &ip(2))?;
-    c1.wait_ping(&ip(2), Duration::from_secs(15))?;
+    let (c1, _) = start(ovn.host(1), &saved1, "c1", &container_ip(1))?;
+    let (c2, _) = start(ovn.host(2), &saved2, "c2", &container_ip(2))?;
+    c1.wait_ping(&container_ip(2), Duration::from_secs(15))?;
     let at = |port: u16| SocketAddr::from((gateway.parse::<Ipv4Addr>().unwrap(), port));
 
     let started = Instant::now();
@@ -391,8 +383,8 @@ fn an_open_network_sends_the_names_ovn_does_not_know_to_the_hosts_name_server() 
         started.elapsed()
     );
     // OVN still answers the network's own names, without asking the name server.
-    assert_eq!(resolve(&c1, "c2", gateway), Some(ip(2)));
-    assert_eq!(resolve(&c1, "c2.web", gateway), Some(ip(2)));
+    assert_eq!(resolve(&c1, "c2", gateway), Some(container_ip(2)));
+    assert_eq!(resolve(&c1, "c2.web", gateway), Some(container_ip(2)));
     let seen = resolver.seen();
     assert!(
         seen.iter().all(|q| q.name != "c2" && q.name != "c2.web"),
@@ -413,7 +405,7 @@ fn an_open_network_sends_the_names_ovn_does_not_know_to_the_hosts_name_server() 
     assert!(dns::lookup_udp(&c2.netns_path(), at(53), "outside.example").is_err());
     assert_eq!(
         resolve(&c2, "c1", gateway),
-        Some(ip(1)),
+        Some(container_ip(1)),
         "OVN still answers"
     );
     assert!(loopback.seen().is_empty(), "{:?}", loopback.seen());
@@ -428,14 +420,14 @@ fn an_open_network_sends_the_names_ovn_does_not_know_to_the_hosts_name_server() 
 #[test]
 fn a_taken_address_is_refused_at_once_naming_container_and_chassis() -> Result<()> {
     let ovn = OvnLab::new(2, 2)?;
-    let net = network("net1");
+    let net = ovn.network("net1");
     let saved1 = create(ovn.host(1), &net)?;
     let saved2 = create(ovn.host(2), &net)?;
-    start(ovn.host(1), &saved1, "db", &ip(1))?;
+    start(ovn.host(1), &saved1, "db", &container_ip(1))?;
 
     let h2 = ovn.host(2);
     let c = h2.container("web")?;
-    let exec = podman::exec(&saved2, "web", &[&ip(1)], None);
+    let exec = podman::exec(&saved2, "web", &[&container_ip(1)], None);
     let started = Instant::now();
     let out = h2.plugin(
         &["setup", c.netns_path().to_str().context("netns")?],
@@ -446,7 +438,7 @@ fn a_taken_address_is_refused_at_once_naming_container_and_chassis() -> Result<(
     assert!(
         err.contains(&format!(
             "address {} is already bound to container db",
-            ip(1)
+            container_ip(1)
         )) && err.contains("on chassis chassis-1"),
         "{err}"
     );
@@ -464,14 +456,14 @@ fn a_taken_address_is_refused_at_once_naming_container_and_chassis() -> Result<(
         h2.links()
     );
     // Another address is fine.
-    start(h2, &saved2, "web2", &ip(2))?;
+    start(h2, &saved2, "web2", &container_ip(2))?;
     Ok(())
 }
 
 #[test]
 fn port_security_and_acls_drop_what_a_container_forges() -> Result<()> {
     let ovn = OvnLab::new(2, 2)?;
-    let mut net = network("net1");
+    let mut net = ovn.network("net1");
     net["ipv6_enabled"] = true.into();
     net["subnets"] = json!([{"subnet": SUBNET}, {"subnet": "fd12:3456::/64"}]);
     let saved1 = create(ovn.host(1), &net)?;
@@ -600,7 +592,7 @@ fn link_local(mac: [u8; 6]) -> Ipv6Addr {
 fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Result<()> {
     let mut ovn = OvnLab::new(1, 0)?;
     let h1 = ovn.host(1);
-    let err = error_of(&h1.plugin(&["create"], &network("net1").to_string()))?;
+    let err = error_of(&h1.plugin(&["create"], &ovn.network("net1").to_string()))?;
     for says in [
         "not ready for an OVN network",
         "external_ids:system-id",
@@ -615,7 +607,7 @@ fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Resu
     ovn.configure(1)?;
     let err = error_of(
         &ovn.host(1)
-            .plugin(&["create"], &network("net1").to_string()),
+            .plugin(&["create"], &ovn.network("net1").to_string()),
     )?;
     assert!(
         err.contains("integration bridge br-int") && err.contains("ovn-controller"),
@@ -624,7 +616,7 @@ fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Resu
     assert_eq!(ovn.nbctl(&["ls-list"])?.trim(), "", "nothing made in OVN");
 
     ovn.start_controller(1)?;
-    let saved = create(ovn.host(1), &network("net1"))?;
+    let saved = create(ovn.host(1), &ovn.network("net1"))?;
     // An OVN network has no peers to change: `geneve-ovs peers` says why.
     let dir = common::operate::network_dir(ovn.lab(), 1)?;
     common::operate::save_network(&dir, &saved)?;
@@ -663,7 +655,7 @@ fn create_names_missing_prerequisites_and_refuses_a_conflicting_switch() -> Resu
     ovn.nbctl(&["ls-add", "geneve-ovs.net2"])?;
     let err = error_of(
         &ovn.host(1)
-            .plugin(&["create"], &network("net2").to_string()),
+            .plugin(&["create"], &ovn.network("net2").to_string()),
     )?;
     assert!(err.contains("was not made by geneve-ovs"), "{err}");
     // Remotes are tried in turn: one that refuses first, then the database.
@@ -705,8 +697,8 @@ fn setup_time_in_ovn_mode_beside_the_mesh() -> Result<()> {
     const ROUNDS: usize = 10;
     let ovn = OvnLab::new(2, 2)?;
     let h1 = ovn.host(1);
-    let ovn_net = create(h1, &network("net1"))?;
-    create(ovn.host(2), &network("net1"))?;
+    let ovn_net = create(h1, &ovn.network("net1"))?;
+    create(ovn.host(2), &ovn.network("net1"))?;
     let mesh_net = create(
         h1,
         &podman::network("mesh1", "192.168.121.0/24", None, &[("peers", "10.99.0.2")]),
@@ -749,15 +741,15 @@ fn setup_time_in_ovn_mode_beside_the_mesh() -> Result<()> {
 fn gc_removes_the_logical_port_of_a_vanished_container() -> Result<()> {
     let ovn = OvnLab::new(2, 2)?;
     let dir = common::operate::network_dir(ovn.lab(), 1)?;
-    let saved1 = create(ovn.host(1), &network("net1"))?;
+    let saved1 = create(ovn.host(1), &ovn.network("net1"))?;
     common::operate::save_network(&dir, &saved1)?;
-    let saved2 = create(ovn.host(2), &network("net1"))?;
-    let (gone, _) = start(ovn.host(1), &saved1, "gone", &ip(1))?;
+    let saved2 = create(ovn.host(2), &ovn.network("net1"))?;
+    let (gone, _) = start(ovn.host(1), &saved1, "gone", &container_ip(1))?;
     let port = ovn.host(1).container_ports()?;
     // The container vanishes without a teardown (a crash, a reboot): its address stays bound.
     common::netns::delete(gone.name())?;
     let c = ovn.host(2).container("next")?;
-    let exec = podman::exec(&saved2, "next", &[&ip(1)], None);
+    let exec = podman::exec(&saved2, "next", &[&container_ip(1)], None);
     let netns = c.netns_path();
     let refused = ovn.host(2).plugin(
         &["setup", netns.to_str().context("netns")?],
@@ -790,13 +782,13 @@ fn status_text(host: &Host, dir: &std::path::Path) -> (i32, String) {
 fn status_shows_chassis_bindings_and_leader_and_exits_2_when_disconnected() -> Result<()> {
     let ovn = OvnLab::new(2, 2)?;
     let dir = common::operate::network_dir(ovn.lab(), 1)?;
-    let saved1 = create(ovn.host(1), &network("net1"))?;
+    let saved1 = create(ovn.host(1), &ovn.network("net1"))?;
     common::operate::save_network(&dir, &saved1)?;
-    let saved2 = create(ovn.host(2), &network("net1"))?;
+    let saved2 = create(ovn.host(2), &ovn.network("net1"))?;
     let dir2 = common::operate::network_dir(ovn.lab(), 2)?;
     common::operate::save_network(&dir2, &saved2)?;
-    let _a = start(ovn.host(1), &saved1, "a", &ip(1))?;
-    let _b = start(ovn.host(2), &saved2, "b", &ip(2))?;
+    let _a = start(ovn.host(1), &saved1, "a", &container_ip(1))?;
+    let _b = start(ovn.host(2), &saved2, "b", &container_ip(2))?;
 
     // Healthy: connected, the network spans both chassis, a's port is up and bound here.
     let (code, report) = common::operate::status_json(ovn.host(1), &dir)?;
@@ -864,10 +856,7 @@ fn status_shows_chassis_bindings_and_leader_and_exits_2_when_disconnected() -> R
 
 /// Whether the lab's northbound database has a logical switch named `name`.
 fn has_switch(ovn: &OvnLab, name: &str) -> Result<bool> {
-    Ok(ovn
-        .nbctl(&["--bare", "--columns=name", "list", "Logical_Switch"])?
-        .lines()
-        .any(|l| l.trim() == name))
+    Ok(ovn.switches()?.iter().any(|s| s == name))
 }
 
 /// The number of rows of `table` that geneve-ovs owns.
@@ -884,9 +873,9 @@ fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> 
     let ovn = OvnLab::new(2, 2)?;
     let dir1 = common::operate::network_dir(ovn.lab(), 1)?;
     let dir2 = common::operate::network_dir(ovn.lab(), 2)?;
-    let saved1 = create(ovn.host(1), &network("net1"))?;
+    let saved1 = create(ovn.host(1), &ovn.network("net1"))?;
     common::operate::save_network(&dir1, &saved1)?;
-    let saved2 = create(ovn.host(2), &network("net1"))?;
+    let saved2 = create(ovn.host(2), &ovn.network("net1"))?;
     common::operate::save_network(&dir2, &saved2)?;
     // `create` recorded the network on each host; `setup` records it when it is missing (a
     // network created by an earlier version).
@@ -899,7 +888,7 @@ fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> 
         "external_ids",
         "geneve-ovs.ovn-network.net1",
     ])?;
-    let (b, exec_b) = start(ovn.host(2), &saved2, "b", &ip(2))?;
+    let (b, exec_b) = start(ovn.host(2), &saved2, "b", &container_ip(2))?;
     let recorded = ovn.host(2).vsctl(&["get", "open", ".", record])?;
     assert!(recorded.contains("tcp:10.99.0.250:6641"), "{recorded}");
     assert_eq!(owned_rows(&ovn, "ACL")?, 4);
@@ -944,7 +933,7 @@ fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> 
 
     // Host 2 still has the network: its next setup makes the switch again, ACLs included,
     // and the container works.
-    let (c, _) = start(ovn.host(2), &saved2, "c", &ip(3))?;
+    let (c, _) = start(ovn.host(2), &saved2, "c", &container_ip(3))?;
     assert!(has_switch(&ovn, "geneve-ovs.net1")?);
     assert_eq!(owned_rows(&ovn, "ACL")?, 4);
     assert_eq!(
@@ -957,7 +946,7 @@ fn gc_removes_a_removed_networks_switch_once_no_host_has_a_port() -> Result<()> 
     // A switch of the name that is another network's now (other subnets) is never touched:
     // host 1 creates net2 and forgets it; the switch is removed by hand and host 2 creates a
     // different net2.
-    let saved = create(ovn.host(1), &network("net2"))?;
+    let saved = create(ovn.host(1), &ovn.network("net2"))?;
     common::operate::save_network(&dir1, &saved)?;
     common::operate::forget_network(&dir1, "net2")?;
     ovn.nbctl(&["ls-del", "geneve-ovs.net2"])?;

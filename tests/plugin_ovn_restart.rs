@@ -7,14 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use common::ovn::{OvnLab, NB_REMOTE};
-use common::podman::{self, create, setup};
+use common::ovn::{container_ip, OvnLab};
+use common::podman::{self, setup};
 use common::wait;
-use serde_json::Value;
-
-fn ip(i: usize) -> String {
-    format!("192.168.120.{}", 10 + i)
-}
 
 fn lsp_up(ovn: &OvnLab, label: &str) -> Result<String> {
     let name = format!("{}-eth0", podman::id(&format!("container {label}")));
@@ -24,19 +19,26 @@ fn lsp_up(ovn: &OvnLab, label: &str) -> Result<String> {
 #[test]
 fn a_restarted_container_is_set_up_while_northd_relays_nothing() -> Result<()> {
     let ovn = OvnLab::new(2, 2)?;
-    let net: Value = podman::network("net1", "192.168.120.0/24", None, &[("ovn", NB_REMOTE)]);
-    let saved: Vec<Value> = (1..=2)
-        .map(|i| create(ovn.host(i), &net))
-        .collect::<Result<_>>()?;
+    let net = ovn.network("net1");
+    let saved = ovn.create_on_hosts(2, &net)?;
     let h1 = ovn.host(1);
     let c1 = h1.container("c1")?;
     // A static MAC (podman's --mac-address): the port binding SB keeps has the same one.
-    let exec1 = podman::exec(&saved[0], "c1", &[&ip(1)], Some("0a:58:c0:a8:78:0b"));
+    let exec1 = podman::exec(
+        &saved[0],
+        "c1",
+        &[&container_ip(1)],
+        Some("0a:58:c0:a8:78:0b"),
+    );
     setup(h1, &c1, &exec1)?;
     let h2 = ovn.host(2);
     let c2 = h2.container("c2")?;
-    setup(h2, &c2, &podman::exec(&saved[1], "c2", &[&ip(2)], None))?;
-    c2.wait_ping(&ip(1), Duration::from_secs(15))?;
+    setup(
+        h2,
+        &c2,
+        &podman::exec(&saved[1], "c2", &[&container_ip(2)], None),
+    )?;
+    c2.wait_ping(&container_ip(1), Duration::from_secs(15))?;
     assert_eq!(lsp_up(&ovn, "c1")?, "true");
 
     // Host 1 loses the container without a teardown (its namespace and veth go), and the

@@ -8,28 +8,10 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::ovn::{pki_init, pki_sign, OvnLab, NB_SSL_REMOTE};
-use common::podman::{self, create, error_of, setup, teardown};
-use common::{wait, Container, Host};
+use common::ovn::{container_ip, network_at, pki_init, pki_sign, OvnLab, NB_SSL_REMOTE};
+use common::podman::{create, error_of, teardown};
+use common::{wait, Host};
 use serde_json::Value;
-
-const SUBNET: &str = "192.168.120.0/24";
-
-fn network(remote: &str) -> Value {
-    podman::network("net1", SUBNET, None, &[("ovn", remote)])
-}
-
-fn ip(i: usize) -> String {
-    format!("192.168.120.{}", 10 + i)
-}
-
-/// Sets up container `label` on `host` with address `address`.
-fn start(host: &Host, net: &Value, label: &str, address: &str) -> Result<(Container, Value)> {
-    let c = host.container(label)?;
-    let exec = podman::exec(net, label, &[address], None);
-    setup(host, &c, &exec).with_context(|| format!("setup of {label} on {}", host.name()))?;
-    Ok((c, exec))
-}
 
 /// `create`'s error on `host`, requiring that it failed.
 fn create_error(host: &Host, net: &Value) -> Result<String> {
@@ -38,29 +20,18 @@ fn create_error(host: &Host, net: &Value) -> Result<String> {
     Ok(err)
 }
 
-/// The names of the northbound database's logical switches.
-fn switches(ovn: &OvnLab) -> Result<Vec<String>> {
-    Ok(ovn
-        .nbctl(&["--bare", "--columns=name", "list", "Logical_Switch"])?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect())
-}
-
 #[test]
 fn create_and_setup_across_two_hosts_over_ssl() -> Result<()> {
     let ovn = OvnLab::with_ssl_nb(2, 2)?;
     assert_eq!(ovn.nb_remote(), NB_SSL_REMOTE);
-    let net = network(NB_SSL_REMOTE);
-    let mut containers = Vec::new();
-    for i in 1..=2 {
-        let saved = create(ovn.host(i), &net)?;
-        assert_eq!(saved["options"]["ovn"], NB_SSL_REMOTE, "{saved}");
-        containers.push(start(ovn.host(i), &saved, &format!("c{i}"), &ip(i))?);
-    }
-    containers[0].0.wait_ping(&ip(2), Duration::from_secs(15))?;
-    containers[1].0.wait_ping(&ip(1), Duration::from_secs(15))?;
+    let saved = ovn.create_on_hosts(2, &ovn.network("net1"))?;
+    let containers = ovn.start_containers(&saved)?;
+    containers[0]
+        .0
+        .wait_ping(&container_ip(2), Duration::from_secs(15))?;
+    containers[1]
+        .0
+        .wait_ping(&container_ip(1), Duration::from_secs(15))?;
     wait::until(
         "both logical ports up in NB",
         Duration::from_secs(15),
@@ -86,7 +57,7 @@ fn create_and_setup_across_two_hosts_over_ssl() -> Result<()> {
     assert_eq!(containers_left, 1, "{ports}");
 
     // The database really is SSL only: its address over TCP is refused.
-    let tcp = network(&NB_SSL_REMOTE.replace("ssl:", "tcp:"));
+    let tcp = network_at("net1", &NB_SSL_REMOTE.replace("ssl:", "tcp:"));
     let err = create_error(ovn.host(1), &tcp)?;
     assert!(
         err.contains("cannot reach the OVN northbound database"),
@@ -98,7 +69,7 @@ fn create_and_setup_across_two_hosts_over_ssl() -> Result<()> {
 #[test]
 fn a_wrong_ca_a_missing_file_or_no_ssl_row_is_refused_naming_remote_file_and_fix() -> Result<()> {
     let ovn = OvnLab::with_ssl_nb(2, 2)?;
-    let net = network(NB_SSL_REMOTE);
+    let net = ovn.network("net1");
     let h2 = ovn.host(2);
     let (key, cert) = ovn.sign("second-host2")?;
 
@@ -117,7 +88,7 @@ fn a_wrong_ca_a_missing_file_or_no_ssl_row_is_refused_naming_remote_file_and_fix
         ensure!(err.contains(says), "{says:?} not in: {err}");
     }
     // Nothing was written.
-    ensure!(switches(&ovn)?.is_empty(), "{:?}", switches(&ovn)?);
+    ensure!(ovn.switches()?.is_empty(), "{:?}", ovn.switches()?);
 
     // A certificate the database's CA did not sign: the server refuses the client.
     let (stray_key, stray_cert) = pki_sign(&other, &ovn.lab().dir().join("other-certs"), "h2")?;
@@ -126,7 +97,7 @@ fn a_wrong_ca_a_missing_file_or_no_ssl_row_is_refused_naming_remote_file_and_fix
     for says in [NB_SSL_REMOTE, "certificate", "ovs-vsctl"] {
         ensure!(err.contains(says), "{says:?} not in: {err}");
     }
-    ensure!(switches(&ovn)?.is_empty(), "{:?}", switches(&ovn)?);
+    ensure!(ovn.switches()?.is_empty(), "{:?}", ovn.switches()?);
 
     // A file that is not there.
     let missing = "/nonexistent-geneve-ovs-test/key.pem";
@@ -147,15 +118,15 @@ fn a_wrong_ca_a_missing_file_or_no_ssl_row_is_refused_naming_remote_file_and_fix
     for says in [NB_SSL_REMOTE, "no SSL configuration", "ovs-vsctl set-ssl"] {
         ensure!(err.contains(says), "{says:?} not in: {err}");
     }
-    ensure!(switches(&ovn)?.is_empty(), "{:?}", switches(&ovn)?);
+    ensure!(ovn.switches()?.is_empty(), "{:?}", ovn.switches()?);
 
     // Once the operator records the right files, the same command works.
     h2.vsctl(&["set-ssl", &key, &cert, &ovn.ca_cert()])?;
     create(h2, &net)?;
     ensure!(
-        switches(&ovn)? == ["geneve-ovs.net1"],
+        ovn.switches()? == ["geneve-ovs.net1"],
         "{:?}",
-        switches(&ovn)?
+        ovn.switches()?
     );
     Ok(())
 }

@@ -46,7 +46,7 @@ use serde::Serialize;
 
 use super::host::{HostView, PeerPlace};
 use super::status::stale_reason;
-use crate::netconf::SavedNetworks;
+use crate::netconf::{SavedNetwork, SavedNetworks};
 use crate::ovn::plan::switch_name;
 use crate::ovn::record::JoinedNetwork;
 use crate::ovs::schema::{keys, network_of, owned_value, Role};
@@ -355,6 +355,41 @@ fn idle_ovn_gateways(inventory: &Snapshot, plan: &mut GcPlan, removed_ports: &mu
     }
 }
 
+/// What podman's network directory says of one network, for rules 4 and 5.
+enum InPodman<'a> {
+    /// Whether podman still has the network cannot be told (the directory cannot be read, or
+    /// a file in it that may be the network cannot): everything of it is kept, for this reason.
+    Unknown(String),
+    /// podman has the network, as this file says.
+    Defined(&'a SavedNetwork),
+    /// podman no longer has the network: none of the directory's files is it.
+    Removed(&'a SavedNetworks),
+}
+
+/// Looks network `network` up in `saved` (podman's network directory, or why it could not
+/// be read). A network is only ever judged removed from a directory that was read whole, so
+/// that nothing of a network podman may still have goes.
+fn in_podman<'a>(saved: Result<&'a SavedNetworks, &str>, network: &str) -> InPodman<'a> {
+    let saved = match saved {
+        Ok(saved) => saved,
+        Err(why) => {
+            return InPodman::Unknown(format!(
+                "cannot tell whether network {network:?} still exists: {why}"
+            ))
+        }
+    };
+    if let Some(config) = saved.named(network) {
+        return InPodman::Defined(config);
+    }
+    if saved.maybe_unreadable(network) {
+        return InPodman::Unknown(format!(
+            "podman's file for network {network:?} in {} cannot be read",
+            saved.dir.display()
+        ));
+    }
+    InPodman::Removed(saved)
+}
+
 /// Rule 4: bridges of networks podman no longer has.
 fn removed_networks(
     inventory: &Snapshot,
@@ -371,32 +406,23 @@ fn removed_networks(
             container_id: None,
             reason,
         };
-        let saved = match saved {
-            Ok(saved) => saved,
-            Err(why) => {
-                plan.kept.push(item(format!(
-                    "cannot tell whether network {network:?} still exists: {why}"
-                )));
+        let saved = match in_podman(saved, &network) {
+            InPodman::Unknown(why) => {
+                plan.kept.push(item(why));
                 continue;
             }
-        };
-        if let Some(config) = saved.named(&network) {
-            if bridge.record().and_then(|r| r.network_id) != Some(config.id.clone()) {
-                plan.kept.push(item(format!(
-                    "podman's network {network:?} ({}) has another id than the bridge: the \
-                     next create or setup of it takes the bridge over",
-                    config.file.display()
-                )));
+            InPodman::Defined(config) => {
+                if bridge.record().and_then(|r| r.network_id) != Some(config.id.clone()) {
+                    plan.kept.push(item(format!(
+                        "podman's network {network:?} ({}) has another id than the bridge: the \
+                         next create or setup of it takes the bridge over",
+                        config.file.display()
+                    )));
+                }
+                continue;
             }
-            continue;
-        }
-        if saved.maybe_unreadable(&network) {
-            plan.kept.push(item(format!(
-                "podman's file for network {network:?} in {} cannot be read",
-                saved.dir.display()
-            )));
-            continue;
-        }
+            InPodman::Removed(saved) => saved,
+        };
         let live: Vec<&str> = inventory
             .ports_of(bridge)
             .filter(|p| p.has_role(Role::Container))
@@ -473,25 +499,14 @@ pub fn removed_ovn_networks(
             container_id: None,
             reason,
         };
-        let saved = match saved {
-            Ok(saved) => saved,
-            Err(why) => {
-                plan.kept.push(item(format!(
-                    "cannot tell whether network {network:?} still exists: {why}"
-                )));
+        let saved = match in_podman(saved, network) {
+            InPodman::Unknown(why) => {
+                plan.kept.push(item(why));
                 continue;
             }
+            InPodman::Defined(_) => continue,
+            InPodman::Removed(saved) => saved,
         };
-        if saved.named(network).is_some() {
-            continue;
-        }
-        if saved.maybe_unreadable(network) {
-            plan.kept.push(item(format!(
-                "podman's file for network {network:?} in {} cannot be read",
-                saved.dir.display()
-            )));
-            continue;
-        }
         plan.steps.push(Step {
             item: item(format!(
                 "no geneve-ovs network {network:?} in {} and no chassis has a port on it",

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::plan::{self, Acl, SwitchRemoval};
@@ -94,6 +94,22 @@ impl Northbound {
         self.client.transact(DB, ops)
     }
 
+    /// Runs `ops_`, a change decided from rows read just before and guarded by `wait`
+    /// operations on them. `Ok(None)` when a guard failed: another host changed those rows
+    /// meanwhile, so the caller reads them again and decides anew (within [`ATTEMPTS`]).
+    /// Any other failure is returned with `doing` (what the change was) as its context.
+    fn transact_guarded(
+        &mut self,
+        ops_: Vec<Value>,
+        doing: impl FnOnce() -> String,
+    ) -> Result<Option<Vec<Value>>> {
+        match self.transact(ops_) {
+            Ok(results) => Ok(Some(results)),
+            Err(err) if is_guard_failure(&err) => Ok(None),
+            Err(err) => Err(err).context(doing()),
+        }
+    }
+
     /// The network's switch, if the database has one of its name.
     pub fn find_switch(&mut self, name: &str) -> Result<Option<SwitchRow>> {
         let results = self.transact(vec![ops::select(
@@ -146,15 +162,10 @@ impl Northbound {
                     "acls": value::set(acls),
                 }),
             )?);
-            match self.transact(ops_) {
-                Ok(_) => {}
-                Err(err) if is_guard_failure(&err) => continue,
-                Err(err) => {
-                    return Err(err).with_context(|| format!("creating logical switch {name}"))
-                }
-            }
+            // Created or not, the next round reads the switch (made by this host or another).
+            self.transact_guarded(ops_, || format!("creating logical switch {name}"))?;
         }
-        bail!("could not create logical switch {name}: the OVN database kept changing underneath")
+        Err(kept_changing(&format!("create logical switch {name}")))
     }
 
     /// The logical ports of `switch`.
@@ -220,19 +231,12 @@ impl Northbound {
             // matter whether the server knows the row's options.
             let dns_options = dns.is_none() && self.dns_has_options()?;
             let ops_ = add_port_ops(request, &switch, &ports, dns.as_ref(), dns_options)?;
-            match self.transact(ops_) {
-                Ok(_) => return Ok(()),
-                Err(err) if is_guard_failure(&err) => continue,
-                Err(err) => {
-                    return Err(err)
-                        .with_context(|| format!("adding logical port {}", request.name))
-                }
+            let doing = || format!("adding logical port {}", request.name);
+            if self.transact_guarded(ops_, doing)?.is_some() {
+                return Ok(());
             }
         }
-        bail!(
-            "could not add logical port {}: the OVN database kept changing underneath",
-            request.name
-        )
+        Err(kept_changing(&format!("add logical port {}", request.name)))
     }
 
     /// Removes a container's logical port and the DNS records that still point at its
@@ -251,16 +255,10 @@ impl Northbound {
                 bail!("logical port {name} was not made by geneve-ovs: leaving it alone");
             }
             let dns = self.dns_of(&switch)?;
-            let mut ops_ = vec![guard_switch(&switch)];
-            ops_.push(ops::mutate(
-                "Logical_Switch",
-                vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
-                vec![ops::mutation(
-                    "ports",
-                    "delete",
-                    value::set(vec![value::uuid(&port.uuid)]),
-                )],
-            ));
+            let mut ops_ = vec![
+                guard_switch(&switch),
+                mutate_switch(&switch, "ports", "delete", value::uuid(&port.uuid)),
+            ];
             if let Some(dns) = &dns {
                 let stale = records_of(dns, port);
                 if !stale.is_empty() {
@@ -276,15 +274,12 @@ impl Northbound {
                     ));
                 }
             }
-            match self.transact(ops_) {
-                Ok(_) => return Ok(true),
-                Err(err) if is_guard_failure(&err) => continue,
-                Err(err) => {
-                    return Err(err).with_context(|| format!("removing logical port {name}"))
-                }
+            let doing = || format!("removing logical port {name}");
+            if self.transact_guarded(ops_, doing)?.is_some() {
+                return Ok(true);
             }
         }
-        bail!("could not remove logical port {name}: the OVN database kept changing underneath")
+        Err(kept_changing(&format!("remove logical port {name}")))
     }
 
     /// Whether this server's `DNS` table has the `options` column (OVN 23.09 and later), where
@@ -329,40 +324,23 @@ impl Northbound {
                     cfg.name
                 );
             }
-            let ops_ = vec![
-                guard_switch(&switch),
-                ops::insert(
-                    "Logical_Switch_Port",
-                    Some("gateway"),
-                    json!({
-                        "name": wanted.name,
-                        "type": super::schema::LOCALPORT,
-                        "addresses": value::set(vec![wanted.addresses.clone().into()]),
-                        "external_ids": value::map(wanted.external_ids.clone()),
-                    }),
-                )?,
-                ops::mutate(
-                    "Logical_Switch",
-                    vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
-                    vec![ops::mutation(
-                        "ports",
-                        "insert",
-                        value::set(vec![value::named_uuid("gateway")?]),
-                    )],
-                ),
-            ];
-            match self.transact(ops_) {
-                Ok(_) => continue,
-                Err(err) if is_guard_failure(&err) => continue,
-                Err(err) => {
-                    return Err(err).with_context(|| format!("adding gateway port {}", wanted.name))
-                }
-            }
+            let mut ops_ = vec![guard_switch(&switch)];
+            ops_.extend(insert_into_switch(
+                &switch,
+                "ports",
+                "Logical_Switch_Port",
+                "gateway",
+                json!({
+                    "name": wanted.name,
+                    "type": super::schema::LOCALPORT,
+                    "addresses": value::set(vec![wanted.addresses.clone().into()]),
+                    "external_ids": value::map(wanted.external_ids.clone()),
+                }),
+            )?);
+            // Added or not, the next round reads the port (made by this host or another).
+            self.transact_guarded(ops_, || format!("adding gateway port {}", wanted.name))?;
         }
-        bail!(
-            "could not add gateway port {}: the OVN database kept changing underneath",
-            wanted.name
-        )
+        Err(kept_changing(&format!("add gateway port {}", wanted.name)))
     }
 
     /// Whether NB says the logical port `name` is up (northd's relay of the southbound
@@ -468,15 +446,12 @@ impl Northbound {
                 "Logical_Switch",
                 vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
             ));
-            match self.transact(ops_) {
-                Ok(_) => return Ok(decision),
-                Err(err) if is_guard_failure(&err) => continue,
-                Err(err) => {
-                    return Err(err).with_context(|| format!("removing logical switch {name}"))
-                }
+            let doing = || format!("removing logical switch {name}");
+            if self.transact_guarded(ops_, doing)?.is_some() {
+                return Ok(decision);
             }
         }
-        bail!("could not remove logical switch {name}: the OVN database kept changing underneath")
+        Err(kept_changing(&format!("remove logical switch {name}")))
     }
 }
 
@@ -519,6 +494,38 @@ fn try_remote(remote: &Remote) -> Result<(Client, Role)> {
 fn is_guard_failure(err: &anyhow::Error) -> bool {
     err.downcast_ref::<TransactError>()
         .is_some_and(|t| t.is(TIMED_OUT))
+}
+
+/// The error of a change given up after [`ATTEMPTS`] rounds, each lost to another host's
+/// change of the same rows: `doing` says what could not be done.
+fn kept_changing(doing: &str) -> anyhow::Error {
+    anyhow!("could not {doing}: the OVN database kept changing underneath")
+}
+
+/// The mutation of `switch`'s column `column` (`ports`, `dns_records`) by `mutator`
+/// (`insert`, `delete`) with the one reference `row` (a UUID or a named UUID).
+fn mutate_switch(switch: &SwitchRow, column: &str, mutator: &str, row: Value) -> Value {
+    ops::mutate(
+        "Logical_Switch",
+        vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))],
+        vec![ops::mutation(column, mutator, value::set(vec![row]))],
+    )
+}
+
+/// A new row `row` of `table`, named `uuid_name` within the transaction, and its reference
+/// added to `switch`'s column `column`, both in the same transaction: no host ever reads the
+/// row without the switch holding it.
+fn insert_into_switch(
+    switch: &SwitchRow,
+    column: &str,
+    table: &str,
+    uuid_name: &str,
+    row: Value,
+) -> Result<[Value; 2]> {
+    Ok([
+        ops::insert(table, Some(uuid_name), row)?,
+        mutate_switch(switch, column, "insert", value::named_uuid(uuid_name)?),
+    ])
 }
 
 /// A guard that the switch's ports and DNS rows are still those read.
@@ -572,22 +579,20 @@ fn add_port_ops(
     dns_options: bool,
 ) -> Result<Vec<Value>> {
     let entry = plan::port_addresses(request.port);
-    let this_switch = || vec![ops::cond("_uuid", "==", value::uuid(&switch.uuid))];
     let mut out = vec![guard_switch(switch)];
     if let Some(old) = ports.iter().find(|p| p.name == request.name) {
-        out.push(ops::mutate(
-            "Logical_Switch",
-            this_switch(),
-            vec![ops::mutation(
-                "ports",
-                "delete",
-                value::set(vec![value::uuid(&old.uuid)]),
-            )],
+        out.push(mutate_switch(
+            switch,
+            "ports",
+            "delete",
+            value::uuid(&old.uuid),
         ));
     }
-    out.push(ops::insert(
+    out.extend(insert_into_switch(
+        switch,
+        "ports",
         "Logical_Switch_Port",
-        Some("port"),
+        "port",
         json!({
             "name": request.name,
             "addresses": value::set(vec![entry.clone().into()]),
@@ -596,15 +601,6 @@ fn add_port_ops(
             "external_ids": value::map(plan::port_external_ids(request.cfg, request.port, request.chassis)),
         }),
     )?);
-    out.push(ops::mutate(
-        "Logical_Switch",
-        this_switch(),
-        vec![ops::mutation(
-            "ports",
-            "insert",
-            value::set(vec![value::named_uuid("port")?]),
-        )],
-    ));
     let records = plan::dns_records(
         request.dns_names,
         &request.cfg.name,
@@ -638,16 +634,13 @@ fn add_port_ops(
             if dns_options {
                 row["options"] = value::map(plan::dns_options());
             }
-            out.push(ops::insert("DNS", Some("dns"), row)?);
-            out.push(ops::mutate(
-                "Logical_Switch",
-                this_switch(),
-                vec![ops::mutation(
-                    "dns_records",
-                    "insert",
-                    value::set(vec![value::named_uuid("dns")?]),
-                )],
-            ));
+            out.extend(insert_into_switch(
+                switch,
+                "dns_records",
+                "DNS",
+                "dns",
+                row,
+            )?);
         }
     }
     Ok(out)

@@ -14,10 +14,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
 
 use super::cmd::Cmd;
-use super::{ip, process, wait, Host, Lab, Underlay};
+use super::podman::{self, setup};
+use super::{ip, process, wait, Container, Host, Lab, Underlay};
 
 /// The central's address on the underlay switch's bridge.
 pub const CENTRAL_IP: &str = "10.99.0.250";
@@ -26,6 +28,29 @@ pub const NB_REMOTE: &str = "tcp:10.99.0.250:6641";
 /// `--opt ovn=` for networks of a lab made by [`OvnLab::with_ssl_nb`].
 pub const NB_SSL_REMOTE: &str = "ssl:10.99.0.250:6641";
 const SB_REMOTE: &str = "tcp:10.99.0.250:6642";
+
+/// The subnet of the OVN networks the tests make in this lab (inside the lab's namespaces).
+pub const SUBNET: &str = "192.168.120.0/24";
+
+/// podman's config of OVN network `name` on [`SUBNET`], its northbound database at `remote`
+/// (the `ovn` option).
+pub fn network_at(name: &str, remote: &str) -> Value {
+    podman::network(name, SUBNET, None, &[("ovn", remote)])
+}
+
+/// The address of the `i`-th container of a test on [`SUBNET`].
+pub fn container_ip(i: usize) -> String {
+    format!("192.168.120.{}", 10 + i)
+}
+
+/// Sets up container `label` on `host` with address `address` from network `net` (as
+/// `create` saved it). Returns the container and the request its teardown needs.
+pub fn start(host: &Host, net: &Value, label: &str, address: &str) -> Result<(Container, Value)> {
+    let c = host.container(label)?;
+    let exec = podman::exec(net, label, &[address], None);
+    setup(host, &c, &exec).with_context(|| format!("setup of {label} on {}", host.name()))?;
+    Ok((c, exec))
+}
 
 /// The daemons of a central, as (pidfile stem, schema or program).
 const CENTRAL_DAEMONS: &[&str] = &["ovn-northd", "ovsdb-nb", "ovsdb-sb"];
@@ -86,6 +111,53 @@ impl OvnLab {
         } else {
             NB_REMOTE
         }
+    }
+
+    /// podman's config of OVN network `name` on [`SUBNET`] for this lab's northbound
+    /// database ([`OvnLab::nb_remote`]).
+    pub fn network(&self, name: &str) -> Value {
+        network_at(name, self.nb_remote())
+    }
+
+    /// `create` of `net` on hosts `1..=n`, each required to have saved this lab's
+    /// northbound database as the `ovn` option. Returns the saved configs in host order.
+    pub fn create_on_hosts(&self, n: usize, net: &Value) -> Result<Vec<Value>> {
+        (1..=n)
+            .map(|i| {
+                let saved = podman::create(self.host(i), net)?;
+                ensure!(
+                    saved["options"]["ovn"] == self.nb_remote(),
+                    "create on host {i} saved another ovn option: {saved}"
+                );
+                Ok(saved)
+            })
+            .collect()
+    }
+
+    /// One container per host of `saved` (as [`OvnLab::create_on_hosts`] returns them):
+    /// `c{i}` on host `i` at [`container_ip`]`(i)`. Returns each with its teardown request.
+    pub fn start_containers(&self, saved: &[Value]) -> Result<Vec<(Container, Value)>> {
+        (1..=saved.len())
+            .map(|i| {
+                start(
+                    self.host(i),
+                    &saved[i - 1],
+                    &format!("c{i}"),
+                    &container_ip(i),
+                )
+            })
+            .collect()
+    }
+
+    /// The names of the northbound database's logical switches.
+    pub fn switches(&self) -> Result<Vec<String>> {
+        Ok(self
+            .nbctl(&["--bare", "--columns=name", "list", "Logical_Switch"])?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// The lab's CA (`ovs-pki` directory).
