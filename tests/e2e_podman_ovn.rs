@@ -18,7 +18,11 @@
 //!   killed host's container comes back after its boot;
 //! * full-size frames and TCP cross between hosts (the MTU leaves room for OVN's GENEVE option);
 //! * the network is not internal: outbound NAT (a server outside sees the host's underlay
-//!   address) and `podman run -p` from outside, and from a container on another host;
+//!   address) and `podman run -p` from outside, and from a container on another host; names
+//!   OVN does not know go, through the gateway address podman wrote into the container's
+//!   `resolv.conf`, to the name server of the host's `/etc/resolv.conf` (a test's DNS server
+//!   outside the hosts): an outside name resolves to its answer, an unknown one gets its
+//!   NXDOMAIN at once (the times are printed), and `db` and `db.net1` are still OVN's;
 //! * a host rebooted (`lab.sh reboot`): `podman start` brings its container back;
 //! * a static address (`--ip`) already in use on another host is refused at once, naming the
 //!   container that has it and its chassis, and leaves nothing behind;
@@ -29,11 +33,14 @@
 
 mod podman_lab;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use podman_lab::dns;
 use podman_lab::ovn::OvnDb;
+use podman_lab::resolv_conf::RESOLV_CONF;
 use podman_lab::{ok, wait, Container, Host, PodmanLab};
 
 const NET: &str = "net1";
@@ -43,6 +50,11 @@ const SETTLE: Duration = Duration::from_secs(30);
 const ELECTION: Duration = Duration::from_secs(60);
 /// A server outside the hosts (on the underlay switch).
 const OUTSIDE: &str = "10.99.0.254";
+/// A name only the name server outside knows, and its address there (never contacted).
+const OUTSIDE_NAME: &str = "outside.example";
+const OUTSIDE_NAME_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 77);
+/// A name nobody knows.
+const UNKNOWN_NAME: &str = "nowhere.example";
 
 /// The user's command with `ovn` instead of `peers`, on host `h`, `--internal`.
 fn ovn_network(lab: &PodmanLab, h: Host) -> Result<serde_json::Value> {
@@ -388,10 +400,34 @@ fn full_size_frames_and_tcp_cross_between_hosts() -> Result<()> {
     lab.down_and_check()
 }
 
+/// The path of the network namespace of `c`, for the test's own DNS client.
+fn netns_of(c: &Container) -> Result<PathBuf> {
+    Ok(PathBuf::from(format!("/proc/{}/ns/net", c.pid()?)))
+}
+
 #[test]
-fn open_network_outbound_nat_and_published_port() -> Result<()> {
+fn open_network_outbound_nat_published_port_and_outside_names() -> Result<()> {
     let lab = PodmanLab::up_ovn("ovn-open", 2)?;
     lab.add_switch_address(&format!("{OUTSIDE}/24"))?;
+    // The hosts' name server, outside: one name, NXDOMAIN for every other.
+    let name_server = dns::Server::start(
+        lab.switch_netns(),
+        OUTSIDE.parse()?,
+        53,
+        &[(OUTSIDE_NAME, OUTSIDE_NAME_ADDRESS)],
+    )?;
+    let originals = lab
+        .hosts()
+        .iter()
+        .map(|h| h.exec_ok(&["cat", RESOLV_CONF]))
+        .collect::<Result<Vec<_>>>()?;
+    let mut resolv_confs = Vec::new();
+    for h in lab.hosts() {
+        // Read by `setup`: it must name the server before the first container starts.
+        resolv_confs.push(h.replace_resolv_conf(&format!(
+            "# the test's name server outside the hosts\nnameserver {OUTSIDE}\n"
+        ))?);
+    }
     let (h1, h2) = (lab.host(1), lab.host(2));
     for h in lab.hosts() {
         let net = open_ovn_network(&lab, h)?;
@@ -401,11 +437,12 @@ fn open_network_outbound_nat_and_published_port() -> Result<()> {
         );
     }
     let c1 = h1.run_sleeper("c1", NET)?;
-    let c2 = h2.run_sleeper("c2", NET)?;
-    c1.wait_ping(&c2.ip(NET)?, SETTLE)?;
+    let db = h2.run_sleeper("db", NET)?;
+    let db_ip = db.ip(NET)?;
+    c1.wait_ping(&db_ip, SETTLE)?;
 
     lab.start_outside_server(OUTSIDE, 9000)?;
-    for c in [&c1, &c2] {
+    for c in [&c1, &db] {
         let seen = c.fetch(&format!("http://{OUTSIDE}:9000/cgi-bin/who"), SETTLE)?;
         ensure!(
             seen.trim().parse::<IpAddr>()? == c.host().ip().parse::<IpAddr>()?,
@@ -413,6 +450,94 @@ fn open_network_outbound_nat_and_published_port() -> Result<()> {
             c.name()
         );
     }
+
+    // Names, through the one name server podman wrote into the containers' resolv.conf.
+    let gateway = h1.inspect_network(NET)?["subnets"][0]["gateway"]
+        .as_str()
+        .map(str::to_string)
+        .context("the network's gateway")?;
+    let resolv = c1.exec_ok(&["cat", "/etc/resolv.conf"])?;
+    eprintln!("[ovn-open] c1's resolv.conf:\n{resolv}");
+    let servers: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .map(str::trim)
+        .collect();
+    ensure!(
+        servers == [gateway.as_str()],
+        "the container's only name server should be the gateway {gateway}:\n{resolv}"
+    );
+    // An outside name: the host's name server answers, from either host, and sees the query
+    // come from the host's own address (the outbound NAT).
+    for c in [&c1, &db] {
+        let before = name_server.seen().len();
+        let started = Instant::now();
+        let answer = resolve(c, OUTSIDE_NAME)?;
+        eprintln!(
+            "[ovn-open] {OUTSIDE_NAME} from host {}: {answer} in {:.1?} (podman exec included)",
+            c.host().index(),
+            started.elapsed()
+        );
+        ensure!(
+            answer == OUTSIDE_NAME_ADDRESS.to_string(),
+            "{OUTSIDE_NAME} resolves in {} to {answer}, the name server says {OUTSIDE_NAME_ADDRESS}",
+            c.name()
+        );
+        let asked = name_server.seen()[before..].to_vec();
+        ensure!(
+            !asked.is_empty()
+                && asked
+                    .iter()
+                    .all(|q| q.from.ip().to_string() == c.host().ip()),
+            "the name server should have been asked by host {} ({}) only: {asked:?}",
+            c.host().index(),
+            c.host().ip()
+        );
+    }
+    // An unknown name: the name server's NXDOMAIN, at once rather than after a timeout.
+    let started = Instant::now();
+    let out = c1.exec(&["nslookup", "-type=a", UNKNOWN_NAME]);
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("[ovn-open] nslookup {UNKNOWN_NAME}: {took:.1?} (podman exec included):\n{text}");
+    ensure!(
+        !ok(&out) && text.contains("NXDOMAIN"),
+        "nslookup {UNKNOWN_NAME} should fail with the name server's NXDOMAIN:\n{text}"
+    );
+    // The same query alone, from the container's namespace (no `podman exec` in the time);
+    // an unanswered one would fail after the client's 3 s.
+    let (c1_netns, at_gateway) = (netns_of(&c1)?, SocketAddr::new(gateway.parse()?, 53));
+    let started = Instant::now();
+    let answer = dns::lookup_udp(&c1_netns, at_gateway, UNKNOWN_NAME)?;
+    let took = started.elapsed();
+    eprintln!("[ovn-open] one query for {UNKNOWN_NAME} from c1's namespace: {took:.1?}");
+    ensure!(
+        answer == dns::Answer::Nothing(3),
+        "{UNKNOWN_NAME}: {answer:?}, not NXDOMAIN"
+    );
+    ensure!(
+        took < Duration::from_secs(2),
+        "NXDOMAIN for {UNKNOWN_NAME} took {took:?}"
+    );
+    // The network's own names are still OVN's: answered without asking the name server.
+    for name in ["db".to_string(), format!("db.{NET}")] {
+        let answer = resolve(&c1, &name)?;
+        ensure!(
+            answer == db_ip,
+            "{name} resolves on host 1 to {answer}, its address is {db_ip}"
+        );
+    }
+    let seen = name_server.seen();
+    ensure!(
+        seen.iter()
+            .all(|q| q.name != "db" && q.name != format!("db.{NET}")),
+        "OVN's names reached the host's name server: {seen:?}"
+    );
+
     h1.run_detached(
         "web",
         &["--net", NET, "-p", "8080:80"],
@@ -425,9 +550,19 @@ fn open_network_outbound_nat_and_published_port() -> Result<()> {
     ensure!(page == inside, "published port answered {page:?}");
     // And from a container on the other host, across the overlay.
     let web_ip = Container::on(h1, "web").ip(NET)?;
-    let body = c2.fetch(&format!("http://{web_ip}/index.html"), SETTLE)?;
-    ensure!(body == inside, "c2 got {body:?}");
-    Ok(())
+    let body = db.fetch(&format!("http://{web_ip}/index.html"), SETTLE)?;
+    ensure!(body == inside, "db got {body:?}");
+    drop(resolv_confs);
+    for (h, original) in lab.hosts().iter().zip(&originals) {
+        let now = h.exec_ok(&["cat", RESOLV_CONF])?;
+        ensure!(
+            now == *original,
+            "h{}: {RESOLV_CONF} not restored: {now:?}, was {original:?}",
+            h.index()
+        );
+    }
+    drop(name_server);
+    lab.down_and_check()
 }
 
 #[test]

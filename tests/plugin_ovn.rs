@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 use common::cmd::Cmd;
 use common::ovn::{container_ip, start, OvnLab, NB_REMOTE, SUBNET};
 use common::podman::{self, create, error_of, setup, teardown};
-use common::{dns, frames, Container, Host};
+use common::resolv_conf::HostResolvConf;
+use common::{dns, frames, netns, Container, Host};
 use serde_json::json;
 
 /// What `busybox nslookup NAME SERVER` in `c` answers, `None` when it finds nothing.
@@ -333,17 +334,17 @@ fn an_open_network_sends_the_names_ovn_does_not_know_to_the_hosts_name_server() 
     .run()?;
     let far = Ipv4Addr::new(10, 99, 0, 77);
     let names = [("outside.example", far)];
-    let resolver = dns::Server::start(&lab.switch_netns(), outside, 53, &names)?;
+    let resolver = dns::Server::start(&netns::path(&lab.switch_netns()), outside, 53, &names)?;
     // Another service of the name server's host, which the gateway address must not lead to.
-    let other = dns::Server::start(&lab.switch_netns(), outside, 5353, &names)?;
+    let other = dns::Server::start(&netns::path(&lab.switch_netns()), outside, 5353, &names)?;
     // Host 2 has only a loopback name server (as with systemd-resolved's stub).
     let stub = Ipv4Addr::new(127, 0, 0, 53);
-    let loopback = dns::Server::start(ovn.host(2).name(), stub, 53, &names)?;
-    let _conf1 = dns::HostResolvConf::write(
+    let loopback = dns::Server::start(&ovn.host(2).netns_path(), stub, 53, &names)?;
+    let _conf1 = HostResolvConf::write(
         ovn.host(1),
         &format!("# the stub first, as often\nnameserver {stub}\nnameserver {outside}\n"),
     )?;
-    let _conf2 = dns::HostResolvConf::write(ovn.host(2), &format!("nameserver {stub}\n"))?;
+    let _conf2 = HostResolvConf::write(ovn.host(2), &format!("nameserver {stub}\n"))?;
 
     let mut net = ovn.network("web");
     net["internal"] = false.into();

@@ -1,24 +1,22 @@
-//! A tiny DNS server and client for the lab: the server answers A queries for a fixed set of
+//! A tiny DNS server and client for the labs: the server answers A queries for a fixed set of
 //! names (NXDOMAIN for any other) over UDP and TCP from inside a namespace the test made, and
 //! records every query it got; the client asks from inside a container's namespace. Both run
 //! on a thread of their own that entered the namespace (a socket stays in the namespace it was
-//! made in). The host's name servers are set the way `ip netns exec` offers it:
-//! `/etc/netns/HOST/resolv.conf` is bind-mounted over `/etc/resolv.conf` for what runs there.
+//! made in). Namespaces are named by path and nothing here depends on either lab, so the netns
+//! lab (`tests/common`) and the podman lab (`tests/podman_lab`) share it as it is; how a host's
+//! `/etc/resolv.conf` is made to name the server is each lab's own business.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-
-use super::host::Host;
-use super::netns;
 
 /// Runs `f` on a thread that entered the network namespace at `path`.
 pub fn in_netns<T: Send + 'static>(
@@ -189,9 +187,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `names` on UDP and TCP `addr:port` in namespace `netns_name`.
+    /// Serves `names` on UDP and TCP `addr:port` in the network namespace at `netns`
+    /// (`/run/netns/NAME`).
     pub fn start(
-        netns_name: &str,
+        netns: &Path,
         addr: Ipv4Addr,
         port: u16,
         names: &[(&str, Ipv4Addr)],
@@ -201,7 +200,7 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let path = netns::path(netns_name);
+        let path = netns.to_path_buf();
         let (stop2, seen2) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             let bound = enter(&path).and_then(|()| {
@@ -255,13 +254,13 @@ impl Server {
         });
         let ready = ready_rx
             .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| anyhow!("the DNS server in {netns_name} did not start"))?;
+            .map_err(|_| anyhow!("the DNS server in {} did not start", netns.display()))?;
         let server = Server {
             stop,
             seen,
             thread: Some(thread),
         };
-        ready.with_context(|| format!("DNS server on {addr}:{port} in {netns_name}"))?;
+        ready.with_context(|| format!("DNS server on {addr}:{port} in {}", netns.display()))?;
         Ok(server)
     }
 
@@ -276,39 +275,6 @@ impl Drop for Server {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-/// The host's `/etc/resolv.conf` as the plugin run on it sees it, removed when dropped (with
-/// `/etc/netns` when this made it and it is empty then).
-pub struct HostResolvConf {
-    dir: PathBuf,
-    made_parent: bool,
-}
-
-const ETC_NETNS: &str = "/etc/netns";
-
-impl HostResolvConf {
-    pub fn write(host: &Host, text: &str) -> Result<HostResolvConf> {
-        let made_parent = !Path::new(ETC_NETNS).exists();
-        let dir = Path::new(ETC_NETNS).join(&host.netns);
-        let conf = HostResolvConf {
-            dir: dir.clone(),
-            made_parent,
-        };
-        std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        std::fs::write(dir.join("resolv.conf"), text)?;
-        Ok(conf)
-    }
-}
-
-impl Drop for HostResolvConf {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if self.made_parent {
-            // Fails, as it should, while another lab's file is still there.
-            let _ = std::fs::remove_dir(ETC_NETNS);
         }
     }
 }

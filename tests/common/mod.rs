@@ -40,6 +40,7 @@ pub mod ovn;
 pub mod ovs;
 pub mod podman;
 pub mod process;
+pub mod resolv_conf;
 pub mod traffic;
 pub mod wait;
 

@@ -36,16 +36,19 @@
 //! * the underlay switch namespace stands for the world outside the hosts
 //!   ([`PodmanLab::outside`], `lab.sh switch`).
 //!
-//! The command runner and the polling helper are the netns harness's (`tests/common/`),
-//! shared as they are.
+//! The command runner, the polling helper and the tiny DNS server are the netns harness's
+//! (`tests/common/`), shared as they are.
 
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
 #[path = "../common/cmd.rs"]
 pub mod cmd;
+#[path = "../common/dns.rs"]
+pub mod dns;
 pub mod netns;
 pub mod ovn;
+pub mod resolv_conf;
 #[path = "../common/wait.rs"]
 pub mod wait;
 
