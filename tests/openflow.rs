@@ -159,28 +159,35 @@ fn in_process_bundle_leaves_the_table_ovs_ofctl_leaves() -> Result<()> {
 }
 
 #[test]
-fn a_port_added_a_moment_ago_is_waited_for_and_a_missing_one_named() -> Result<()> {
+fn a_port_not_yet_on_the_switch_is_waited_for_and_a_missing_one_named() -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;
     let host = lab.host(1);
     bridge(host)?;
     let late = "gvoflatelatelat";
-    // --no-wait: the command returns before ovs-vswitchd has added the port.
-    host.vsctl(&[
-        "--no-wait",
-        "add-port",
-        BRIDGE,
-        late,
-        "--",
-        "set",
-        "interface",
-        late,
-        "type=internal",
-    ])?;
     let flows = flows::port_flows(&identity(late, 9), true);
-    Switch::new(host.ovs_rundir()).apply(
-        BRIDGE,
-        &flows::replace_cookie(flows::port_cookie(late), &flows),
-    )?;
+    // The port is added only after the bundle has been asked for: the client must wait for
+    // ovs-vswitchd to have it, not fail and not guess a number.
+    std::thread::scope(|scope| -> Result<()> {
+        let adder = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            host.vsctl(&[
+                "add-port",
+                BRIDGE,
+                late,
+                "--",
+                "set",
+                "interface",
+                late,
+                "type=internal",
+            ])
+        });
+        let applied = Switch::new(host.ovs_rundir()).apply(
+            BRIDGE,
+            &flows::replace_cookie(flows::port_cookie(late), &flows),
+        );
+        adder.join().expect("the thread adding the port")?;
+        applied
+    })?;
     let ofport = host
         .vsctl(&["get", "interface", late, "ofport"])?
         .trim()
