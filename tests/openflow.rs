@@ -1,7 +1,7 @@
 //! The plugin's own OpenFlow client against a real ovs-vswitchd: a bundle sent in-process
 //! leaves exactly the table `ovs-ofctl --bundle add-flows` leaves for the same changes (flow
 //! for flow, as `ovs-ofctl dump-flows` shows them), a delete by cookie takes exactly that
-//! cookie's flows, a port added a moment ago is waited for, and a bridge that refuses a flow
+//! cookie's flows, a port not yet on the switch is waited for, and a bridge that refuses a flow
 //! says which flow and bridge, with nothing of the bundle applied.
 
 mod common;
