@@ -458,12 +458,32 @@ pub fn port_flows(identity: &PortIdentity, enforce: bool) -> Vec<Flow> {
     flows
 }
 
-/// `ovs-ofctl add-flows` lines that replace every flow under `cookie` by `flows`: in one
-/// `--bundle`, the port is never half-configured.
-pub fn replace_cookie(cookie: u64, flows: &[Flow]) -> Vec<String> {
-    let mut lines = vec![format!("delete cookie={cookie:#x}/-1")];
-    lines.extend(flows.iter().map(|f| format!("add {f}")));
-    lines
+/// One change to a bridge's table. A list of them is applied as one atomic bundle, in order,
+/// by [`crate::openflow`] (in-process) or [`crate::ofctl`] (as `ovs-ofctl add-flows` lines,
+/// which is what [`fmt::Display`] renders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowChange {
+    /// Deletes every flow of every table whose cookie is exactly this one.
+    DeleteCookie(u64),
+    Add(Flow),
+}
+
+impl fmt::Display for FlowChange {
+    /// The change as an `ovs-ofctl add-flows` line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowChange::DeleteCookie(cookie) => write!(f, "delete cookie={cookie:#x}/-1"),
+            FlowChange::Add(flow) => write!(f, "add {flow}"),
+        }
+    }
+}
+
+/// The changes that replace every flow under `cookie` by `flows`: in one bundle, the port is
+/// never half-configured.
+pub fn replace_cookie(cookie: u64, flows: &[Flow]) -> Vec<FlowChange> {
+    let mut changes = vec![FlowChange::DeleteCookie(cookie)];
+    changes.extend(flows.iter().cloned().map(FlowChange::Add));
+    changes
 }
 
 /// The flows as one `ovs-ofctl` flow file (one flow a line).
@@ -627,10 +647,15 @@ mod tests {
     #[test]
     fn replace_is_delete_then_add_under_one_cookie() {
         let flows = base_flows(7);
-        let lines = replace_cookie(base_cookie(7), &flows);
-        assert_eq!(lines[0], "delete cookie=0x6776000000000007/-1");
-        assert_eq!(lines[1], format!("add {}", flows[0]));
-        assert_eq!(lines.len(), 4);
+        let changes = replace_cookie(base_cookie(7), &flows);
+        assert_eq!(changes[0], FlowChange::DeleteCookie(0x6776_0000_0000_0007));
+        assert_eq!(
+            changes[0].to_string(),
+            "delete cookie=0x6776000000000007/-1"
+        );
+        assert_eq!(changes[1], FlowChange::Add(flows[0].clone()));
+        assert_eq!(changes[1].to_string(), format!("add {}", flows[0]));
+        assert_eq!(changes.len(), 4);
         assert_eq!(flow_file(&flows).lines().count(), 3);
     }
 

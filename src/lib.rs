@@ -47,6 +47,7 @@ pub mod netconf;
 pub mod netlink;
 pub mod netns;
 pub mod ofctl;
+pub mod openflow;
 pub mod operate;
 pub mod options;
 pub mod ovn;

@@ -1,4 +1,6 @@
-//! Installing and reading a bridge's OpenFlow table with Open vSwitch's own `ovs-ofctl`.
+//! Installing and reading a bridge's OpenFlow table with Open vSwitch's own `ovs-ofctl`: for
+//! what is not on a container's hot path (`create`, `gc`'s restore, `status`); `setup` and
+//! `teardown` speak OpenFlow themselves ([`crate::openflow`]).
 //!
 //! The flows themselves are decided in [`crate::flows`]; this module only runs the tool. It
 //! talks to the bridge's management socket in ovs-vswitchd's run directory
@@ -13,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::flows::Flow;
+use crate::flows::{Flow, FlowChange};
 
 /// Seconds `ovs-ofctl` may wait for ovs-vswitchd before it gives up. Only a hung
 /// ovs-vswitchd reaches it, so it is generous: a busy one is slow, not broken. 5 s was too
@@ -44,9 +46,14 @@ impl Ofctl {
         format!("unix:{}/{bridge}.mgmt", self.rundir.display())
     }
 
-    /// Applies `ovs-ofctl add-flows` lines (`add ...`, `delete ...`) as one bundle.
-    pub fn apply(&self, bridge: &str, lines: &[String]) -> Result<()> {
-        let input = lines.join("\n") + "\n";
+    /// Applies `changes` as one bundle of `ovs-ofctl add-flows` lines (`add ...`,
+    /// `delete ...`).
+    pub fn apply(&self, bridge: &str, changes: &[FlowChange]) -> Result<()> {
+        let mut input = String::new();
+        for change in changes {
+            input.push_str(&change.to_string());
+            input.push('\n');
+        }
         self.run(bridge, &["--bundle", "add-flows"], Some(&input))
             .map(|_| ())
             .with_context(|| {

@@ -1,5 +1,6 @@
 //! Port security applied: which flows ([`crate::flows`]) each bridge and container port gets,
-//! worked out from what the plugin keeps in OVS, and installed with [`crate::ofctl`].
+//! worked out from what the plugin keeps in OVS, and installed in-process with
+//! [`crate::openflow`] (`setup`, `teardown`) or with [`crate::ofctl`] (`create`, `gc`).
 //!
 //! * `setup` installs its bridge's base flows (the same for every run: idempotent) and its own
 //!   port's, in one bundle, after the port is on the bridge and before the duplicate-address
@@ -16,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::flows::{self, Flow, PortIdentity};
+use crate::flows::{self, Flow, FlowChange, PortIdentity};
 use crate::naming;
 use crate::ofctl::Ofctl;
+use crate::openflow::Switch;
 use crate::options::NetworkConfig;
 use crate::ovs::snapshot::{BridgeRow, Snapshot};
 use crate::ovs::ContainerPort;
@@ -28,7 +30,7 @@ use crate::ovs::ContainerPort;
 pub const RESTORE_WAIT: Duration = Duration::from_secs(10);
 
 /// The bundle `setup` installs for `port`: the bridge's base flows and the port's own.
-pub fn setup_lines(cfg: &NetworkConfig, port: &ContainerPort) -> Result<Vec<String>> {
+pub fn setup_changes(cfg: &NetworkConfig, port: &ContainerPort) -> Result<Vec<FlowChange>> {
     let mac = naming::parse_mac(&port.mac).with_context(|| {
         format!(
             "container port {} has no valid MAC {:?}",
@@ -41,57 +43,66 @@ pub fn setup_lines(cfg: &NetworkConfig, port: &ContainerPort) -> Result<Vec<Stri
         addresses: port.addresses.clone(),
         gateway_mac: naming::gateway_mac(cfg.vni),
     };
-    let mut lines = create_lines(cfg);
-    lines.extend(flows::replace_cookie(
+    let mut changes = create_changes(cfg);
+    changes.extend(flows::replace_cookie(
         flows::port_cookie(&port.name),
         &flows::port_flows(&identity, cfg.port_security),
     ));
-    Ok(lines)
+    Ok(changes)
 }
 
 /// The bundle `create` installs: the bridge's base flows alone, so that the peers' frames are
 /// switched from the moment the network exists (the bridge is `fail_mode=secure`). Container
 /// ports keep their own cookies' flows.
-pub fn create_lines(cfg: &NetworkConfig) -> Vec<String> {
+pub fn create_changes(cfg: &NetworkConfig) -> Vec<FlowChange> {
     flows::replace_cookie(flows::base_cookie(cfg.vni), &flows::base_flows(cfg.vni))
 }
 
 /// Installs the base flows of `cfg`'s bridge and `port`'s flows (`setup`).
-pub fn install(ofctl: &Ofctl, cfg: &NetworkConfig, port: &ContainerPort) -> Result<()> {
-    ofctl.apply(&cfg.bridge, &setup_lines(cfg, port)?)
+pub fn install(switch: &Switch, cfg: &NetworkConfig, port: &ContainerPort) -> Result<()> {
+    switch
+        .apply(&cfg.bridge, &setup_changes(cfg, port)?)
+        .with_context(|| {
+            format!(
+                "cannot install the port-security flows of port {} on OVS bridge {}",
+                port.name, cfg.bridge
+            )
+        })
 }
 
-/// Bundle lines that (re)install the flows of every container port of `bridge` the database
+/// Bundle changes that (re)install the flows of every container port of `bridge` the database
 /// has, each under its own cookie, and the base flows. For a `setup` that had to repair the
 /// network on the way: a bridge made `fail_mode=secure` just now (an upgrade from a version
 /// without port security) has lost the table of the containers already running on it. Unlike
 /// [`restore_all`], it replaces cookie by cookie, so the flows of a concurrent `setup` that is
 /// not in `inventory` yet survive.
-pub fn repair_lines(inventory: &Snapshot, bridge: &str) -> Result<Vec<String>> {
+pub fn repair_changes(inventory: &Snapshot, bridge: &str) -> Result<Vec<FlowChange>> {
     let Some(row) = inventory.owned_bridges().find(|b| b.name == bridge) else {
         anyhow::bail!("OVS bridge {bridge} is missing");
     };
     let table = bridge_table(inventory, row)?;
     let mut cookies: Vec<u64> = table.iter().map(|f| f.cookie).collect();
     cookies.dedup();
-    let mut lines = Vec::new();
+    let mut changes = Vec::new();
     for cookie in cookies {
         let flows: Vec<Flow> = table
             .iter()
             .filter(|f| f.cookie == cookie)
             .cloned()
             .collect();
-        lines.extend(flows::replace_cookie(cookie, &flows));
+        changes.extend(flows::replace_cookie(cookie, &flows));
     }
-    Ok(lines)
+    Ok(changes)
 }
 
 /// Deletes the flows of container port `port` on `bridge` (`teardown`).
-pub fn remove(ofctl: &Ofctl, bridge: &str, port: &str) -> Result<()> {
-    ofctl.apply(
-        bridge,
-        &[format!("delete cookie={:#x}/-1", flows::port_cookie(port))],
-    )
+pub fn remove(switch: &Switch, bridge: &str, port: &str) -> Result<()> {
+    switch
+        .apply(
+            bridge,
+            &[FlowChange::DeleteCookie(flows::port_cookie(port))],
+        )
+        .with_context(|| format!("cannot delete the flows of port {port} on OVS bridge {bridge}"))
 }
 
 /// Whether the network of `bridge` has port security on (bridges of older versions, without
@@ -230,19 +241,19 @@ mod tests {
             true,
             true,
         );
-        let lines = repair_lines(&fx.inv, "gnv5").unwrap();
-        let deletes: Vec<&String> = lines.iter().filter(|l| l.starts_with("delete")).collect();
+        let changes = repair_changes(&fx.inv, "gnv5").unwrap();
+        let deletes: Vec<&FlowChange> = changes
+            .iter()
+            .filter(|c| matches!(c, FlowChange::DeleteCookie(_)))
+            .collect();
         assert_eq!(
             deletes,
             vec![
-                &format!("delete cookie={:#x}/-1", flows::base_cookie(5)),
-                &format!(
-                    "delete cookie={:#x}/-1",
-                    flows::port_cookie("gvaaaaaaaaaaaaa")
-                ),
+                &FlowChange::DeleteCookie(flows::base_cookie(5)),
+                &FlowChange::DeleteCookie(flows::port_cookie("gvaaaaaaaaaaaaa")),
             ]
         );
-        assert!(repair_lines(&fx.inv, "gnv6").is_err());
+        assert!(repair_changes(&fx.inv, "gnv6").is_err());
     }
 
     #[test]

@@ -83,6 +83,9 @@ control_plane() {
 		done
 	done
 	log "setup/teardown: $((per * CYCLE_CHUNKS)) runs of ${#labels[@]} configurations"
+	# The flow change alone, the two ways side by side: ovs-ofctl (as before) and in-process.
+	driver 1 flows "$CYCLES"
+	log "port flows: $CYCLES installs and deletes by ovs-ofctl and in-process"
 
 	local -a runs=(geneve-internal:bench-int bridge-internal:bench-bint
 		geneve-nat:bench-nat bridge-nat:bench-bnat)

@@ -282,3 +282,77 @@ pub fn ovs_ports<W: Write>(datapath: &str, count: usize, samples: &mut Samples<W
     }
     Ok(())
 }
+
+/// The port flows `setup` and `teardown` change, installed and deleted the two ways side by
+/// side on one secure bridge with one port: with `ovs-ofctl --bundle add-flows` (a process per
+/// change, as before) and in-process over the bridge's management socket ([`Switch`]), in
+/// turn, `count` times each. Only the flow change is timed. Series `flows.ofctl_setup_ms`,
+/// `flows.ofctl_teardown_ms`, `flows.openflow_setup_ms`, `flows.openflow_teardown_ms`.
+pub fn flows<W: Write>(count: usize, samples: &mut Samples<W>) -> Result<()> {
+    use geneve_ovs::flows::{self as of, FlowChange, PortIdentity};
+    use geneve_ovs::ofctl::Ofctl;
+    use geneve_ovs::openflow::Switch;
+    use std::time::Instant;
+
+    let pid = std::process::id();
+    let bridge = format!("gofl{pid}");
+    let port = format!("gvfl{pid}");
+    let mut bridges = Bridges(Vec::new());
+    host::vsctl(&[
+        "add-br",
+        &bridge,
+        "--",
+        "set",
+        "Bridge",
+        &bridge,
+        "datapath_type=netdev",
+        "fail_mode=secure",
+        "--",
+        "add-port",
+        &bridge,
+        &port,
+        "--",
+        "set",
+        "Interface",
+        &port,
+        "type=internal",
+    ])?;
+    bridges.0.push(bridge.clone());
+    let rundir = geneve_ovs::ovsdb::Client::default_socket()
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let identity = PortIdentity {
+        port: port.clone(),
+        mac: [0x02, 0, 0, 0, 0, 5],
+        addresses: vec!["10.130.0.5".parse()?, "fd00:130::5".parse()?],
+        gateway_mac: [0x02, 0, 0, 0, 0, 1],
+    };
+    let cookie = of::port_cookie(&port);
+    let mut install = of::replace_cookie(of::base_cookie(130), &of::base_flows(130));
+    install.extend(of::replace_cookie(cookie, &of::port_flows(&identity, true)));
+    let remove = [FlowChange::DeleteCookie(cookie)];
+    let ofctl = Ofctl::new(&rundir);
+    let switch = Switch::new(&rundir);
+    let timed = |apply: &dyn Fn(&[FlowChange]) -> Result<()>, changes: &[FlowChange]| {
+        let start = Instant::now();
+        apply(changes).map(|()| start.elapsed().as_secs_f64() * 1000.0)
+    };
+    let by_ofctl = |changes: &[FlowChange]| ofctl.apply(&bridge, changes);
+    let in_process = |changes: &[FlowChange]| switch.apply(&bridge, changes);
+    for rep in 0..WARMUP + count {
+        let times = [
+            timed(&by_ofctl, &install)?,
+            timed(&by_ofctl, &remove)?,
+            timed(&in_process, &install)?,
+            timed(&in_process, &remove)?,
+        ];
+        if rep >= WARMUP {
+            let rep = rep - WARMUP;
+            samples.put("flows.ofctl_setup_ms", rep, times[0])?;
+            samples.put("flows.ofctl_teardown_ms", rep, times[1])?;
+            samples.put("flows.openflow_setup_ms", rep, times[2])?;
+            samples.put("flows.openflow_teardown_ms", rep, times[3])?;
+        }
+    }
+    Ok(())
+}

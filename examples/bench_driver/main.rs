@@ -10,6 +10,7 @@
 //! bench_driver create-peers PLUGIN RUNS FIRST_PEER N,N,...   create with N peers
 //! bench_driver networks PLUGIN COUNT PEER [K=V...]     COUNT networks, one container each
 //! bench_driver ovs-ports NETWORK.json COUNT           ovs-vsctl add-port alone, for reference
+//! bench_driver flows COUNT                            port flows by ovs-ofctl and in-process
 //! bench_driver report SAMPLES.tsv META.tsv OUTDIR     results.md and plot data
 //! ```
 //!
@@ -82,6 +83,7 @@ fn run(args: &[String]) -> Result<()> {
                 .context("the network has no datapath option")?;
             loops::ovs_ports(datapath, number(count)?, &mut samples)
         }
+        ["flows", count] => loops::flows(number(count)?, &mut samples),
         ["networks", plugin, count, peer, options @ ..] => loops::networks(
             &plugin_at(plugin),
             number(count)?,

@@ -346,6 +346,35 @@ fn targets(d: &Data, md: &mut String) {
         }),
         down.map(|s| s.median <= NAT_TEARDOWN_MAX_MS),
     );
+    for (step, what) in [
+        ("setup", "`setup`'s bundle"),
+        ("teardown", "`teardown`'s delete"),
+    ] {
+        let (inproc, ofctl) = (
+            format!("flows.openflow_{step}_ms"),
+            format!("flows.ofctl_{step}_ms"),
+        );
+        if let (Some(r), Some(a), Some(b)) = (
+            d.ratio(&inproc, &ofctl),
+            d.summary(&inproc),
+            d.summary(&ofctl),
+        ) {
+            line(
+                &format!(
+                    "(reference: {what} of port flows in-process / by `ovs-ofctl`, side by side)"
+                ),
+                format!(
+                    "{} vs {} median, ratio {} ({}–{})",
+                    ms(a.median),
+                    ms(b.median),
+                    ratio(r.median),
+                    ratio(r.min),
+                    ratio(r.max)
+                ),
+                None,
+            );
+        }
+    }
     for (a, b, what) in &PODMAN_PAIRS[..2] {
         let r = d.ratio(&format!("podman.{a}_ms"), &format!("podman.{b}_ms"));
         line(

@@ -9,7 +9,7 @@ use super::{ovs_rundir, LiveHost};
 use crate::container_link;
 use crate::control::ControlPlane;
 use crate::firewall;
-use crate::ofctl::Ofctl;
+use crate::openflow::Switch;
 use crate::options::{self, NetworkConfig, Stage};
 use crate::ovs::snapshot::Scope;
 use crate::ovs::{Applied, ContainerPort, Ovs};
@@ -176,7 +176,7 @@ pub fn detach_port(
     if let Some(bridge) = bridge {
         // Best effort: flows left behind match a port number nothing uses until OVS hands it
         // out again, and `gc` replaces every owned bridge's table whole.
-        if let Err(err) = port_security::remove(&Ofctl::new(&ovs_rundir()), &bridge.name, port) {
+        if let Err(err) = port_security::remove(&Switch::new(&ovs_rundir()), &bridge.name, port) {
             log::warn!("the flows of port {port} stay behind: {err:#}");
         }
     }

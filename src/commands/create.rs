@@ -77,10 +77,10 @@ pub fn run(input: &str) -> Result<String> {
 /// The bridge's base flows (tunnels and gateway switched, the rest dropped), or its whole
 /// table from the database after an upgrade to a secure bridge.
 fn install_flows(ovs: &mut Ovs, cfg: &NetworkConfig, upgraded: bool) -> Result<()> {
-    let lines = if upgraded {
-        port_security::repair_lines(&ovs.snapshot(Scope::Runtime)?, &cfg.bridge)?
+    let changes = if upgraded {
+        port_security::repair_changes(&ovs.snapshot(Scope::Runtime)?, &cfg.bridge)?
     } else {
-        port_security::create_lines(cfg)
+        port_security::create_changes(cfg)
     };
-    Ofctl::new(&ovs_rundir()).apply(&cfg.bridge, &lines)
+    Ofctl::new(&ovs_rundir()).apply(&cfg.bridge, &changes)
 }

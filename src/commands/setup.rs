@@ -18,7 +18,7 @@ use crate::dad;
 use crate::firewall::{self, PortTaken, Published};
 use crate::gateway;
 use crate::naming;
-use crate::ofctl::Ofctl;
+use crate::openflow::Switch;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::schema::ContainerPortRecord;
 use crate::ovs::snapshot::Scope;
@@ -137,14 +137,14 @@ fn install_flows(
     port: &ContainerPort,
     repaired: bool,
 ) -> Result<()> {
-    let ofctl = Ofctl::new(&ovs_rundir());
+    let switch = Switch::new(&ovs_rundir());
     if repaired {
-        let lines = ovs.snapshot(Scope::Runtime).and_then(|inventory| {
-            let mut lines = port_security::repair_lines(&inventory, &cfg.bridge)?;
-            lines.extend(port_security::setup_lines(cfg, port)?);
-            Ok(lines)
+        let changes = ovs.snapshot(Scope::Runtime).and_then(|inventory| {
+            let mut changes = port_security::repair_changes(&inventory, &cfg.bridge)?;
+            changes.extend(port_security::setup_changes(cfg, port)?);
+            Ok(changes)
         });
-        match lines.and_then(|lines| ofctl.apply(&cfg.bridge, &lines)) {
+        match changes.and_then(|changes| switch.apply(&cfg.bridge, &changes)) {
             Ok(()) => return Ok(()),
             Err(err) => log::warn!(
                 "could not restore the flows of the other ports of bridge {} ({err:#}): \
@@ -153,7 +153,7 @@ fn install_flows(
             ),
         }
     }
-    port_security::install(&ofctl, cfg, port)
+    port_security::install(&switch, cfg, port)
 }
 
 /// The part of a non-internal network beyond the overlay: the gateway addresses on this host's
