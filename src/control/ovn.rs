@@ -39,10 +39,12 @@ pub const PORT_UP_TIMEOUT: Duration = Duration::from_secs(15);
 /// the port is bound to this chassis and its flows are installed.
 const OVN_INSTALLED: &str = "ovn-installed";
 
-/// How often the interface is read again while waiting for [`OVN_INSTALLED`].
-const INSTALLED_POLL: Duration = Duration::from_millis(20);
-/// NB's `up` is read at every this many polls of the interface.
-const NB_POLL_EVERY: u64 = 10;
+/// How often the interface is read again while waiting for [`OVN_INSTALLED`]: one select on
+/// the local OVSDB socket, well under a millisecond, against the up to one poll that `setup`
+/// waits past the moment ovn-controller sets the key.
+const INSTALLED_POLL: Duration = Duration::from_millis(5);
+/// NB's `up` is read at every this many polls of the interface (every 200 ms).
+const NB_POLL_EVERY: u64 = 40;
 
 /// The OVN control plane.
 pub struct Ovn;
