@@ -575,6 +575,15 @@ crash_host() {
 	# conmon first: once it is gone nobody runs the container's exit command (its teardown).
 	((${#conmons[@]} == 0)) || kill -KILL "${conmons[@]}" 2>/dev/null || true
 	((${#others[@]} == 0)) || kill -KILL "${others[@]}" 2>/dev/null || true
+	# A daemon's --monitor may have started it again between two kills: kill until none is left.
+	local round
+	for round in $(seq 50); do
+		mapfile -t pids < <(pids_in_ns "$(ns_inode "/run/netns/$ns")" "$(ns_inode "$mnt")" | grep -vx "$$" | sort -u)
+		((${#pids[@]})) || break
+		((round < 50)) || die "host $h: processes ${pids[*]} outlived the power cut"
+		kill -KILL "${pids[@]}" 2>/dev/null || true
+		sleep 0.02
+	done
 	log "host $h: killed ${#conmons[@]} conmon and ${#others[@]} other process(es)"
 	if [[ $LAB_DATAPATH == system ]]; then
 		# The kernel's datapath (its bridges' internal devices, the tunnel vport) is memory: a

@@ -152,7 +152,11 @@ ovn_start_northd() {
 }
 
 # ovn-controller of host H, configured as a production host's is: through external_ids of its
-# Open_vSwitch row (and its SSL table with --ovn-ssl).
+# Open_vSwitch row (and its SSL table with --ovn-ssl). Under --monitor, which restarts it when
+# it dies, as a host's service manager does (Debian's ovn-controller.service: Restart=on-failure).
+# It does die: OVN 25.03's ovn-controller aborts ("assertion row->new_datum != NULL failed in
+# ovsdb_idl_txn_write__") when an interface it is writing to is deleted under it, as the
+# plugin's setup after a reboot deletes the port left in OVS's database before the reboot.
 ovn_start_controller() {
 	local h=$1
 	host_run "$h" mkdir -p /run/ovn /var/log/ovn
@@ -160,7 +164,7 @@ ovn_start_controller() {
 		"external_ids:ovn-remote=$(ovn_remotes $OVN_SB_PORT)" \
 		external_ids:ovn-encap-type=geneve "external_ids:ovn-encap-ip=10.99.0.$h" \
 		"external_ids:ovn-bridge-datapath-type=$LAB_DATAPATH"
-	host_run "$h" ovn-controller unix:/run/openvswitch/db.sock --detach --no-chdir -vconsole:off \
+	host_run "$h" ovn-controller unix:/run/openvswitch/db.sock --detach --monitor --no-chdir -vconsole:off \
 		--pidfile=/run/ovn/ovn-controller.pid --unixctl=/run/ovn/ovn-controller.ctl \
 		--log-file=/var/log/ovn/ovn-controller.log
 }
