@@ -23,6 +23,7 @@
 //! * [`membership`]: which hosts a running network reaches, and the rule that keeps their
 //!   address ranges disjoint (`geneve-ovs peers`);
 //! * [`lock`]: the host lock that keeps `gc` away from containers being attached;
+//! * [`phases`]: where a command's time goes, in one debug line;
 //! * [`operate`]: the operator views `status` and `gc` (database vs. host vs. podman);
 //! * [`cli`]: the command line (clap), and [`manual`]: the completions and man pages made from it;
 //! * [`commands`]: one module per subcommand, wiring the above together.
@@ -53,5 +54,6 @@ pub mod options;
 pub mod ovn;
 pub mod ovs;
 pub mod ovsdb;
+pub mod phases;
 pub mod port_security;
 pub mod types;

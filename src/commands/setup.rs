@@ -23,10 +23,12 @@ use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::schema::ContainerPortRecord;
 use crate::ovs::snapshot::Scope;
 use crate::ovs::{ContainerPort, Ovs};
+use crate::phases::Phases;
 use crate::port_security;
 use crate::types::{Network, NetworkPluginExec};
 
 pub fn run(netns: &Path, input: &str) -> Result<String> {
+    let mut phases = Phases::start("setup");
     let exec: NetworkPluginExec = parse_input(input, "setup request")?;
     // Everything that can be checked without touching the host comes first.
     let request = setup_plan::check_request(&exec)?;
@@ -34,7 +36,9 @@ pub fn run(netns: &Path, input: &str) -> Result<String> {
     let mut ovs = connect_ovs()?;
     let cfg = options::resolve(&exec.network, Stage::Saved, &mut LiveHost::new(&mut ovs))?;
     let plan = SetupPlan::new(&exec, netns, request, &cfg)?;
-    let mac = apply(ovs, netns, &exec.network, &cfg, &plan)?;
+    phases.mark("options");
+    let mac = apply(ovs, netns, &exec.network, &cfg, &plan, &mut phases)?;
+    phases.log();
     Ok(serde_json::to_string(&plan.status(mac))?)
 }
 
@@ -46,9 +50,11 @@ fn apply(
     network: &Network,
     cfg: &NetworkConfig,
     plan: &SetupPlan,
+    phases: &mut Phases,
 ) -> Result<[u8; 6]> {
     // From the veth's birth to its OVS port, keep `gc` from taking it for a leak.
     let _lock = super::lock_host_shared()?;
+    phases.mark("lock");
 
     let spec = &plan.link;
     let plane = control::for_network(network);
@@ -60,6 +66,7 @@ fn apply(
     // Likewise the firewall's listing, which its update starts from.
     let firewall_listing = (!cfg.internal).then(firewall::Prefetch::start).flatten();
     let link = container_link::create(netns, spec)?;
+    phases.mark("veth");
     let port = plan.port(link.mac());
     let mut attachment = Attachment::new(ovs, network, plane, &spec.host_name);
     let applied = attachment.attach_port(cfg, &port).with_context(|| {
@@ -68,6 +75,7 @@ fn apply(
             port.container_name, cfg.bridge
         )
     })?;
+    phases.mark("ovs port");
     if spec.disable_tx_checksum && applied.completes_checksums(&port.name) {
         keep_offloads(&link, spec);
     }
@@ -76,6 +84,7 @@ fn apply(
     // (Where a controller owns the bridge's table, the port was up, secured, before this.)
     if plane.programs_flows() {
         install_flows(attachment.ovs(), cfg, &port, applied.repaired)?;
+        phases.mark("flows");
     }
     if let Some(timeout) = dad_window.map(dad::PendingWindow::finish) {
         // The port is on the bridge and the link up for the probe only: an address in use
@@ -90,8 +99,10 @@ fn apply(
                 naming::format_mac(&conflict.mac)
             );
         }
+        phases.mark("dad");
     }
     link.configure(spec)?;
+    phases.mark("addresses");
     if !cfg.internal {
         connect_outside(
             attachment.ovs(),
@@ -100,6 +111,7 @@ fn apply(
             &plan.published,
             firewall_listing,
         )?;
+        phases.mark("outside");
     } else if cfg.datapath == Datapath::System {
         // As in `create`: defence in depth, not a condition for the network to work.
         if let Err(err) = refresh_underlay(attachment.ovs()) {
