@@ -800,17 +800,32 @@ pub fn peers_added_and_removed_get_and_lose_ipsec(lab: &PodmanLab) -> Result<()>
     h3.podman_ok(&["network", "rm", "-f", NET])?;
     let gone = h3.ip();
     for (h, other) in [(h1, h2), (h2, h1)] {
+        // What of host 3 was still there at the last look: a timeout says which part stayed.
+        let mut left = String::new();
         wait::until(
             &format!("host 3's IPsec state gone from host {}", h.index()),
             Duration::from_secs(60),
             || {
+                let conf = ipsec_conf_names(h, &gone)?;
                 let policy = h.exec_ok(&["ip", "xfrm", "policy"])?;
                 let state = h.exec_ok(&["ip", "xfrm", "state"])?;
-                Ok(!ipsec_conf_names(h, &gone)?
-                    && !names_address(&policy, &gone)
-                    && !names_address(&state, &gone))
+                // The SAs' key lines stay out of the log.
+                let state_shown: Vec<&str> = state
+                    .lines()
+                    .filter(|l| {
+                        let l = l.trim_start();
+                        !(l.starts_with("auth") || l.starts_with("enc") || l.starts_with("aead"))
+                    })
+                    .collect();
+                left = format!(
+                    "in ipsec.conf: {conf}\nip xfrm policy:\n{policy}\nip xfrm state (keys left \
+                     out):\n{}",
+                    state_shown.join("\n")
+                );
+                Ok(!conf && !names_address(&policy, &gone) && !names_address(&state, &gone))
             },
-        )?;
+        )
+        .with_context(|| format!("what was left on host {}:\n{left}", h.index()))?;
         let remotes: Vec<String> = h
             .tunnels()?
             .iter()
