@@ -233,6 +233,42 @@ fn a_port_not_yet_on_the_switch_is_waited_for_and_a_missing_one_named() -> Resul
     Ok(())
 }
 
+/// A number the caller knows (OVSDB's `Interface.ofport`, read once vswitchd applied the port)
+/// is used as it is: the switch is not asked for its port list, so a bundle for a port the
+/// switch does not have (yet) goes in at once, on that number, instead of waiting for it.
+#[test]
+fn a_port_number_the_caller_knows_is_not_asked_for() -> Result<()> {
+    let lab = Lab::new(1, Underlay::V4)?;
+    let host = lab.host(1);
+    bridge(host)?;
+    let unseen = "gvofunseenunsee";
+    let flows = flows::port_flows(&identity(unseen, 11), true);
+    let known = std::collections::BTreeMap::from([(unseen.to_string(), 4242)]);
+    let started = Instant::now();
+    Switch::new(host.ovs_rundir()).knowing_ports(&known).apply(
+        BRIDGE,
+        &flows::replace_cookie(flows::port_cookie(unseen), &flows),
+    )?;
+    let took = started.elapsed();
+    ensure!(
+        took < geneve_ovs::openflow::client::PORT_WAIT,
+        "the client waited for a port whose number it was given ({took:?})"
+    );
+    let cookie = cookie_text(flows::port_cookie(unseen));
+    let mine: Vec<String> = table(host)?
+        .into_iter()
+        .filter(|l| l.starts_with(&cookie))
+        .collect();
+    ensure!(mine.len() == flows.len(), "{mine:?}");
+    for row in &mine {
+        ensure!(
+            row.contains("in_port=4242,") || row.contains("in_port=4242 "),
+            "flow not on the given number 4242: {row}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn a_refused_flow_is_named_and_nothing_of_the_bundle_applied() -> Result<()> {
     let lab = Lab::new(1, Underlay::V4)?;

@@ -22,7 +22,7 @@ use crate::openflow::Switch;
 use crate::options::{self, Datapath, NetworkConfig, Stage};
 use crate::ovs::schema::ContainerPortRecord;
 use crate::ovs::snapshot::Scope;
-use crate::ovs::{ContainerPort, Ovs};
+use crate::ovs::{Applied, ContainerPort, Ovs};
 use crate::phases::Phases;
 use crate::port_security;
 use crate::types::{Network, NetworkPluginExec};
@@ -83,7 +83,7 @@ fn apply(
     // without flows sends, so a probe sent earlier would get no answer and DAD would pass.
     // (Where a controller owns the bridge's table, the port was up, secured, before this.)
     if plane.programs_flows() {
-        install_flows(attachment.ovs(), cfg, &port, applied.repaired)?;
+        install_flows(attachment.ovs(), cfg, &port, &applied)?;
         phases.mark("flows");
     }
     if let Some(timeout) = dad_window.map(dad::PendingWindow::finish) {
@@ -147,10 +147,10 @@ fn install_flows(
     ovs: &mut Ovs,
     cfg: &NetworkConfig,
     port: &ContainerPort,
-    repaired: bool,
+    applied: &Applied,
 ) -> Result<()> {
-    let switch = Switch::new(&ovs_rundir());
-    if repaired {
+    let switch = Switch::new(&ovs_rundir()).knowing_ports(applied.ofports());
+    if applied.repaired {
         let changes = ovs.snapshot(Scope::Runtime).and_then(|inventory| {
             let mut changes = port_security::repair_changes(&inventory, &cfg.bridge)?;
             changes.extend(port_security::setup_changes(cfg, port)?);

@@ -33,6 +33,9 @@ const BUNDLE_ID: u32 = 1;
 #[derive(Debug, Clone)]
 pub struct Switch {
     rundir: PathBuf,
+    /// Port numbers the caller already knows (from OVSDB's `Interface.ofport`), so that a
+    /// bundle naming only those needs no port list from the switch.
+    known_ports: BTreeMap<String, u32>,
 }
 
 impl Switch {
@@ -41,19 +44,38 @@ impl Switch {
     pub fn new(rundir: &Path) -> Switch {
         Switch {
             rundir: rundir.to_path_buf(),
+            known_ports: BTreeMap::new(),
         }
+    }
+
+    /// The same, with the OpenFlow numbers of some ports already known (`Interface.ofport`,
+    /// read once ovs-vswitchd applied the port). Asking the switch for its port list costs a
+    /// round trip and a description of every port of the bridge, which grows with the number of
+    /// containers; the numbers OVSDB reports are the ones the switch uses.
+    pub fn knowing_ports(mut self, ports: &BTreeMap<String, u32>) -> Switch {
+        self.known_ports
+            .extend(ports.iter().map(|(name, number)| (name.clone(), *number)));
+        self
     }
 
     /// Applies `changes` to `bridge`'s table as one atomic, ordered bundle.
     pub fn apply(&self, bridge: &str, changes: &[FlowChange]) -> Result<()> {
         let socket = self.rundir.join(format!("{bridge}.mgmt"));
         let mut conversation = Conversation::open(&socket, bridge, Instant::now() + TIMEOUT)?;
-        let names = named_ports(changes);
-        let numbers = if names.is_empty() {
+        let unknown: Vec<&str> = named_ports(changes)
+            .into_iter()
+            .filter(|name| !self.known_ports.contains_key(*name))
+            .collect();
+        let mut numbers = if unknown.is_empty() {
             BTreeMap::new()
         } else {
-            conversation.wait_for_ports(&names)?
+            conversation.wait_for_ports(&unknown)?
         };
+        numbers.extend(
+            self.known_ports
+                .iter()
+                .map(|(name, number)| (name.clone(), *number)),
+        );
         conversation.bundle(changes, &|name| numbers.get(name).copied())
     }
 }

@@ -349,10 +349,12 @@ impl Txn {
 }
 
 /// What ovs-vswitchd reported, once it applied a transaction, for the interfaces the
-/// transaction created: their `Interface.status`, read in the same round trip as the wait.
+/// transaction created: their `Interface.status` and OpenFlow port numbers, read in the same
+/// round trip as the wait.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     statuses: BTreeMap<String, BTreeMap<String, String>>,
+    ofports: BTreeMap<String, u32>,
     /// The network had to be repaired (reconciled) on the way: its bridge was not as the
     /// configuration says (rebuilt, made by an older version...), so what else depends on the
     /// bridge (its OpenFlow table) must be checked as a whole.
@@ -360,6 +362,13 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// The OpenFlow port numbers ovs-vswitchd gave the interfaces (`Interface.ofport`), by
+    /// name; an interface whose number was not written yet is absent. They are what the
+    /// OpenFlow switch uses, so the port's flows need not ask the switch for them again.
+    pub fn ofports(&self) -> &BTreeMap<String, u32> {
+        &self.ofports
+    }
+
     /// Whether ovs-vswitchd reads and writes interface `name` with offload metadata, completing
     /// checksums and segmenting itself. On the userspace datapath that is the case only with
     /// `userspace-tso-enable`; then the container end may keep its own offloads.
@@ -421,6 +430,9 @@ impl Committed {
                 let error = value::optional(value::column(row, "error")?)?
                     .map(|v| value::string(&v).map(str::to_string))
                     .transpose()?;
+                if let Some(number) = ofport.and_then(openflow_port_number) {
+                    applied.ofports.insert(name.clone(), number);
+                }
                 if ofport == Some(-1) || error.is_some() {
                     failures.push(format!(
                         "{name}: {}",
@@ -467,6 +479,14 @@ impl Committed {
     }
 }
 
+/// `Interface.ofport` as an OpenFlow physical port number: 1 up to 0xfeff (0xff00 and above
+/// are OpenFlow's reserved ports; 0 and -1 are no port).
+fn openflow_port_number(ofport: i64) -> Option<u32> {
+    u32::try_from(ofport)
+        .ok()
+        .filter(|number| (1..0xff00).contains(number))
+}
+
 /// Whether an error is a transaction the server refused because another writer changed the
 /// same rows first (a duplicate name, a guard that no longer holds): worth planning again.
 pub fn is_conflict(err: &anyhow::Error) -> bool {
@@ -489,7 +509,17 @@ mod tests {
             .collect();
         Applied {
             statuses: BTreeMap::from([("gvx".to_string(), status)]),
+            ofports: BTreeMap::new(),
             repaired: false,
+        }
+    }
+
+    #[test]
+    fn only_physical_openflow_port_numbers_are_kept() {
+        assert_eq!(openflow_port_number(1), Some(1));
+        assert_eq!(openflow_port_number(0xfeff), Some(0xfeff));
+        for no_port in [-1, 0, 0xff00, 0xfffe, i64::MAX, i64::MIN] {
+            assert_eq!(openflow_port_number(no_port), None, "{no_port}");
         }
     }
 
