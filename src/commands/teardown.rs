@@ -13,30 +13,36 @@ use super::{attachment, connect_ovs, parse_input};
 use crate::container_link;
 use crate::control;
 use crate::naming;
+use crate::phases::Phases;
 use crate::types::NetworkPluginExec;
 
 pub fn run(_netns: &Path, input: &str) -> Result<()> {
+    let mut phases = Phases::start("teardown");
     let exec: NetworkPluginExec = parse_input(input, "teardown request")?;
     let host_name = naming::host_veth_name(&exec.network.id, &exec.container_id);
-    // Between the port's removal and the veth's, keep `gc` away. Without the lock (OVS's
-    // directory is gone with OVS, or gc holds it too long) the veth must still go.
     let _lock = super::lock_host_shared()
         .map_err(|err| log::warn!("teardown without the host lock: {err:#}"))
         .ok()
         .flatten();
+    phases.mark("lock");
 
-    // The port first, so that ovs-vswitchd does not see its device vanish under it. If OVS is
-    // unreachable the veth still goes, and the error is reported (gc removes the port later).
-    // The published ports' nftables elements go at the same time, on another thread.
     let addresses = exec.network_options.static_ips.clone().unwrap_or_default();
     let plane = control::for_network(&exec.network);
-    let ((port, veth), firewall) =
-        attachment::alongside_firewall_detach(!exec.network.internal, &addresses, || {
-            let port = connect_ovs().and_then(|mut ovs| {
-                attachment::detach_port(&mut ovs, plane, &exec.network, &host_name)
-            });
-            (port, container_link::detach(&host_name))
+    let open = !exec.network.internal;
+    let ((port, veth), firewall) = attachment::alongside_firewall_detach(open, &addresses, || {
+        let port = connect_ovs().and_then(|mut ovs| {
+            attachment::detach_port(&mut ovs, plane, &exec.network, &host_name)
         });
+        phases.mark("ovs port");
+        let veth = container_link::detach(&host_name);
+        phases.mark("veth");
+        (port, veth)
+    });
+    if open {
+        // The nftables update runs alongside the rest: this is only the wait for it after.
+        phases.mark("firewall");
+    }
+    phases.log();
     let removed_port = attachment::first_error(port, firewall)?;
     let removed_veth = veth?;
     debug!("teardown {host_name}: port removed {removed_port}, veth removed {removed_veth}");
