@@ -30,8 +30,9 @@ enum Built {
 
 /// Holds the connection to OVS while a container is being attached. Dropped without
 /// [`Attachment::commit`] (any error of `setup` after the veth exists), it removes the
-/// container entirely: its port (and with it, if it was the only one, the gateway and the
-/// network's rules) and then its veth.
+/// container entirely: its port, its published ports and then its veth. What belongs to the
+/// network stays, as after a `teardown`: the bridge, the mesh's gateway port (OVN mode drops
+/// this host's end of its gateway with the last container) and the network's rules.
 pub struct Attachment<'a> {
     ovs: Ovs,
     network: &'a Network,
@@ -106,9 +107,10 @@ impl Drop for Attachment<'_> {
 }
 
 /// Removes a container's port (its flows first, so it is closed before it goes), and for a
-/// non-internal network whatever its departure makes idle (the gateway port) and every
-/// published port that targets one of its `addresses`. What `teardown` does, and the undo of
-/// an [`Attachment`].
+/// non-internal network every published port that targets one of its `addresses` (and, in
+/// OVN mode, this host's end of the gateway port once it was the last container here; the
+/// mesh keeps its gateway port while the network exists). What `teardown` does, and the undo
+/// of an [`Attachment`].
 ///
 /// The nftables part runs alongside the OVS part ([`alongside_firewall_detach`]): the two
 /// touch nothing in common, and each costs process starts (`nft` twice, `ovs-ofctl` once).

@@ -17,9 +17,11 @@
 //!    mounted namespace belongs to a running container, so it is left alone and reported;
 //!    that container's `teardown` removes it. `gc` holds the host lock exclusively, so a veth
 //!    that `setup` made a moment ago and has not yet added to OVS is never taken for a leak.
-//! 3. A **gateway port** (of a non-internal network) is stale when no container of its network
-//!    is left on this host once the stale container ports are gone: `setup` adds it with the
-//!    network's first container and `teardown` removes it with the last one.
+//! 3. This host's end of an **OVN network's gateway port** is stale when no container of its
+//!    network is left on this host once the stale container ports are gone: `setup` adds it
+//!    with the network's first container here and `teardown` removes it with the last one. The
+//!    mesh's own gateway port stays while its network exists (`teardown` keeps it too) and
+//!    goes with the bridge (rule 4).
 //! 4. A **bridge** (with its tunnels) is stale when no geneve-ovs network of its name is in
 //!    podman's network directory. It is kept when the directory cannot be read, when a file
 //!    there that cannot be parsed may be that network, when it still has container ports that
@@ -130,7 +132,6 @@ pub fn plan(inventory: &Snapshot, host: &HostView, saved: Result<&SavedNetworks,
     let mut removed_ports: Vec<String> = Vec::new();
     let veths_done = stale_container_ports(inventory, host, &mut plan, &mut removed_ports);
     leaked_veths(inventory, host, &veths_done, &mut plan);
-    idle_gateways(inventory, &mut plan, &mut removed_ports);
     idle_ovn_gateways(inventory, &mut plan, &mut removed_ports);
     removed_networks(inventory, saved, &removed_ports, &mut plan);
     plan
@@ -261,43 +262,6 @@ fn leaked_veths(inventory: &Snapshot, host: &HostView, veths_done: &[String], pl
     }
 }
 
-/// Rule 3: gateway ports of networks without containers once the stale ports are gone.
-fn idle_gateways(inventory: &Snapshot, plan: &mut GcPlan, removed_ports: &mut Vec<String>) {
-    for bridge in inventory.owned_bridges() {
-        let live = inventory
-            .ports_of(bridge)
-            .filter(|p| p.has_role(Role::Container))
-            .any(|p| !removed_ports.contains(&p.uuid));
-        if live {
-            continue;
-        }
-        let network = bridge.network().unwrap_or_default().to_string();
-        for gateway in inventory
-            .ports_of(bridge)
-            .filter(|p| p.has_role(Role::Gateway))
-        {
-            plan.steps.push(Step {
-                item: GcItem {
-                    kind: "port",
-                    name: gateway.name.clone(),
-                    network: Some(network.clone()),
-                    container_id: None,
-                    reason: format!(
-                        "the gateway port of network {network:?}, which has no container left \
-                         on this host"
-                    ),
-                },
-                action: Action::RemovePort {
-                    bridge: bridge.uuid.clone(),
-                    port: gateway.uuid.clone(),
-                },
-                firewall: has_firewall_rules(bridge),
-            });
-            removed_ports.push(gateway.uuid.clone());
-        }
-    }
-}
-
 /// The plugin's gateway ports of OVN network `network` on the (foreign) bridge of `port`:
 /// this host's end of a non-internal OVN network's gateway.
 fn ovn_gateways<'a>(
@@ -314,7 +278,7 @@ fn ovn_gateways<'a>(
         .filter(move |p| network_of(&p.external_ids) == Some(network))
 }
 
-/// Rule 3 on OVN's integration bridge: this host's end of an OVN network's gateway port once
+/// Rule 3, on OVN's integration bridge: this host's end of an OVN network's gateway port once
 /// no container of that network is left there.
 fn idle_ovn_gateways(inventory: &Snapshot, plan: &mut GcPlan, removed_ports: &mut Vec<String>) {
     for bridge in inventory.all_bridges().filter(|b| !b.is_owned()) {

@@ -169,7 +169,10 @@ pub enum Change {
     SetHostPki { pki: HostPki },
 }
 
-/// The gateway port a non-internal network has on this host while containers are attached.
+/// The gateway port a non-internal network has on this host from its first container on.
+/// It stays when the last container leaves, as the bridge does, and goes with the bridge once
+/// the network is gone (`gc`): removing it would make that `teardown` and the next `setup` each
+/// wait for ovs-vswitchd to delete and create the device again (docs/benchmarks.md).
 pub fn desired_gateway(cfg: &NetworkConfig) -> Option<Gateway> {
     if cfg.internal || cfg.gateways.is_empty() {
         return None;
@@ -231,8 +234,8 @@ pub fn desired_tunnels(cfg: &NetworkConfig) -> Vec<Tunnel> {
 }
 
 /// Lists the changes that make the database hold `cfg`'s bridge and tunnels, and its gateway
-/// port while the network has containers on this host (`adding_container`: one is about to be
-/// added).
+/// port once the network has had a container on this host (`adding_container`: one is about to
+/// be added).
 pub fn plan(
     cfg: &NetworkConfig,
     observed: &Snapshot,
@@ -335,11 +338,13 @@ fn gateway_changes(
         || observed
             .ports_of(bridge)
             .any(|p| p.has_role(Role::Container));
-    let wanted = desired_gateway(cfg).filter(|_| has_containers);
     let present: Vec<_> = observed
         .ports_of(bridge)
         .filter(|p| p.has_role(Role::Gateway))
         .collect();
+    // Made with the first container; kept once there, also when the last container leaves.
+    let wanted =
+        desired_gateway(cfg).filter(|g| has_containers || present.iter().any(|p| p.name == g.name));
     let mut changes = Vec::new();
     let stale: Vec<String> = present
         .iter()
@@ -874,7 +879,7 @@ mod gateway_tests {
     }
 
     #[test]
-    fn gateway_stays_while_containers_remain_and_goes_after() {
+    fn gateway_stays_when_the_last_container_leaves() {
         let c = cfg();
         let busy = observed(
             &c,
@@ -885,11 +890,14 @@ mod gateway_tests {
         );
         assert_eq!(plan(&c, &busy, false).unwrap(), vec![]);
         let idle = observed(&c, &[("gw5001", keys::ROLE_GATEWAY)]);
+        assert_eq!(plan(&c, &idle, false).unwrap(), vec![]);
+        // A gateway port under another name (another VNI's) is not this network's: it goes.
+        let other = observed(&c, &[("gw5002", keys::ROLE_GATEWAY)]);
         assert_eq!(
-            plan(&c, &idle, false).unwrap(),
+            plan(&c, &other, false).unwrap(),
             vec![Change::RemovePorts {
                 bridge: "b1".into(),
-                ports: vec!["u-gw5001".into()]
+                ports: vec!["u-gw5002".into()]
             }]
         );
     }
