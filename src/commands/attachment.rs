@@ -9,6 +9,7 @@ use super::{ovs_rundir, LiveHost};
 use crate::container_link;
 use crate::control::ControlPlane;
 use crate::firewall;
+use crate::naming;
 use crate::openflow::Switch;
 use crate::options::{self, NetworkConfig, Stage};
 use crate::ovs::snapshot::Scope;
@@ -25,14 +26,19 @@ enum Built {
         veth: String,
         port: String,
         addresses: Vec<IpAddr>,
+        /// The gateway port (and its bridge), when this attachment created it with the
+        /// network's first container here: the undo removes it again if no other container
+        /// came meanwhile, so a failed `setup` leaves nothing behind.
+        gateway: Option<(String, String)>,
     },
 }
 
 /// Holds the connection to OVS while a container is being attached. Dropped without
 /// [`Attachment::commit`] (any error of `setup` after the veth exists), it removes the
-/// container entirely: its port, its published ports and then its veth. What belongs to the
-/// network stays, as after a `teardown`: the bridge, the mesh's gateway port (OVN mode drops
-/// this host's end of its gateway with the last container) and the network's rules.
+/// container entirely: its port, its published ports and then its veth, and the mesh's gateway
+/// port when this attachment created it and no other container came meanwhile (OVN mode
+/// drops this host's end of its gateway with the last container in any case). The network's
+/// rules stay, as after a `teardown`.
 pub struct Attachment<'a> {
     ovs: Ovs,
     network: &'a Network,
@@ -66,11 +72,15 @@ impl<'a> Attachment<'a> {
     /// Adds the container's port to the network's switch; from now on the undo removes it too.
     pub fn attach_port(&mut self, cfg: &NetworkConfig, port: &ContainerPort) -> Result<Applied> {
         let applied = self.plane.attach_port(&mut self.ovs, cfg, port)?;
+        let gateway = naming::gateway_port_name(cfg.vni);
+        let gateway =
+            (!cfg.internal && applied.created(&gateway)).then(|| (cfg.bridge.clone(), gateway));
         if let Some(Built::Veth { veth }) = self.built.take() {
             self.built = Some(Built::Port {
                 veth,
                 port: port.name.clone(),
                 addresses: port.addresses.clone(),
+                gateway,
             });
         }
         Ok(applied)
@@ -91,11 +101,17 @@ impl Drop for Attachment<'_> {
                 veth,
                 port,
                 addresses,
+                gateway,
             }) => {
                 if let Err(cleanup) =
                     detach_from_ovs(&mut self.ovs, self.plane, self.network, &port, &addresses)
                 {
                     log::error!("could not remove OVS port {port}: {cleanup:#}");
+                }
+                if let Some((bridge, gateway)) = gateway {
+                    if let Err(cleanup) = self.ovs.remove_idle_gateway(&bridge, &gateway) {
+                        log::error!("could not remove OVS gateway port {gateway}: {cleanup:#}");
+                    }
                 }
                 veth
             }

@@ -303,6 +303,46 @@ impl Ovs {
         bail!("could not remove OVS port {name}: the database kept changing underneath")
     }
 
+    /// Removes the gateway port `gateway` of bridge `bridge` if no container port is on the
+    /// bridge: the undo of a failed `setup` that created the gateway with the network's first
+    /// container here, so that the failure leaves nothing behind. Guarded by the bridges' ports
+    /// as read, so a container attached meanwhile keeps it. No wait for ovs-vswitchd, as for a
+    /// container's port.
+    pub fn remove_idle_gateway(&mut self, bridge: &str, gateway: &str) -> Result<()> {
+        for _ in 0..ATTEMPTS {
+            let observed = self.snapshot(Scope::Config)?;
+            let Some(row) = observed.bridge(bridge) else {
+                return Ok(());
+            };
+            if observed
+                .ports_of(row)
+                .any(|p| p.has_role(schema::Role::Container))
+            {
+                return Ok(());
+            }
+            let ports: Vec<String> = observed
+                .ports_of(row)
+                .filter(|p| p.has_role(schema::Role::Gateway) && p.name == gateway)
+                .map(|p| p.uuid.clone())
+                .collect();
+            if ports.is_empty() {
+                return Ok(());
+            }
+            let mut txn = Txn::new();
+            txn.push(guard_bridges(&observed));
+            txn.add_change(&plan::Change::RemovePorts {
+                bridge: row.uuid.clone(),
+                ports,
+            })?;
+            match txn.commit(&mut self.client) {
+                Ok(_) => return Ok(()),
+                Err(err) if is_conflict(&err) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        bail!("could not remove OVS gateway port {gateway}: the database kept changing underneath")
+    }
+
     /// Reads, plans and applies until the database converges (another plugin run may change
     /// it between our read and our write; OVSDB then refuses our transaction and we plan again).
     fn reconcile(&mut self, cfg: &NetworkConfig, port: Option<&ContainerPort>) -> Result<Applied> {

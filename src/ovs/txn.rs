@@ -369,6 +369,11 @@ impl Applied {
         &self.ofports
     }
 
+    /// Whether the transaction created interface `name`.
+    pub fn created(&self, name: &str) -> bool {
+        self.statuses.contains_key(name)
+    }
+
     /// Whether ovs-vswitchd reads and writes interface `name` with offload metadata, completing
     /// checksums and segmenting itself. On the userspace datapath that is the case only with
     /// `userspace-tso-enable`; then the container end may keep its own offloads.
