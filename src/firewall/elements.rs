@@ -250,6 +250,23 @@ pub struct Listing {
     /// The name servers the DNS maps send each gateway port's queries to, keyed by
     /// (gateway port, IPv4?).
     pub dns: BTreeMap<(String, bool), IpAddr>,
+    /// The id in the skeleton's stamp ([`super::render::SKELETON_STAMP`]), when a rule has it.
+    pub skeleton: Option<String>,
+    /// The gateway ports in the gateway set, and those in the same-gateway set ((g . g)).
+    pub gateways: BTreeSet<String>,
+    pub same_gateway: BTreeSet<String>,
+}
+
+impl Listing {
+    /// Whether the table holds this version's skeleton and `gateway` in both gateway sets:
+    /// then a container of that network whose own elements need no change needs no
+    /// transaction.
+    pub fn serves_gateway(&self, skeleton_id: &str, gateway: &str) -> bool {
+        self.exists
+            && self.skeleton.as_deref() == Some(skeleton_id)
+            && self.gateways.contains(gateway)
+            && self.same_gateway.contains(gateway)
+    }
 }
 
 /// How one gateway port's DNS forwarding changes: the families whose element goes, then the
@@ -280,6 +297,12 @@ pub fn forward_names(listing: &Listing, gateway: &str, upstreams: &Upstreams) ->
         change.add.extend(wanted);
     }
     change
+}
+
+impl NameForwardChange {
+    pub fn is_empty(&self) -> bool {
+        self.delete.is_empty() && self.add.is_empty()
+    }
 }
 
 /// A host port held by another container.

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::elements::{Current, Listing, PortKey, Protocol};
-use super::render::{dnat_maps, dns_map};
+use super::render::{dnat_maps, dns_map, GATEWAYS, SAME_GATEWAY, SKELETON_STAMP};
 
 fn protocol(v: &Value) -> Option<Protocol> {
     match v {
@@ -57,6 +57,17 @@ pub fn parse(listing: &Value) -> Listing {
         .unwrap_or_default();
     let maps = dnat_maps();
     for object in objects {
+        if let Some(rule) = object.get("rule") {
+            let stamp = rule.get("comment").and_then(Value::as_str);
+            if let Some(id) = stamp.and_then(|c| c.strip_prefix(SKELETON_STAMP)) {
+                out.skeleton = Some(id.to_string());
+            }
+            continue;
+        }
+        if let Some(set) = object.get("set") {
+            read_gateways(&mut out, set);
+            continue;
+        }
         let Some(map) = object.get("map") else {
             continue;
         };
@@ -97,6 +108,31 @@ pub fn parse(listing: &Value) -> Listing {
         }
     }
     out
+}
+
+/// The elements of the gateway sets: `gateway`, and `(gateway . gateway)`.
+fn read_gateways(out: &mut Listing, set: &Value) {
+    let name = set.get("name").and_then(Value::as_str);
+    let elements = set
+        .get("elem")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    match name {
+        Some(GATEWAYS) => out.gateways.extend(
+            elements
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string),
+        ),
+        Some(SAME_GATEWAY) => out.same_gateway.extend(elements.iter().filter_map(|e| {
+            match e.get("concat")?.as_array()?.as_slice() {
+                [Value::String(a), Value::String(b)] if a == b => Some(a.clone()),
+                _ => None,
+            }
+        })),
+        _ => {}
+    }
 }
 
 /// The elements of a DNS map: (gateway port, upstream).

@@ -22,7 +22,10 @@
 //!   the IPsec guard's sets: GENEVE to or from those peers that did not go through IPsec is
 //!   dropped.
 //!
-//! Each change is one nft transaction, atomic in the kernel, that starts with the skeleton.
+//! Each change is one nft transaction, atomic in the kernel, that starts with the skeleton. A
+//! `setup` that would change nothing (the table holds this version's skeleton, by the stamp on
+//! its last rule, and the network's gateway; the container publishes nothing and nothing
+//! targets its addresses) sends no transaction at all.
 //! Concurrent runs change disjoint elements, so none can lose another's update; `gc` (which
 //! holds the host lock exclusively) does the full reconcile: empty every set and map and fill
 //! them again from the OVS rows of the containers it judged alive.
@@ -140,21 +143,53 @@ pub fn attach_container(
     underlay: Option<&Underlay>,
     listed: Option<Prefetch>,
 ) -> Result<()> {
-    let gateways = [gateway.to_string()];
+    let skeleton_id = render::skeleton_id();
     retry(listed.and_then(Prefetch::take), |listing| {
-        let change = elements::attach(listing, own, wanted)?;
-        let mut cmds = render::skeleton();
-        cmds.extend(render::add_gateways(&gateways));
-        if let Some(name_servers) = name_servers {
-            let forward = elements::forward_names(listing, gateway, name_servers);
-            cmds.extend(render::name_forward_change(&forward));
-        }
-        cmds.extend(render::container_change(&change));
-        if let Some(underlay) = underlay {
-            cmds.extend(render::replace_underlay(underlay));
-        }
-        Ok(cmds)
+        attach_commands(
+            listing,
+            &skeleton_id,
+            gateway,
+            own,
+            wanted,
+            name_servers,
+            underlay,
+        )
     })
+}
+
+/// The transaction that attaches a container, planned from `listing`: nothing at all when the
+/// table already holds this version's skeleton, the network's gateway and what the container
+/// needs (the common `setup`: a network's next container, without `-p`), so that no `nft`
+/// runs; otherwise the whole skeleton and the changes.
+fn attach_commands(
+    listing: &elements::Listing,
+    skeleton_id: &str,
+    gateway: &str,
+    own: &[IpAddr],
+    wanted: &[Published],
+    name_servers: Option<&Upstreams>,
+    underlay: Option<&Underlay>,
+) -> Result<Vec<Value>> {
+    let change = elements::attach(listing, own, wanted)?;
+    let forward = name_servers.map(|ns| elements::forward_names(listing, gateway, ns));
+    let unchanged = change.is_empty()
+        && forward
+            .as_ref()
+            .is_none_or(elements::NameForwardChange::is_empty)
+        && underlay.is_none();
+    if unchanged && listing.serves_gateway(skeleton_id, gateway) {
+        return Ok(Vec::new());
+    }
+    let mut cmds = render::skeleton();
+    cmds.extend(render::add_gateways(&[gateway.to_string()]));
+    if let Some(forward) = &forward {
+        cmds.extend(render::name_forward_change(forward));
+    }
+    cmds.extend(render::container_change(&change));
+    if let Some(underlay) = underlay {
+        cmds.extend(render::replace_underlay(underlay));
+    }
+    Ok(cmds)
 }
 
 /// Detaches a container: every element that targets one of its addresses goes. Nothing is

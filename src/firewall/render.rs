@@ -5,11 +5,13 @@
 //! Every transaction starts with the whole skeleton: `add table`, `add chain`, `add set`/`add
 //! map` are no-ops on what exists, `flush chain` + `add rule` rewrite the rules with the same
 //! constant rules. So concurrent transactions agree on it, a table left by an older version is
-//! upgraded by the first run, and the element changes that follow always find their sets.
+//! upgraded by the first run (its last rule carries the skeleton's id, which an older version's
+//! does not match), and the element changes that follow always find their sets.
 
 use std::net::IpAddr;
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::elements::{ContainerChange, Current, NameForwardChange, PortKey, Published, Underlay};
 use super::TABLE;
@@ -237,8 +239,47 @@ fn dnat_rules(chain: &str, ipv4: bool) -> Vec<Value> {
     rules
 }
 
-/// The skeleton: table, chains, sets and maps, and the constant rules.
+/// The comment of the skeleton's last rule starts with this, followed by [`skeleton_id`]: a
+/// listing that shows the id of this version's skeleton holds these very rules, so a `setup`
+/// that changes no element needs no transaction at all (no `nft` run).
+pub const SKELETON_STAMP: &str = "geneve-ovs skeleton ";
+
+/// The skeleton: table, chains, sets and maps, and the constant rules; the last rule carries
+/// the stamp ([`SKELETON_STAMP`] and [`skeleton_id`]).
 pub fn skeleton() -> Vec<Value> {
+    let mut cmds = unstamped_skeleton();
+    let stamp = format!("{SKELETON_STAMP}{}", id_of(&cmds));
+    if let Some(rule) = cmds
+        .iter_mut()
+        .rev()
+        .find_map(|cmd| cmd.pointer_mut("/add/rule").and_then(Value::as_object_mut))
+    {
+        rule.insert("comment".to_string(), json!(stamp));
+    }
+    cmds
+}
+
+/// What identifies this version's skeleton: 16 hex digits of SHA-256 of its commands. Any change
+/// to a chain, set, map or rule changes it, so the first `setup` after an upgrade rewrites the
+/// table of the version before.
+pub fn skeleton_id() -> String {
+    id_of(&unstamped_skeleton())
+}
+
+fn id_of(cmds: &[Value]) -> String {
+    let mut hasher = Sha256::new();
+    for cmd in cmds {
+        hasher.update(cmd.to_string().as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unstamped_skeleton() -> Vec<Value> {
     let mut cmds = vec![json!({"add": {"table": table()}})];
     let chains = [
         ("prerouting", "nat", "prerouting", -100),

@@ -320,3 +320,101 @@ fn the_dns_maps_are_read_back_from_the_listing_and_refilled_by_the_reconcile() {
         "{text}"
     );
 }
+
+/// The skeleton carries its id once, on a rule, and the listing reads it back with the gateway
+/// sets: what lets a `setup` with nothing to change skip the transaction.
+#[test]
+fn the_skeleton_is_stamped_and_the_stamp_and_gateways_are_read_back() {
+    let cmds = render::skeleton();
+    let id = render::skeleton_id();
+    assert_eq!(id.len(), 16);
+    let stamps: Vec<&Value> = cmds
+        .iter()
+        .filter_map(|c| c.pointer("/add/rule/comment"))
+        .collect();
+    assert_eq!(stamps, [&json!(format!("{}{id}", render::SKELETON_STAMP))]);
+    parses(cmds);
+
+    let listed = json!({"nftables": [
+        {"table": {"family": "inet", "name": "geneve_ovs", "handle": 1}},
+        {"rule": {"family": "inet", "table": "geneve_ovs", "chain": "postrouting", "handle": 4,
+                  "expr": [{"masquerade": null}]}},
+        {"rule": {"family": "inet", "table": "geneve_ovs", "chain": "tunnel_out", "handle": 9,
+                  "comment": format!("{}{id}", render::SKELETON_STAMP),
+                  "expr": [{"drop": null}]}},
+        {"set": {"family": "inet", "name": "gateways", "table": "geneve_ovs",
+                 "elem": ["gw1", "gw2"]}},
+        {"set": {"family": "inet", "name": "same_gateway", "table": "geneve_ovs",
+                 "elem": [{"concat": ["gw1", "gw1"]}, {"concat": ["gw1", "gw2"]}]}}
+    ]});
+    let listing = super::listing::parse(&listed);
+    assert_eq!(listing.skeleton.as_deref(), Some(id.as_str()));
+    assert!(listing.serves_gateway(&id, "gw1"));
+    // gw2 is not in the same-gateway set: not served.
+    assert!(!listing.serves_gateway(&id, "gw2"));
+    assert!(!listing.serves_gateway("0123456789abcdef", "gw1"));
+}
+
+/// A listing with this version's skeleton and the network's gateway: a container with nothing
+/// of its own to change sends nothing; anything else sends the whole skeleton and the change.
+#[test]
+fn an_attach_with_nothing_to_change_sends_nothing() {
+    let id = render::skeleton_id();
+    let own: Vec<std::net::IpAddr> = vec!["192.168.120.10".parse().unwrap()];
+    let served = Listing {
+        exists: true,
+        skeleton: Some(id.clone()),
+        gateways: ["gw5".to_string()].into(),
+        same_gateway: ["gw5".to_string()].into(),
+        ..Listing::default()
+    };
+    let attach = |listing: &Listing, gateway: &str, wanted: &[Published]| {
+        super::attach_commands(listing, &id, gateway, &own, wanted, None, None).unwrap()
+    };
+    assert!(attach(&served, "gw5", &[]).is_empty());
+
+    let full = |cmds: Vec<Value>| {
+        let text = parses(cmds);
+        assert!(text.contains(render::SKELETON_STAMP), "{text}");
+        assert!(text.contains(r#""gateways""#), "{text}");
+        text
+    };
+    // Another network's gateway, an older skeleton, no table: the whole transaction.
+    full(attach(&served, "gw6", &[]));
+    let older = Listing {
+        skeleton: Some("0123456789abcdef".to_string()),
+        ..served.clone()
+    };
+    full(attach(&older, "gw5", &[]));
+    full(attach(&Listing::default(), "gw5", &[]));
+    // A published port of its own.
+    let published = elements::published_ports(
+        &own,
+        &[crate::types::PortMapping {
+            host_ip: None,
+            container_port: 80,
+            host_port: 8080,
+            range: None,
+            protocol: Some("tcp".to_string()),
+        }],
+    )
+    .unwrap();
+    let text = full(attach(&served, "gw5", &published));
+    assert!(text.contains("8080"), "{text}");
+    // A leftover of a dead container with the same address: it goes.
+    let mut stale = served.clone();
+    stale.dnat.insert(
+        PortKey {
+            ipv4: true,
+            host_ip: None,
+            protocol: Protocol::Tcp,
+            host_port: 9090,
+        },
+        Current {
+            addr: Some(own[0]),
+            port: Some(90),
+        },
+    );
+    let text = full(attach(&stale, "gw5", &[]));
+    assert!(text.contains("9090"), "{text}");
+}

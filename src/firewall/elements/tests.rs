@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::ovs::schema::{keys, OWNER};
@@ -139,6 +139,9 @@ fn listing(entries: &[(PortKey, &str)]) -> Listing {
     Listing {
         exists: true,
         dns: BTreeMap::new(),
+        skeleton: None,
+        gateways: BTreeSet::new(),
+        same_gateway: BTreeSet::new(),
         dnat: entries
             .iter()
             .map(|(k, a)| {
@@ -196,6 +199,9 @@ fn detaching_removes_every_element_of_the_addresses() {
     let now = Listing {
         exists: true,
         dns: BTreeMap::new(),
+        skeleton: None,
+        gateways: BTreeSet::new(),
+        same_gateway: BTreeSet::new(),
         dnat: BTreeMap::from([
             (
                 a,
