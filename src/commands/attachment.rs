@@ -199,7 +199,7 @@ pub fn detach_port(
         }
     }
     let removed = plane.detach_port(ovs, network, port)?;
-    if !network.internal {
+    if !network.internal && plane.settles_after_detach() {
         let cfg = options::resolve(network, Stage::Saved, &mut LiveHost::new(ovs))?;
         plane.create_switch(ovs, &cfg)?;
     }

@@ -27,7 +27,8 @@ use crate::types::Network;
 /// How one network's hosts are connected.
 pub trait ControlPlane {
     /// Makes the database hold the network's switch as `cfg` says (a reconcile: run again it
-    /// converges, and drops the gateway port of a network left without containers).
+    /// converges; OVN's also drops this host's end of the gateway port of a network left
+    /// without containers here).
     fn create_switch(&self, ovs: &mut Ovs, cfg: &NetworkConfig) -> Result<()>;
 
     /// Adds a container's port to the network's switch.
@@ -42,6 +43,14 @@ pub trait ControlPlane {
     /// there was one. Takes podman's network rather than a resolved configuration: a
     /// teardown must work whatever else the saved options say.
     fn detach_port(&self, ovs: &mut Ovs, network: &Network, port: &str) -> Result<bool>;
+
+    /// Whether a non-internal network's switch is reconciled again ([`Self::create_switch`])
+    /// after a container left (`teardown`): in OVN mode, which drops this host's end of the
+    /// gateway port with the last container here. The mesh keeps its gateway port while the
+    /// network exists, so its `teardown` has nothing more to do.
+    fn settles_after_detach(&self) -> bool {
+        false
+    }
 
     /// Whether the plugin writes the OpenFlow table of the network's bridge itself (its base
     /// flows and every container port's port security). Not where a controller owns the

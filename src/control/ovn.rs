@@ -72,6 +72,10 @@ impl ControlPlane for Ovn {
         record_joined(ovs, cfg)
     }
 
+    fn settles_after_detach(&self) -> bool {
+        true
+    }
+
     fn attach_port(
         &self,
         ovs: &mut Ovs,
