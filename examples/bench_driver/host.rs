@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -40,6 +41,53 @@ impl Drop for Namespaces {
             }
         }
     }
+}
+
+/// How long ovs-vswitchd is given to handle a link change before its counter is read again:
+/// a main-loop iteration takes tens of milliseconds with 200 ports on this machine.
+const LINK_SETTLE: Duration = Duration::from_millis(500);
+
+/// The netlink requests ovs-vswitchd sends because of a veth pair it has nothing to do with,
+/// created in the host's namespace and deleted again (its coverage counter `netlink_sent`
+/// before and after). Every link change on the host costs it this, whoever makes it; how it
+/// grows with the ports on its bridges is what makes each container's own link changes cost
+/// more as containers are added (docs/benchmarks.md, "Setup growth").
+pub fn vswitchd_requests_for_a_foreign_link() -> Result<f64> {
+    let name = format!("gle{}", std::process::id());
+    let before = vswitchd_netlink_sent()?;
+    ip(&[
+        "link",
+        "add",
+        &name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{name}p"),
+    ])?;
+    std::thread::sleep(LINK_SETTLE);
+    ip(&["link", "del", &name])?;
+    std::thread::sleep(LINK_SETTLE);
+    let after = vswitchd_netlink_sent()?;
+    Ok(after.saturating_sub(before) as f64)
+}
+
+/// ovs-vswitchd's coverage counter `netlink_sent`: the netlink requests it has sent so far.
+fn vswitchd_netlink_sent() -> Result<u64> {
+    let out = Command::new("ovs-appctl")
+        .args(["coverage/read-counter", "netlink_sent"])
+        .output()
+        .context("cannot run ovs-appctl")?;
+    if !out.status.success() {
+        bail!(
+            "ovs-appctl coverage/read-counter netlink_sent failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .with_context(|| format!("ovs-appctl coverage/read-counter printed {text:?}"))
 }
 
 /// Runs `ip ARGS...`, failing with its message.

@@ -118,7 +118,8 @@ pub fn cycle<W: Write>(
 
 /// Sets up `count` containers one after the other on `network`, keeping them, then tears them
 /// all down: series `<series>.setup_ms` and `<series>.teardown_ms` (`scale` for the mesh
-/// mode's run), rep = the container's number.
+/// mode's run), rep = the container's number; and `<series>.link_event_netlink` with none and
+/// with all of them attached (see [`link_event_cost`]).
 pub fn fill<W: Write>(
     plugin: &Plugin,
     network: &Value,
@@ -132,6 +133,7 @@ pub fn fill<W: Write>(
     for i in 0..count {
         paths.push(namespaces.add(&format!("f{i}"))?);
     }
+    link_event_cost(&format!("{series}.link_event_netlink"), 0, samples)?;
     let mut attached = Vec::with_capacity(count);
     for (i, netns) in paths.iter().enumerate() {
         let ip = requests::nth_address(&subnet, u32::try_from(i)?)?;
@@ -141,11 +143,30 @@ pub fn fill<W: Write>(
         attached.push(container);
         samples.run(&format!("{series}.setup"), i, &run)?;
     }
+    link_event_cost(&format!("{series}.link_event_netlink"), count, samples)?;
     for (i, container) in attached.into_iter().enumerate() {
         let run = container
             .teardown()
             .with_context(|| format!("teardown of container {i}"))?;
         samples.run(&format!("{series}.teardown"), i, &run)?;
+    }
+    Ok(())
+}
+
+/// Repetitions of [`host::vswitchd_requests_for_a_foreign_link`] at each end of a fill: its
+/// stats refresh (one request per port every 5 s) falls into some, and the median drops them.
+const LINK_EVENT_REPS: usize = 5;
+
+/// What ovs-vswitchd sends for a link change that is none of its business, with `containers`
+/// containers on the bridge: series `series`, rep = the number of containers. Untimed.
+fn link_event_cost<W: Write>(
+    series: &str,
+    containers: usize,
+    samples: &mut Samples<W>,
+) -> Result<()> {
+    for _ in 0..LINK_EVENT_REPS {
+        let requests = host::vswitchd_requests_for_a_foreign_link()?;
+        samples.put(series, containers, requests)?;
     }
     Ok(())
 }

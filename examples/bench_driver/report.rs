@@ -196,6 +196,32 @@ fn ms(v: f64) -> String {
     }
 }
 
+fn count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// The netlink requests ovs-vswitchd sent for a veth pair it does not know, created and deleted,
+/// with no container and with all of them on the bridge: the part of every link change's cost
+/// that grows with the containers (the fill's `link_event_netlink` series, rep = containers).
+fn link_event_rows(d: &Data, series: &str, md: &mut String) {
+    let Some(s) = d.get(series) else {
+        return;
+    };
+    for (containers, values) in s {
+        if let Some(summary) = Summary::of(values) {
+            row(
+                md,
+                &format!(
+                    "reference: ovs-vswitchd's netlink requests for a veth pair it does not \
+                     know, created and deleted, {containers} containers on the bridge"
+                ),
+                &summary,
+                count,
+            );
+        }
+    }
+}
+
 fn rtt(v: f64) -> String {
     format!("{v:.3} ms")
 }
@@ -629,6 +655,7 @@ fn scale(d: &Data, md: &mut String) {
     if let Some(s) = d.summary("scale.teardown_ms") {
         row(md, "`teardown` of those containers", &s, ms);
     }
+    link_event_rows(d, "scale.link_event_netlink", md);
     for peers in PEER_COUNTS {
         if let Some(s) = d.summary(&format!("peers-{peers}.create_ms")) {
             row(md, &format!("`create` with {peers} peer(s)"), &s, ms);

@@ -127,5 +127,6 @@ pub fn section(d: &Data, md: &mut String) {
     if let Some(s) = d.summary("ovn-scale.teardown_ms") {
         row(md, "`teardown` of those containers", &s, ms);
     }
+    super::link_event_rows(d, "ovn-scale.link_event_netlink", md);
     md.push('\n');
 }
