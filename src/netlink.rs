@@ -285,7 +285,12 @@ impl Netlink {
     /// temporary name and the host never holds a second interface that could clash.
     ///
     /// The host end is created up because it carries no addresses and only becomes an OVS port;
-    /// that saves a request. When a name is taken the error satisfies [`is_exists_error`].
+    /// that saves a request. It is created promiscuous too, as Open vSwitch makes every port's
+    /// device when it adds it: then adding it changes no flag, and removing it restores none.
+    /// Each such flag change would be one more link change in the host's namespace, and on every
+    /// link change there ovs-vswitchd looks up each interface of its bridges again
+    /// (docs/benchmarks.md, "What one link change costs ovs-vswitchd"): work that grows with the
+    /// number of containers. When a name is taken the error satisfies [`is_exists_error`].
     pub fn create_veth(&self, spec: &VethSpec<'_>) -> Result<()> {
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(spec.container_name)
@@ -298,6 +303,7 @@ impl Netlink {
             .name(spec.host_name)
             .mtu(spec.mtu)
             .up()
+            .promiscuous(true)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         let request = self.handle.link().add(message);

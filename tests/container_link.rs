@@ -260,14 +260,17 @@ fn attach_configures_the_container_side() {
     let host_tx = host.run(|| ethtool::tx_checksum_enabled("gvo-h0")).unwrap();
     assert!(host_tx);
 
-    // Host end: in the host namespace, up, same MTU, the reported index.
+    // Host end: in the host namespace, up and promiscuous (as OVS would make it: adding it
+    // as a port then changes no flag), same MTU, the reported index.
     let host_end = &host.ip_json(&["link", "show", "gvo-h0"])[0];
     assert_eq!(host_end["ifindex"], attached.host_index);
     assert_eq!(host_end["mtu"], 1400);
-    assert!(host_end["flags"]
-        .as_array()
-        .unwrap()
-        .contains(&Value::from("UP")));
+    let host_flags = host_end["flags"].as_array().unwrap();
+    assert!(host_flags.contains(&Value::from("UP")));
+    assert!(
+        host_flags.contains(&Value::from("PROMISC")),
+        "host end flags: {host_flags:?}"
+    );
     let info = host
         .run(|| Netlink::open()?.link_by_name("gvo-h0"))
         .unwrap()
