@@ -196,14 +196,15 @@ impl PacketSocket {
     }
 }
 
-/// An owned descriptor that is closed on a short-lived thread of its own when dropped.
+/// An owned descriptor that is closed without waiting for the kernel when dropped.
 ///
 /// Closing a packet socket waits for an RCU grace period in the kernel (`packet_release` calls
-/// `synchronize_net`), measured at 4 to 15 ms: more than everything else a probe does apart from
-/// its listening, and enough to break the timeout's bound. The caller has better things to do
-/// meanwhile, like configuring the addresses it just found free (a process that exits right away
-/// still waits for it). If no thread can be started, the descriptor is closed in place, slowly
-/// but surely.
+/// `synchronize_net`), measured at 8 to 28 ms: as much as the listening window, and more than
+/// everything else a probe does. The last reference is handed to the kernel
+/// ([`super::release`]), which drops it on a work queue of its own. Where the kernel does not
+/// take it, the descriptor is closed on a short-lived thread, beside the configuring of the
+/// addresses just found free (the process still waits for that thread before it exits); and if
+/// no thread can be started, in place, slowly but surely.
 struct ClosedAside(ManuallyDrop<OwnedFd>);
 
 impl AsRawFd for ClosedAside {
@@ -216,6 +217,13 @@ impl Drop for ClosedAside {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once, and the field is never used again after being taken here.
         let fd = unsafe { ManuallyDrop::take(&mut self.0) };
+        let fd = match super::release::hand_to_kernel(fd) {
+            Ok(()) => return,
+            Err((fd, err)) => {
+                log::debug!("closing the probe socket on a thread (no io_uring: {err})");
+                fd
+            }
+        };
         let spawned = std::thread::Builder::new()
             .name("dad-close".to_string())
             .spawn(move || drop(fd));
