@@ -1,7 +1,7 @@
 # The benchmark's plot: run in the report's plot/ directory with -e "out='FILE.png'"
 # (and optionally sub='text for the title').
 # Bars are medians, whiskers min and max; the data files come from `bench_driver report`.
-set terminal pngcairo size 1500,950 font "sans,10"
+set terminal pngcairo noenhanced size 1500,950 font "sans,10"
 set output out
 if (!exists("sub")) sub = ""
 set multiplot layout 2,3 title "geneve-ovs benchmark (medians, whiskers: min-max)\n".sub font "sans,13"
