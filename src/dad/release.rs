@@ -13,8 +13,11 @@
 //! reads: its receive queue is capped by its buffer size, and a container deleted meanwhile
 //! only waits for the release as it would for any socket bound to its device.
 //!
-//! Where io_uring is refused (`kernel.io_uring_disabled`, a seccomp filter, an old kernel) the
-//! caller gets the descriptor back and closes it the slow way.
+//! Where io_uring is refused (`kernel.io_uring_disabled`, an old kernel) the caller gets the
+//! descriptor back and closes it the slow way. Under a seccomp filter io_uring is not even
+//! tried: a filter may kill the process for the call instead of refusing it (systemd's
+//! `SystemCallFilter=` does unless told otherwise), and a container start is no place to find
+//! out.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -28,6 +31,11 @@ const IO_URING_PARAMS_SIZE: usize = 120;
 /// Hands `fd` to the kernel to be closed after this call returns, without waiting for it.
 /// Gives the descriptor back, still open, when the kernel does not take it.
 pub(super) fn hand_to_kernel(fd: OwnedFd) -> Result<(), (OwnedFd, std::io::Error)> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if seccomp_mode(&status) != Some(0) {
+        let why = "the process may run under a seccomp filter (Seccomp in /proc/self/status)";
+        return Err((fd, std::io::Error::other(why)));
+    }
     let ring = match new_ring() {
         Ok(ring) => ring,
         Err(err) => return Err((fd, err)),
@@ -52,6 +60,15 @@ pub(super) fn hand_to_kernel(fd: OwnedFd) -> Result<(), (OwnedFd, std::io::Error
     drop(fd);
     drop(ring);
     Ok(())
+}
+
+/// The `Seccomp:` field of a `/proc/<pid>/status` text: 0 none, 1 strict, 2 filter; `None`
+/// when the field is missing or unreadable.
+fn seccomp_mode(status: &str) -> Option<u8> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Seccomp:"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// A new io_uring with one entry, never to be submitted to.
@@ -100,6 +117,16 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn the_seccomp_mode_is_read_from_the_status_text() {
+        let status = "Name:\tgeneve-ovs\nNoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t1\n";
+        assert_eq!(seccomp_mode(status), Some(2));
+        assert_eq!(seccomp_mode("Seccomp:\t0\n"), Some(0));
+        assert_eq!(seccomp_mode("Name:\tx\n"), None);
+        assert_eq!(seccomp_mode("Seccomp:\tmany\n"), None);
+        assert_eq!(seccomp_mode(""), None);
+    }
+
     /// Needs CAP_NET_RAW for the packet socket: run as root, as the suite is. Where the kernel
     /// allows io_uring (`kernel.io_uring_disabled` is 0) the hand-over must work.
     #[test]
@@ -126,7 +153,8 @@ mod tests {
 
         let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
             .map(|text| text.trim() != "0")
-            .unwrap_or(false);
+            .unwrap_or(false)
+            || seccomp_mode(&std::fs::read_to_string("/proc/self/status").unwrap()) != Some(0);
         match hand_to_kernel(fd) {
             Ok(()) => {
                 let still_here = std::fs::read_link(format!("/proc/self/fd/{raw}"))
