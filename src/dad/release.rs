@@ -10,8 +10,8 @@
 //! kernel tears a closed ring down on a work queue of its own, and drops its files there, so the
 //! socket is released shortly afterwards without anybody waiting for it, whether or not this
 //! process still runs. Until then it is a socket bound to the container's interface that nobody
-//! reads: its receive queue is capped by its buffer size, and a container deleted meanwhile
-//! only waits for the release as it would for any socket bound to its device.
+//! reads: its receive queue is capped by its buffer size, and an interface deleted meanwhile
+//! unbinds it, as it does any packet socket bound to it.
 //!
 //! Where io_uring is refused (`kernel.io_uring_disabled`, an old kernel) the caller gets the
 //! descriptor back and closes it the slow way. Under a seccomp filter io_uring is not even
